@@ -1,0 +1,3 @@
+from visionwatch.cli import main
+
+main()

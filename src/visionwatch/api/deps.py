@@ -1,0 +1,100 @@
+"""Shared dependencies: the database, settings, the caller's key, the period and filters."""
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from visionwatch.api.errors import InvalidParams
+from visionwatch.config import Settings
+from visionwatch.db.engine import Database
+from visionwatch.store import accounts
+from visionwatch.store.accounts import ApiKey
+from visionwatch.store.stats import Filters, Period
+from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
+
+DEFAULT_PERIOD = timedelta(days=7)
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.query_params.get("api_key") or None
+
+
+async def authenticate(request: Request, database: DatabaseDep) -> ApiKey:
+    """The caller's live key: `Authorization: Bearer <key>` or `?api_key=<key>`."""
+    presented = _presented_key(request)
+    if presented is None:
+        raise HTTPException(
+            401,
+            "an API key is required: send `Authorization: Bearer <key>` or `?api_key=<key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    key = await run_in_threadpool(accounts.authenticate_key, database, presented)
+    if key is None:
+        raise HTTPException(
+            401, "this API key is not valid or was revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return key
+
+
+def require(scope: str) -> Callable[..., ApiKey]:
+    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+        if scope not in key.scopes and "admin" not in key.scopes:
+            raise HTTPException(403, f"this API key lacks the {scope!r} scope")
+        return key
+
+    return check
+
+
+IngestKey = Annotated[ApiKey, Depends(require("ingest"))]
+ReadKey = Annotated[ApiKey, Depends(require("read"))]
+
+
+def period(
+    start: Annotated[str | None, Query(description="ISO 8601 or Unix seconds")] = None,
+    end: Annotated[str | None, Query(description="ISO 8601 or Unix seconds; default now")] = None,
+) -> Period:
+    """[start, end) widened to whole minutes, the rollups' grain. Default: the last 7 days."""
+    try:
+        end_at = ceil_to(parse_time(end) if end else utcnow(), MINUTE)
+    except ValueError as error:
+        raise InvalidParams.one("end", str(error)) from None
+    try:
+        start_at = floor_to(parse_time(start), MINUTE) if start else end_at - DEFAULT_PERIOD
+    except ValueError as error:
+        raise InvalidParams.one("start", str(error)) from None
+    if start_at >= end_at:
+        raise InvalidParams.one("start", "must be before end")
+    return Period(start_at, end_at)
+
+
+def filters(
+    model_id: Annotated[str | None, Query(max_length=256)] = None,
+    device_id: Annotated[str | None, Query(max_length=256)] = None,
+) -> Filters:
+    return Filters(model=model_id, device=device_id)
+
+
+PeriodDep = Annotated[Period, Depends(period)]
+FiltersDep = Annotated[Filters, Depends(filters)]

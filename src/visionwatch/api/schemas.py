@@ -1,0 +1,113 @@
+"""Response shapes of the read API, for the OpenAPI document."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ChangeOut(BaseModel):
+    current: float | None
+    previous: float | None
+    change_pct: float | None = Field(
+        description="100*(current-previous)/previous; null if previous is 0 or null"
+    )
+
+
+class StatsOut(BaseModel):
+    start: datetime
+    end: datetime
+    previous_start: datetime
+    previous_end: datetime
+    total_requests: ChangeOut
+    avg_confidence: ChangeOut
+    avg_inference_time: ChangeOut
+    errors: ChangeOut
+    median_confidence: float | None
+    inference_time_p50: float | None
+    inference_time_p95: float | None
+    inference_time_p99: float | None
+
+
+class ModelOut(BaseModel):
+    model_id: str
+    project: str | None
+    version: str | None
+    task: str | None
+    last_seen: datetime
+    total_requests: ChangeOut
+    avg_confidence: ChangeOut
+    avg_inference_time: ChangeOut
+    errors: ChangeOut
+
+
+class ModelsOut(BaseModel):
+    start: datetime
+    end: datetime
+    models: list[ModelOut]
+
+
+class ClassOut(BaseModel):
+    class_: str = Field(alias="class")
+    count: int
+    share: float
+    avg_confidence: float | None
+
+
+class ClassesOut(BaseModel):
+    start: datetime
+    end: datetime
+    classes: list[ClassOut]
+
+
+class PointOut(BaseModel):
+    t: datetime
+    value: float | None
+
+
+class TimeseriesOut(BaseModel):
+    start: datetime
+    end: datetime
+    metric: str
+    interval: str
+    points: list[PointOut]
+
+
+class InferenceOut(BaseModel):
+    inference_id: str
+    model_id: str
+    device_id: str | None
+    timestamp: datetime
+    received_at: datetime
+    task: str | None
+    inference_time: float | None
+    image: dict[str, int | None] | None
+    error: str | None
+    prediction_count: int
+    predictions: list[dict[str, Any]]
+    metadata: dict[str, str | int | float | bool]
+    has_image: bool
+    image_url: str | None
+
+
+class InferenceDetailOut(InferenceOut):
+    item: dict[str, Any] = Field(description="the item as it was sent")
+
+
+class InferencesOut(BaseModel):
+    inferences: list[InferenceOut]
+    next_cursor: str | None
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    status: str = Field(description="online or offline")
+    first_seen: datetime
+    last_seen: datetime
+    version: str | None
+    hostname: str | None
+    tags: list[str]
+
+
+class DevicesOut(BaseModel):
+    devices: list[DeviceOut]

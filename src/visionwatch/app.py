@@ -1,0 +1,64 @@
+"""create_app(settings, database) -> the FastAPI application; nothing is built at import."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from visionwatch import __version__
+from visionwatch.api import devices, inferences, ingest, ops, reads
+from visionwatch.api.errors import install_handlers
+from visionwatch.api.middleware import BodyLimit, HttpMetrics
+from visionwatch.api.responses import JSON
+from visionwatch.config import Settings
+from visionwatch.db.engine import Database, create_database
+from visionwatch.items import BatchIn
+from visionwatch.metrics import Metrics
+
+
+def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
+    """The app on `database` (made from the settings when not given; the app then owns it)."""
+    owned = database is None
+    db = database or create_database(settings.database_url_or_default())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Background daemons (alerts, retention) will start and stop here.
+        yield
+        if owned:
+            db.dispose()
+
+    app = FastAPI(
+        title="visionwatch",
+        version=__version__,
+        description="Self-hosted monitoring for computer-vision models in production.",
+        default_response_class=JSON,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = db
+    app.state.metrics = Metrics()
+    install_handlers(app)
+    for module in (ingest, reads, inferences, devices, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=app.state.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        # The ingest body is parsed by hand (for speed and per-item errors);
+        # publish its schema so clients can still generate code from it.
+        batch = BatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(batch.pop("$defs", {}))
+        components["BatchIn"] = batch
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,191 @@
+"""The command line: serve (the default), workspaces, keys, users, db."""
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from visionwatch import __version__
+from visionwatch.config import Settings
+from visionwatch.db import migrate
+from visionwatch.db.engine import Database, create_database
+from visionwatch.security import SCOPES
+from visionwatch.store import accounts
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.ensure_object(dict).setdefault("settings", Settings())
+    return settings
+
+
+def _database(ctx: click.Context) -> Database:
+    holder = ctx.ensure_object(dict)
+    if "database" not in holder:
+        database = create_database(_settings(ctx).database_url_or_default())
+        migrate.upgrade(database)
+        ctx.call_on_close(database.dispose)
+        holder["database"] = database
+    result: Database = holder["database"]
+    return result
+
+
+def _account_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except accounts.AccountError as error:
+            raise click.ClickException(str(error)) from None
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """visionwatch: self-hosted monitoring for computer-vision models.
+
+    Without a command, runs `serve`. Configuration comes from VISIONWATCH_*
+    environment variables (VISIONWATCH_DATA_DIR, VISIONWATCH_DATABASE_URL).
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Create or upgrade the schema, then serve the API and the dashboard."""
+    import uvicorn
+
+    from visionwatch.app import create_app
+
+    settings = _settings(ctx)
+    database = _database(ctx)
+    if not accounts.list_workspaces(database):
+        click.echo(
+            "No workspace yet. Make one and a key to send inferences with:\n"
+            "  visionwatch workspaces create my-team\n"
+            "  visionwatch keys create my-team",
+            err=True,
+        )
+    app = create_app(settings, database)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@cli.group()
+def workspaces() -> None:
+    """Create and list workspaces."""
+
+
+@workspaces.command("create")
+@click.argument("name")
+@click.pass_context
+@_account_errors
+def workspaces_create(ctx: click.Context, name: str) -> None:
+    """Create the workspace NAME (lowercase letters, digits, - and _)."""
+    workspace = accounts.create_workspace(_database(ctx), name)
+    click.echo(f"Created workspace {workspace.name}")
+
+
+@workspaces.command("list")
+@click.pass_context
+def workspaces_list(ctx: click.Context) -> None:
+    for workspace in accounts.list_workspaces(_database(ctx)):
+        click.echo(workspace.name)
+
+
+@cli.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.argument("workspace")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(SCOPES),
+    help="Repeat for several; default: all of them.",
+)
+@click.option("--name", default=None, help="A label to tell keys apart.")
+@click.pass_context
+@_account_errors
+def keys_create(
+    ctx: click.Context, workspace: str, scopes: tuple[str, ...], name: str | None
+) -> None:
+    """Create a key for WORKSPACE and print it, alone, on the last line (shown only once)."""
+    key, secret = accounts.create_key(_database(ctx), workspace, scopes or SCOPES, name)
+    click.echo(f"Key {key.id} for {workspace}, scopes {','.join(sorted(key.scopes))}:", err=True)
+    click.echo(secret)
+
+
+@keys.command("list")
+@click.argument("workspace")
+@click.pass_context
+@_account_errors
+def keys_list(ctx: click.Context, workspace: str) -> None:
+    """List the keys of WORKSPACE (their secrets are never shown again)."""
+    click.echo("id\tprefix\tscopes\tcreated\tlast used\tstatus\tname")
+    for key in accounts.list_keys(_database(ctx), workspace):
+        status = "revoked" if key.revoked_at else "active"
+        last_used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
+        created = key.created_at.isoformat(timespec="seconds")
+        scopes = ",".join(sorted(key.scopes))
+        click.echo(
+            f"{key.id}\t{key.prefix}…\t{scopes}\t{created}\t{last_used}\t{status}\t{key.name or ''}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_context
+@_account_errors
+def keys_revoke(ctx: click.Context, key_id: int) -> None:
+    """Revoke the key KEY_ID (see `keys list`); it stops working at once."""
+    key = accounts.revoke_key(_database(ctx), key_id)
+    click.echo(f"Revoked key {key.id} ({key.prefix}…) of {key.workspace.name}")
+
+
+@cli.group()
+def users() -> None:
+    """Dashboard users."""
+
+
+@users.command("create")
+@click.argument("workspace")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+@_account_errors
+def users_create(ctx: click.Context, workspace: str, email: str, password_stdin: bool) -> None:
+    """Create a dashboard user EMAIL in WORKSPACE."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    accounts.create_user(_database(ctx), workspace, email, password)
+    click.echo(f"Created user {email} in {workspace}")
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create the schema or upgrade it to the latest revision."""
+    database = _database(ctx)  # upgrades on open
+    click.echo(f"Database at revision {migrate.current_revision(database)}")
+
+
+def main() -> None:
+    cli(obj={})

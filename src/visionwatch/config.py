@@ -1,0 +1,28 @@
+"""Settings read from the environment (prefix VISIONWATCH_), built in main(), never at import."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONWATCH_", extra="ignore")
+
+    data_dir: Path = Path("./visionwatch-data")
+    # Default: the SQLite file inside data_dir (see database_url_or_default).
+    database_url: str | None = None
+    # A device is "offline" when nothing came from it for this many seconds.
+    device_offline_after: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=10 * MIB, ge=1024)
+    max_batch_items: int = Field(default=1000, ge=1)
+    # A timestamp this far ahead of the server's clock is refused: it would
+    # poison the rollups of a period nobody has reached yet.
+    max_clock_skew_seconds: int = Field(default=24 * 3600, ge=0)
+
+    def database_url_or_default(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'visionwatch.db').resolve()}"

@@ -1,0 +1,1 @@
+"""The database layer: engines, schema, dialect helpers and migrations."""

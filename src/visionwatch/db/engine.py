@@ -1,0 +1,114 @@
+"""One factory for both databases: SQLite (WAL, one writer) and PostgreSQL (psycopg 3)."""
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import QueuePool
+
+from visionwatch.db import dialect as dialects
+from visionwatch.db.dialect import Dialect
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # FULL: a commit is on disk before we answer 2xx, even across a power cut.
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA cache_size=-65536",
+)
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engines of one database: `writer` for transactions that write, `reader` for reads.
+
+    On SQLite the writer has a single connection, so writes queue in the
+    process instead of failing with SQLITE_BUSY, and reads run in parallel
+    from WAL snapshots. On PostgreSQL both are the same pooled engine.
+    """
+
+    url: URL
+    dialect: Dialect
+    writer: Engine
+    reader: Engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, retried by the caller through `run_write` when it loses a race."""
+        with self.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.reader.connect() as conn:
+            yield conn
+
+    def run_write(self, work: Any, *args: Any, attempts: int = 5) -> Any:
+        """Run `work(conn, *args)` in a write transaction, again if PostgreSQL aborted it."""
+        for attempt in range(attempts):
+            try:
+                with self.write() as conn:
+                    return work(conn, *args)
+            except Exception as error:
+                if attempt + 1 < attempts and dialects.is_retryable(self.dialect, error):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.reader is not self.writer:
+            self.reader.dispose()
+
+
+def create_database(url: str) -> Database:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite(parsed)
+    if backend == "postgresql":
+        return _postgresql(parsed)
+    raise ValueError(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+        "use sqlite:///path.db or postgresql://user:pass@host:port/db"
+    )
+
+
+def _sqlite(url: URL) -> Database:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    url = url.set(drivername="sqlite+pysqlite")
+    writer = create_engine(url, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=60)
+    reader = create_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=8)
+    _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
+    _configure_sqlite(reader, begin="BEGIN")
+    return Database(url=url, dialect=Dialect.SQLITE, writer=writer, reader=reader)
+
+
+def _configure_sqlite(engine: Engine, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own
+        # transaction handling would defer it and break IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+def _postgresql(url: URL) -> Database:
+    url = url.set(drivername="postgresql+psycopg")
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return Database(url=url, dialect=Dialect.POSTGRESQL, writer=engine, reader=engine)

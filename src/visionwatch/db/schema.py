@@ -1,0 +1,221 @@
+"""The tables, as SQLAlchemy Core objects. Migrations create them; the store queries them.
+
+Every large table carries `workspace_id` and its keys and indexes start with
+it, so a query is always bounded by workspace and time, and the schema can be
+distributed by workspace (Citus) without a rewrite.
+"""
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from visionwatch.db.types import BigId, Timestamp
+from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS
+from visionwatch.timeutil import RESOLUTION_STEPS
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+RESOLUTIONS = tuple(RESOLUTION_STEPS)
+
+CONFIDENCE_COLUMNS = tuple(f"c{i:02d}" for i in range(CONFIDENCE_BINS))
+TIME_COLUMNS = tuple(f"t{i:03d}" for i in range(TIME_BINS))
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("name", String(128)),
+    # The first characters of the key, shown in listings so a person can tell keys apart.
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_used_at", Timestamp),
+    Column("revoked_at", Timestamp),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("workspace_id", "email"),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("project", String(256)),
+    Column("version", String(64)),
+    Column("task", String(32)),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("version", String(128)),
+    Column("hostname", String(256)),
+    Column("tags", Text),  # a JSON list of strings
+    UniqueConstraint("workspace_id", "name"),
+)
+
+inferences = Table(
+    "inferences",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("inference_id", String(128), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id")),
+    Column("ts", Timestamp, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Column("inference_time", Float),
+    Column("task", String(32)),
+    Column("image_width", Integer),
+    Column("image_height", Integer),
+    Column("error", Text),
+    Column("prediction_count", Integer, nullable=False),
+    # Where the stored image lives in the blob store; null when none was kept.
+    Column("image_key", String(512)),
+    Column("item", Text, nullable=False),  # the item as sent, JSON
+    UniqueConstraint("workspace_id", "inference_id"),
+    Index(None, "workspace_id", "ts", "id"),
+    Index(None, "workspace_id", "model_id", "ts"),
+    Index(None, "workspace_id", "device_id", "ts"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("inference_pk", BigId, ForeignKey("inferences.id"), nullable=False),
+    Column("idx", SmallInteger, nullable=False),
+    # Copied from the inference so that "newest inferences with a car" walks one index.
+    Column("ts", Timestamp, nullable=False),
+    Column("class_name", String(256), nullable=False),
+    Column("class_id", Integer),
+    Column("confidence", Float, nullable=False),
+    Column("x", Float),
+    Column("y", Float),
+    Column("width", Float),
+    Column("height", Float),
+    PrimaryKeyConstraint("workspace_id", "inference_pk", "idx"),
+    Index(None, "workspace_id", "class_name", "ts"),
+    sqlite_with_rowid=False,
+)
+
+# Metadata values are kept as text for filtering, with their JSON kind
+# ("s"tring, "i"nt, "f"loat, "b"ool) so they come back as they were sent.
+inference_metadata = Table(
+    "inference_metadata",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("inference_pk", BigId, ForeignKey("inferences.id"), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("value", String(1024), nullable=False),
+    Column("kind", String(1), nullable=False),
+    Column("ts", Timestamp, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "inference_pk", "field"),
+    Index(None, "workspace_id", "field", "value", "ts"),
+    sqlite_with_rowid=False,
+)
+
+# Metadata sent for an inference that has not arrived yet; joined on its arrival.
+pending_metadata = Table(
+    "pending_metadata",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("inference_id", String(128), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("value", String(1024), nullable=False),
+    Column("kind", String(1), nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "inference_id", "field"),
+)
+
+
+def _rollup_table(resolution: str) -> Table:
+    # Histogram bins are nullable, null meaning zero: a sparse bucket then
+    # costs a null bit per empty bin on PostgreSQL and one byte on SQLite.
+    return Table(
+        f"rollup_{resolution}",
+        metadata,
+        Column("workspace_id", Integer, nullable=False),
+        Column("bucket", Timestamp, nullable=False),
+        Column("model_id", Integer, nullable=False),
+        # 0 (rollups.ALL_DEVICES) aggregates every device of the model.
+        Column("device_id", Integer, nullable=False),
+        Column("requests", Integer, nullable=False),
+        Column("errors", Integer, nullable=False),
+        Column("empty", Integer, nullable=False),  # requests without predictions nor error
+        Column("predictions", Integer, nullable=False),
+        Column("confidence_sum", Float, nullable=False),
+        Column("timed", Integer, nullable=False),  # requests that reported an inference time
+        Column("inference_time_sum", Float, nullable=False),
+        *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
+        *(Column(name, Integer) for name in TIME_COLUMNS),
+        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "device_id"),
+    )
+
+
+def _class_rollup_table(resolution: str) -> Table:
+    return Table(
+        f"class_rollup_{resolution}",
+        metadata,
+        Column("workspace_id", Integer, nullable=False),
+        Column("bucket", Timestamp, nullable=False),
+        Column("model_id", Integer, nullable=False),
+        Column("device_id", Integer, nullable=False),
+        Column("class_name", String(256), nullable=False),
+        Column("inferences", Integer, nullable=False),  # inferences with this class at least once
+        Column("predictions", Integer, nullable=False),
+        Column("confidence_sum", Float, nullable=False),
+        *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
+        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "device_id", "class_name"),
+    )
+
+
+rollups = {resolution: _rollup_table(resolution) for resolution in RESOLUTIONS}
+class_rollups = {resolution: _class_rollup_table(resolution) for resolution in RESOLUTIONS}

@@ -1,0 +1,65 @@
+"""Fixed-bin histograms: confidences in 100 bins of 0.01, inference times in log-spaced bins.
+
+Rollups keep one count per bin, so medians and percentiles read from them are
+exact to a bin and merge across buckets by adding counts.
+"""
+
+import math
+from collections.abc import Sequence
+
+CONFIDENCE_BINS = 100
+
+# Inference times: bin 0 holds [0, 0.1 ms), then 20 bins per decade up to
+# 100 s (each about 12% wide), and the last bin holds everything slower.
+TIME_FLOOR_SECONDS = 1e-4
+TIME_BINS_PER_DECADE = 20
+TIME_DECADES = 6
+TIME_BINS = TIME_BINS_PER_DECADE * TIME_DECADES + 2
+
+
+def confidence_bin(confidence: float) -> int:
+    return min(int(confidence * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)
+
+
+def confidence_bin_value(index: int) -> float:
+    """The middle of a confidence bin, the value reported for it."""
+    return round((index + 0.5) / CONFIDENCE_BINS, 4)
+
+
+def time_bin(seconds: float) -> int:
+    if seconds < TIME_FLOOR_SECONDS:
+        return 0
+    position = math.log10(seconds / TIME_FLOOR_SECONDS) * TIME_BINS_PER_DECADE
+    return min(int(position) + 1, TIME_BINS - 1)
+
+
+def time_bin_lower_edge(index: int) -> float:
+    if index == 0:
+        return 0.0
+    return TIME_FLOOR_SECONDS * 10 ** ((index - 1) / TIME_BINS_PER_DECADE)
+
+
+def time_bin_value(index: int) -> float:
+    """The geometric middle of a time bin (the lower edge for the open-ended last bin)."""
+    if index == 0:
+        return TIME_FLOOR_SECONDS / 2
+    if index == TIME_BINS - 1:
+        return time_bin_lower_edge(index)
+    return TIME_FLOOR_SECONDS * 10 ** ((index - 0.5) / TIME_BINS_PER_DECADE)
+
+
+def percentile_bin(counts: Sequence[int], percent: int) -> int | None:
+    """The bin holding the nearest-rank percentile (rank ceil(percent/100 * n)); None if empty.
+
+    Integer arithmetic, so that 95% of 20 is rank 19, not 20 by rounding error.
+    """
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = max(1, (percent * total + 99) // 100)
+    running = 0
+    for index, count in enumerate(counts):
+        running += count
+        if running >= rank:
+            return index
+    raise AssertionError("unreachable: rank is at most the total")

@@ -1,0 +1,419 @@
+"""Ingest items: validate a batch as sent and normalise each item into an Inference. Pure.
+
+An item is a Roboflow inference response plus where it came from (DESIGN.md,
+"Ingest"). Validation is strict: a boolean or a string is not a number,
+confidences lie in [0, 1], NaN and infinities are refused, sizes are bounded.
+Every error names the item's index and the JSON path of the bad value.
+"""
+
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from visionwatch.timeutil import parse_time
+
+Task = Literal[
+    "object-detection",
+    "instance-segmentation",
+    "keypoint-detection",
+    "classification",
+    "multi-label-classification",
+]
+MetadataValue = str | int | float | bool
+
+MAX_PREDICTIONS = 10_000
+MAX_METADATA_FIELDS = 64
+MAX_FIELD_NAME = 128
+MAX_FIELD_VALUE = 1024
+# Multi-label responses without `predicted_classes` predict what scores at least this.
+MULTI_LABEL_THRESHOLD = 0.5
+
+_MODEL_VERSION = re.compile(r"^(?P<project>.+)/(?P<version>\d+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+class ImageIn(_Strict):
+    width: int | None = Field(default=None, ge=0, le=1_000_000)
+    height: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class PointIn(_Strict):
+    x: float
+    y: float
+
+
+class PredictionIn(_Strict):
+    class_: str = Field(alias="class", min_length=1, max_length=256)
+    class_id: int | None = None
+    confidence: float = Field(ge=0, le=1)
+    x: float | None = None
+    y: float | None = None
+    width: float | None = Field(default=None, ge=0)
+    height: float | None = Field(default=None, ge=0)
+    points: list[PointIn] | None = Field(default=None, max_length=100_000)
+    keypoints: list[dict[str, Any]] | None = Field(default=None, max_length=10_000)
+
+
+class ClassScoreIn(_Strict):
+    confidence: float = Field(ge=0, le=1)
+    class_id: int | None = None
+
+
+def _shape(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return None
+
+
+def _check_time(value: Any) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected an ISO 8601 time or Unix seconds")
+    return parse_time(value)
+
+
+def _check_metadata_value(value: Any) -> MetadataValue:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError("values must be a string, a number or a boolean")
+    if isinstance(value, str) and len(value) > MAX_FIELD_VALUE:
+        raise ValueError(f"values have at most {MAX_FIELD_VALUE} characters")
+    return value
+
+
+def _check_error(value: Any) -> str:
+    if isinstance(value, str):
+        return value[:10_000]
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()[:10_000]
+    raise ValueError("expected a message or an object describing the error")
+
+
+# Unions are checked by hand so that an error names one path and one reason,
+# not one per member of the union.
+TimeIn = Annotated[
+    Any,
+    AfterValidator(_check_time),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+]
+MetadataValueIn = Annotated[
+    Any,
+    AfterValidator(_check_metadata_value),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+ErrorIn = Annotated[
+    Any, AfterValidator(_check_error), WithJsonSchema({"type": ["string", "object"]})
+]
+PredictionsIn = Annotated[
+    Annotated[list[PredictionIn], Tag("list")] | Annotated[dict[str, ClassScoreIn], Tag("dict")],
+    Discriminator(
+        _shape,
+        custom_error_type="predictions_shape",
+        custom_error_message="expected a list of predictions, or a dict of class to score",
+    ),
+]
+
+
+class ItemIn(_Strict):
+    """One inference as sent to POST /api/v1/inferences (documented in the OpenAPI schema)."""
+
+    model_id: str = Field(min_length=1, max_length=256)
+    inference_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timestamp: TimeIn | None = Field(
+        default=None, description="ISO 8601 (UTC when no offset) or Unix seconds"
+    )
+    inference_time: float | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        validation_alias=AliasChoices("inference_time", "time"),
+        description="seconds; `time` is accepted as an alias",
+    )
+    device_id: str | None = Field(default=None, min_length=1, max_length=256)
+    task: Task | None = None
+    image: ImageIn | None = None
+    predictions: PredictionsIn | None = Field(
+        default=None,
+        description="a list for detection, segmentation, keypoints and classification; "
+        "a dict of class to score for multi-label classification",
+    )
+    top: str | None = Field(default=None, min_length=1, max_length=256)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    predicted_classes: list[str] | None = Field(default=None, max_length=MAX_PREDICTIONS)
+    metadata: dict[str, MetadataValueIn] | None = Field(
+        default=None, max_length=MAX_METADATA_FIELDS
+    )
+    error: ErrorIn | None = Field(default=None, description="set when the inference failed")
+
+
+class BatchIn(_Strict):
+    inferences: list[ItemIn]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    class_name: str
+    confidence: float
+    class_id: int | None = None
+    x: float | None = None
+    y: float | None = None
+    width: float | None = None
+    height: float | None = None
+
+
+@dataclass(slots=True)
+class Inference:
+    """One normalised inference, ready for the store and the rollups."""
+
+    inference_id: str
+    model: str
+    timestamp: datetime
+    task: str | None
+    predictions: list[Prediction]
+    item: dict[str, Any]
+    device: str | None = None
+    inference_time: float | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    error: str | None = None
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    index: int | None
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "path": self.path, "message": self.message}
+
+
+class InvalidBatch(Exception):
+    def __init__(self, errors: list[ItemError]) -> None:
+        super().__init__(f"{len(errors)} invalid value(s)")
+        self.errors = errors
+
+
+def split_model_id(model_id: str) -> tuple[str | None, str | None]:
+    """`vehicles/3` -> (`vehicles`, `3`); names of another form have no project or version."""
+    match = _MODEL_VERSION.match(model_id)
+    if match is None:
+        return None, None
+    return match["project"], match["version"]
+
+
+def json_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_batch(
+    body: Any, *, now: datetime, max_items: int, max_clock_skew: timedelta
+) -> list[Inference]:
+    """Validate a decoded request body and return its inferences, or raise InvalidBatch."""
+    if not isinstance(body, dict) or "inferences" not in body:
+        raise InvalidBatch([ItemError(None, "inferences", 'expected {"inferences": [...]}')])
+    raw_items = body["inferences"]
+    if not isinstance(raw_items, list):
+        raise InvalidBatch([ItemError(None, "inferences", "expected a list of inferences")])
+    if len(raw_items) > max_items:
+        message = f"at most {max_items} inferences per request, got {len(raw_items)}"
+        raise InvalidBatch([ItemError(None, "inferences", message)])
+    inferences: list[Inference] = []
+    errors: list[ItemError] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            inferences.append(parse_item(raw, now=now, max_clock_skew=max_clock_skew))
+        except InvalidBatch as invalid:
+            errors.extend(ItemError(index, e.path, e.message) for e in invalid.errors)
+    if errors:
+        raise InvalidBatch(errors)
+    return inferences
+
+
+def parse_item(raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inference:
+    try:
+        item = ItemIn.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidBatch(_errors(error)) from None
+    errors: list[ItemError] = []
+    timestamp: datetime = now if item.timestamp is None else item.timestamp
+    if timestamp > now + max_clock_skew:
+        message = f"is more than {max_clock_skew} ahead of the server's clock"
+        errors.append(ItemError(None, "timestamp", message))
+    metadata = _metadata(item.metadata, errors)
+    task = item.task or infer_task(item)
+    predictions = _predictions(item, task, errors)
+    if errors:
+        raise InvalidBatch(errors)
+    error_text: str | None = item.error
+    return Inference(
+        inference_id=item.inference_id or str(uuid.uuid4()),
+        model=item.model_id,
+        timestamp=timestamp,
+        task=task,
+        # A failed inference predicted nothing, whatever came with it.
+        predictions=[] if error_text is not None else predictions,
+        item=raw,
+        device=item.device_id,
+        inference_time=item.inference_time,
+        image_width=item.image.width if item.image else None,
+        image_height=item.image.height if item.image else None,
+        error=error_text,
+        metadata=metadata,
+    )
+
+
+def infer_task(item: ItemIn) -> str | None:
+    """The task a response's shape implies, or None when nothing tells."""
+    if item.predicted_classes is not None or isinstance(item.predictions, dict):
+        return "multi-label-classification"
+    if item.top is not None:
+        return "classification"
+    if not item.predictions:
+        return None
+    if any(p.points for p in item.predictions):
+        return "instance-segmentation"
+    if any(p.keypoints for p in item.predictions):
+        return "keypoint-detection"
+    return "object-detection"
+
+
+def _predictions(item: ItemIn, task: str | None, errors: list[ItemError]) -> list[Prediction]:
+    if task == "multi-label-classification":
+        return _multi_label(item, errors)
+    if isinstance(item.predictions, dict):
+        errors.append(ItemError(None, "predictions", f"must be a list for task {task}"))
+        return []
+    listed = item.predictions or []
+    if len(listed) > MAX_PREDICTIONS:
+        errors.append(ItemError(None, "predictions", f"at most {MAX_PREDICTIONS} predictions"))
+        return []
+    if task == "classification":
+        return _single_label(item, listed, errors)
+    return [
+        Prediction(p.class_, p.confidence, p.class_id, p.x, p.y, p.width, p.height) for p in listed
+    ]
+
+
+def _single_label(
+    item: ItemIn, listed: list[PredictionIn], errors: list[ItemError]
+) -> list[Prediction]:
+    if item.top is None:
+        # A response that lists every class without `top`: the top is the most confident.
+        if not listed:
+            return []
+        best = max(listed, key=lambda p: p.confidence)
+        return [Prediction(best.class_, best.confidence, best.class_id)]
+    confidence = item.confidence
+    class_id = None
+    for p in listed:
+        if p.class_ == item.top:
+            class_id = p.class_id
+            confidence = p.confidence if confidence is None else confidence
+    if confidence is None:
+        errors.append(ItemError(None, "confidence", "is required with `top`"))
+        return []
+    return [Prediction(item.top, confidence, class_id)]
+
+
+def _multi_label(item: ItemIn, errors: list[ItemError]) -> list[Prediction]:
+    scores = item.predictions if isinstance(item.predictions, dict) else {}
+    if isinstance(item.predictions, list):
+        errors.append(ItemError(None, "predictions", "must map class to score for multi-label"))
+        return []
+    if item.predicted_classes is None:
+        chosen = [name for name, s in scores.items() if s.confidence >= MULTI_LABEL_THRESHOLD]
+    else:
+        chosen = item.predicted_classes
+    result = []
+    for position, name in enumerate(chosen):
+        score = scores.get(name)
+        if score is None:
+            path = f"predicted_classes[{position}]"
+            errors.append(ItemError(None, path, f"class {name[:64]!r} has no score in predictions"))
+            continue
+        result.append(Prediction(name, score.confidence, score.class_id))
+    return result
+
+
+def _metadata(
+    values: dict[str, MetadataValue] | None, errors: list[ItemError]
+) -> dict[str, MetadataValue]:
+    if not values:
+        return {}
+    for name in values:
+        if not 1 <= len(name) <= MAX_FIELD_NAME:
+            message = f"field names have 1 to {MAX_FIELD_NAME} characters"
+            errors.append(ItemError(None, f"metadata.{name[:MAX_FIELD_NAME]}", message))
+    return values
+
+
+def metadata_problem(name: str, value: object) -> str | None:
+    """Why a metadata field cannot be stored, or None when it can."""
+    if not 1 <= len(name) <= MAX_FIELD_NAME:
+        return f"field names have 1 to {MAX_FIELD_NAME} characters"
+    try:
+        _check_metadata_value(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def encode_metadata_value(value: MetadataValue) -> tuple[str, str]:
+    """(text used for filtering, kind) of a metadata value."""
+    if isinstance(value, bool):
+        return ("true" if value else "false"), "b"
+    if isinstance(value, int):
+        return str(value), "i"
+    if isinstance(value, float):
+        return repr(value), "f"
+    return value, "s"
+
+
+def decode_metadata_value(text: str, kind: str) -> MetadataValue:
+    if kind == "b":
+        return text == "true"
+    if kind == "i":
+        return int(text)
+    if kind == "f":
+        return float(text)
+    return text
+
+
+def _errors(error: ValidationError) -> list[ItemError]:
+    result = []
+    for e in error.errors():
+        location = e["loc"]
+        if location[:1] == ("predictions",) and location[1:2] in (("list",), ("dict",)):
+            location = location[:1] + location[2:]  # drop the union's tag
+        message = e["msg"].removeprefix("Value error, ")
+        result.append(ItemError(None, json_path(location), message))
+    return result

@@ -1,0 +1,129 @@
+"""Pure rollup math: a batch of stored inferences -> additive deltas per bucket.
+
+Deltas are kept per minute, hour and day, per model and device, plus the
+same for every device together (device key ALL_DEVICES) so that an
+unfiltered dashboard reads one row per model and bucket. Per-class deltas
+have the same keys plus the class. Everything is a count or a sum, so a
+delta is applied by adding it, and buckets merge by adding them.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from visionwatch.histograms import confidence_bin, time_bin
+from visionwatch.items import Inference
+from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
+
+ALL_DEVICES = 0
+
+RollupKey = tuple[str, datetime, int, int]  # resolution, bucket start, model, device
+ClassKey = tuple[str, datetime, int, int, str]
+
+
+@dataclass(slots=True)
+class Delta:
+    requests: int = 0
+    errors: int = 0
+    empty: int = 0
+    predictions: int = 0
+    confidence_sum: float = 0.0
+    timed: int = 0
+    inference_time_sum: float = 0.0
+    confidence_bins: Counter[int] = field(default_factory=Counter)
+    time_bins: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: "Delta") -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.empty += other.empty
+        self.predictions += other.predictions
+        self.confidence_sum += other.confidence_sum
+        self.timed += other.timed
+        self.inference_time_sum += other.inference_time_sum
+        self.confidence_bins.update(other.confidence_bins)
+        self.time_bins.update(other.time_bins)
+
+
+@dataclass(slots=True)
+class ClassDelta:
+    inferences: int = 0
+    predictions: int = 0
+    confidence_sum: float = 0.0
+    confidence_bins: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: "ClassDelta") -> None:
+        self.inferences += other.inferences
+        self.predictions += other.predictions
+        self.confidence_sum += other.confidence_sum
+        self.confidence_bins.update(other.confidence_bins)
+
+
+@dataclass(slots=True)
+class Deltas:
+    rollups: dict[RollupKey, Delta]
+    classes: dict[ClassKey, ClassDelta]
+
+
+def compute_deltas(rows: Iterable[tuple[Inference, int, int | None]]) -> Deltas:
+    """Deltas for (inference, model key, device key or None) triples."""
+    minute_step = RESOLUTION_STEPS["minute"]
+    # First per minute and actual device, then folded into the coarser keys:
+    # a batch usually spans few minutes, so folding is cheaper than
+    # touching six keys per inference.
+    minutes: dict[tuple[datetime, int, int], Delta] = {}
+    minute_classes: dict[tuple[datetime, int, int, str], ClassDelta] = {}
+    for inference, model, device in rows:
+        bucket = floor_to(inference.timestamp, minute_step)
+        device_key = ALL_DEVICES if device is None else device
+        delta = minutes.get((bucket, model, device_key))
+        if delta is None:
+            delta = minutes[(bucket, model, device_key)] = Delta()
+        _add_inference(delta, inference)
+        seen: set[str] = set()
+        for prediction in inference.predictions:
+            class_key = (bucket, model, device_key, prediction.class_name)
+            class_delta = minute_classes.get(class_key)
+            if class_delta is None:
+                class_delta = minute_classes[class_key] = ClassDelta()
+            if prediction.class_name not in seen:
+                seen.add(prediction.class_name)
+                class_delta.inferences += 1
+            class_delta.predictions += 1
+            class_delta.confidence_sum += prediction.confidence
+            class_delta.confidence_bins[confidence_bin(prediction.confidence)] += 1
+    rollups: dict[RollupKey, Delta] = {}
+    for (bucket, model, device_key), delta in minutes.items():
+        for rollup_key in _fold_keys(bucket, model, device_key):
+            rollups.setdefault(rollup_key, Delta()).add(delta)
+    classes: dict[ClassKey, ClassDelta] = {}
+    for (bucket, model, device_key, name), class_delta in minute_classes.items():
+        for resolution, coarse, m, d in _fold_keys(bucket, model, device_key):
+            classes.setdefault((resolution, coarse, m, d, name), ClassDelta()).add(class_delta)
+    return Deltas(rollups=rollups, classes=classes)
+
+
+def _add_inference(delta: Delta, inference: Inference) -> None:
+    delta.requests += 1
+    if inference.error is not None:
+        delta.errors += 1
+    elif not inference.predictions:
+        delta.empty += 1
+    for prediction in inference.predictions:
+        delta.predictions += 1
+        delta.confidence_sum += prediction.confidence
+        delta.confidence_bins[confidence_bin(prediction.confidence)] += 1
+    if inference.inference_time is not None:
+        delta.timed += 1
+        delta.inference_time_sum += inference.inference_time
+        delta.time_bins[time_bin(inference.inference_time)] += 1
+
+
+def _fold_keys(minute: datetime, model: int, device_key: int) -> list[RollupKey]:
+    device_keys = (device_key,) if device_key == ALL_DEVICES else (device_key, ALL_DEVICES)
+    return [
+        (resolution, floor_to(minute, step), model, key)
+        for resolution, step in RESOLUTION_STEPS.items()
+        for key in device_keys
+    ]

@@ -1,0 +1,234 @@
+"""Raw inferences: the filtered, keyset-paginated list and the detail of one."""
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Connection, and_, exists, or_, select, type_coerce
+
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import devices, inference_metadata, inferences, models, predictions
+from visionwatch.db.types import to_micros
+from visionwatch.items import MetadataValue, decode_metadata_value
+from visionwatch.store.stats import Period
+
+MAX_LIMIT = 500
+# A list row carries at most this many predictions; the detail has them all.
+LIST_PREDICTIONS = 100
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceQuery:
+    period: Period
+    model: str | None = None
+    device: str | None = None
+    class_name: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    has_image: bool | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    limit: int = 50
+    cursor: str | None = None
+
+
+def encode_cursor(ts: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{to_micros(ts)}:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        micros, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
+        return int(micros), int(pk)
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("not a cursor from a previous page") from None
+
+
+_SUMMARY_COLUMNS = (
+    inferences.c.id,
+    inferences.c.inference_id,
+    inferences.c.ts,
+    inferences.c.received_at,
+    inferences.c.inference_time,
+    inferences.c.task,
+    inferences.c.image_width,
+    inferences.c.image_height,
+    inferences.c.error,
+    inferences.c.prediction_count,
+    inferences.c.image_key,
+    models.c.name.label("model"),
+    devices.c.name.label("device"),
+)
+
+
+def list_inferences(
+    db: Database, workspace_id: int, query: InferenceQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of inferences, newest first, and the cursor of the next page (None at the end)."""
+    position = decode_cursor(query.cursor) if query.cursor else None
+    with db.read() as conn:
+        statement = _filtered(workspace_id, query, position)
+        if statement is None:
+            return [], None
+        rows = conn.execute(statement.limit(query.limit + 1)).all()
+        page = rows[: query.limit]
+        pks = [row.id for row in page]
+        by_pk = _predictions(conn, workspace_id, pks, LIST_PREDICTIONS)
+        meta = _metadata(conn, workspace_id, pks)
+    items = [_summary(row, by_pk.get(row.id, []), meta.get(row.id, {})) for row in page]
+    next_cursor = encode_cursor(page[-1].ts, page[-1].id) if len(rows) > query.limit else None
+    return items, next_cursor
+
+
+def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int] | None) -> Any:
+    ts = type_coerce(inferences.c.ts, BigInteger)
+    conditions = [
+        inferences.c.workspace_id == workspace_id,
+        inferences.c.ts >= query.period.start,
+        inferences.c.ts < query.period.end,
+    ]
+    if query.model is not None:
+        conditions.append(models.c.name == query.model)
+    if query.device is not None:
+        conditions.append(devices.c.name == query.device)
+    if query.has_image is not None:
+        has = inferences.c.image_key.is_not(None)
+        conditions.append(has if query.has_image else ~has)
+    prediction_conditions = []
+    if query.class_name is not None:
+        prediction_conditions.append(predictions.c.class_name == query.class_name)
+    if query.min_confidence is not None:
+        prediction_conditions.append(predictions.c.confidence >= query.min_confidence)
+    if query.max_confidence is not None:
+        prediction_conditions.append(predictions.c.confidence <= query.max_confidence)
+    if prediction_conditions:
+        # One prediction must match every prediction filter: "a car below 0.5".
+        conditions.append(
+            exists().where(
+                predictions.c.workspace_id == workspace_id,
+                predictions.c.inference_pk == inferences.c.id,
+                *prediction_conditions,
+            )
+        )
+    for name, value in sorted(query.metadata.items()):
+        conditions.append(
+            exists().where(
+                inference_metadata.c.workspace_id == workspace_id,
+                inference_metadata.c.inference_pk == inferences.c.id,
+                inference_metadata.c.field == name,
+                inference_metadata.c.value == value,
+            )
+        )
+    if position is not None:
+        micros, pk = position
+        conditions.append(or_(ts < micros, and_(ts == micros, inferences.c.id < pk)))
+    return (
+        select(*_SUMMARY_COLUMNS)
+        .select_from(
+            inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
+                devices, devices.c.id == inferences.c.device_id
+            )
+        )
+        .where(*conditions)
+        .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
+    )
+
+
+def get_inference(db: Database, workspace_id: int, inference_id: str) -> dict[str, Any] | None:
+    with db.read() as conn:
+        row = conn.execute(
+            select(*_SUMMARY_COLUMNS, inferences.c.item)
+            .select_from(
+                inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
+                    devices, devices.c.id == inferences.c.device_id
+                )
+            )
+            .where(
+                inferences.c.workspace_id == workspace_id,
+                inferences.c.inference_id == inference_id,
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        found = _predictions(conn, workspace_id, [row.id], None).get(row.id, [])
+        meta = _metadata(conn, workspace_id, [row.id]).get(row.id, {})
+    detail = _summary(row, found, meta)
+    detail["item"] = orjson.loads(row.item)
+    return detail
+
+
+def _summary(
+    row: Any, found: list[dict[str, Any]], meta: dict[str, MetadataValue]
+) -> dict[str, Any]:
+    image = None
+    if row.image_width is not None or row.image_height is not None:
+        image = {"width": row.image_width, "height": row.image_height}
+    return {
+        "inference_id": row.inference_id,
+        "model_id": row.model,
+        "device_id": row.device,
+        "timestamp": row.ts,
+        "received_at": row.received_at,
+        "task": row.task,
+        "inference_time": row.inference_time,
+        "image": image,
+        "error": row.error,
+        "prediction_count": row.prediction_count,
+        "predictions": found,
+        "metadata": meta,
+        "has_image": row.image_key is not None,
+        # Served by the images feature once it stores them.
+        "image_url": None,
+    }
+
+
+def _predictions(
+    conn: Connection, workspace_id: int, pks: Sequence[int], per_inference: int | None
+) -> dict[int, list[dict[str, Any]]]:
+    if not pks:
+        return {}
+    conditions = [predictions.c.workspace_id == workspace_id, predictions.c.inference_pk.in_(pks)]
+    if per_inference is not None:
+        conditions.append(predictions.c.idx < per_inference)
+    rows = conn.execute(
+        select(predictions)
+        .where(*conditions)
+        .order_by(predictions.c.inference_pk, predictions.c.idx)
+    )
+    result: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        prediction: dict[str, Any] = {"class": r.class_name, "confidence": r.confidence}
+        if r.class_id is not None:
+            prediction["class_id"] = r.class_id
+        for name in ("x", "y", "width", "height"):
+            value = getattr(r, name)
+            if value is not None:
+                prediction[name] = value
+        result.setdefault(r.inference_pk, []).append(prediction)
+    return result
+
+
+def _metadata(
+    conn: Connection, workspace_id: int, pks: Sequence[int]
+) -> dict[int, dict[str, MetadataValue]]:
+    if not pks:
+        return {}
+    rows = conn.execute(
+        select(inference_metadata)
+        .where(
+            inference_metadata.c.workspace_id == workspace_id,
+            inference_metadata.c.inference_pk.in_(pks),
+        )
+        .order_by(inference_metadata.c.inference_pk, inference_metadata.c.field)
+    )
+    result: dict[int, dict[str, MetadataValue]] = {}
+    for r in rows:
+        result.setdefault(r.inference_pk, {})[r.field] = decode_metadata_value(r.value, r.kind)
+    return result

@@ -1,0 +1,241 @@
+"""The ingest write path: one transaction per batch, bulk statements, rollups in the same commit."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Row, delete, func, select
+
+from visionwatch.db import dialect as dialects
+from visionwatch.db.dialect import Dialect
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import (
+    devices,
+    inference_metadata,
+    inferences,
+    models,
+    pending_metadata,
+    predictions,
+)
+from visionwatch.items import Inference, encode_metadata_value, split_model_id
+from visionwatch.rollups import compute_deltas
+from visionwatch.store.rollup_write import apply_deltas
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+def ingest(db: Database, workspace_id: int, batch: list[Inference], now: datetime) -> IngestResult:
+    """Store a validated batch whole or not at all; an inference id already stored counts once."""
+    result: IngestResult = db.run_write(_ingest, db.dialect, workspace_id, batch, now)
+    return result
+
+
+def _ingest(
+    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
+) -> IngestResult:
+    unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
+    unique.reverse()  # the first of repeated ids in a batch wins, in the order sent
+    if not unique:
+        return IngestResult(accepted=0, duplicates=0)
+    dialects.lock_for_ingest(dialect, conn, workspace_id)
+    model_ids = _upsert_models(conn, dialect, workspace_id, unique)
+    device_ids = _upsert_devices(conn, dialect, workspace_id, unique, now)
+    inserted = conn.execute(
+        dialects.insert(dialect, inferences)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "inference_id"])
+        .returning(inferences.c.id, inferences.c.inference_id),
+        [
+            {
+                "workspace_id": workspace_id,
+                "inference_id": i.inference_id,
+                "model_id": model_ids[i.model],
+                "device_id": device_ids.get(i.device) if i.device else None,
+                "ts": i.timestamp,
+                "received_at": now,
+                "inference_time": i.inference_time,
+                "task": i.task,
+                "image_width": i.image_width,
+                "image_height": i.image_height,
+                "error": i.error,
+                "prediction_count": len(i.predictions),
+                "image_key": None,
+                "item": orjson.dumps(i.item).decode(),
+            }
+            for i in unique
+        ],
+    ).all()
+    pks = {row.inference_id: row.id for row in inserted}
+    new = [i for i in unique if i.inference_id in pks]
+    if new:
+        _insert_predictions(conn, workspace_id, new, pks)
+        _insert_metadata(conn, dialect, workspace_id, new, pks)
+        deltas = compute_deltas(
+            (i, model_ids[i.model], device_ids.get(i.device) if i.device else None) for i in new
+        )
+        apply_deltas(conn, dialect, workspace_id, deltas)
+    return IngestResult(accepted=len(new), duplicates=len(batch) - len(new))
+
+
+def _upsert_models(
+    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference]
+) -> dict[str, int]:
+    newest: dict[str, Inference] = {}
+    for inference in batch:
+        seen = newest.get(inference.model)
+        if seen is None or inference.timestamp > seen.timestamp:
+            newest[inference.model] = inference
+    tasks = {i.model: i.task for i in batch if i.task is not None}
+    rows = []
+    for name in sorted(newest):
+        project, version = split_model_id(name)
+        last_seen = newest[name].timestamp
+        rows.append(
+            {
+                "workspace_id": workspace_id,
+                "name": name,
+                "project": project,
+                "version": version,
+                "task": tasks.get(name),
+                "first_seen": last_seen,
+                "last_seen": last_seen,
+            }
+        )
+    statement = dialects.insert(dialect, models)
+    statement = statement.on_conflict_do_update(
+        index_elements=["workspace_id", "name"],
+        set_={
+            "last_seen": dialects.greatest(
+                dialect, models.c.last_seen, statement.excluded.last_seen
+            ),
+            "first_seen": dialects.least(
+                dialect, models.c.first_seen, statement.excluded.first_seen
+            ),
+            "task": func.coalesce(statement.excluded.task, models.c.task),
+        },
+    ).returning(models.c.id, models.c.name)
+    return {row.name: row.id for row in conn.execute(statement, rows)}
+
+
+def _upsert_devices(
+    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
+) -> dict[str, int]:
+    names = sorted({i.device for i in batch if i.device is not None})
+    if not names:
+        return {}
+    return upsert_devices(conn, dialect, workspace_id, [{"name": n} for n in names], now)
+
+
+def upsert_devices(
+    conn: Connection,
+    dialect: Dialect,
+    workspace_id: int,
+    rows: list[dict[str, object]],
+    now: datetime,
+) -> dict[str, int]:
+    """Create or touch devices (last seen now); `rows` may carry version, hostname and tags."""
+    statement = dialects.insert(dialect, devices)
+    updates: dict[str, object] = {
+        "last_seen": dialects.greatest(dialect, devices.c.last_seen, statement.excluded.last_seen)
+    }
+    for column in ("version", "hostname", "tags"):
+        updates[column] = func.coalesce(statement.excluded[column], devices.c[column])
+    values = [
+        {
+            "workspace_id": workspace_id,
+            "first_seen": now,
+            "last_seen": now,
+            "version": None,
+            "hostname": None,
+            "tags": None,
+            **row,
+        }
+        for row in rows
+    ]
+    statement = statement.on_conflict_do_update(
+        index_elements=["workspace_id", "name"], set_=updates
+    ).returning(devices.c.id, devices.c.name)
+    return {row.name: row.id for row in conn.execute(statement, values)}
+
+
+def _insert_predictions(
+    conn: Connection, workspace_id: int, new: list[Inference], pks: dict[str, int]
+) -> None:
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "inference_pk": pks[i.inference_id],
+            "idx": index,
+            "ts": i.timestamp,
+            "class_name": p.class_name,
+            "class_id": p.class_id,
+            "confidence": p.confidence,
+            "x": p.x,
+            "y": p.y,
+            "width": p.width,
+            "height": p.height,
+        }
+        for i in new
+        for index, p in enumerate(i.predictions)
+    ]
+    if rows:
+        conn.execute(predictions.insert(), rows)
+
+
+def _insert_metadata(
+    conn: Connection,
+    dialect: Dialect,
+    workspace_id: int,
+    new: list[Inference],
+    pks: dict[str, int],
+) -> None:
+    values: dict[tuple[str, str], tuple[str, str]] = {}
+    for inference in new:
+        for field, value in inference.metadata.items():
+            values[(inference.inference_id, field)] = encode_metadata_value(value)
+    # Metadata that came before its inference: it was sent after the fact, so it wins.
+    ids = [i.inference_id for i in new]
+    pending = list(_pending_for(conn, workspace_id, ids))
+    for row in pending:
+        values[(row.inference_id, row.field)] = (row.value, row.kind)
+    if pending:
+        conn.execute(
+            delete(pending_metadata).where(
+                pending_metadata.c.workspace_id == workspace_id,
+                pending_metadata.c.inference_id.in_({row.inference_id for row in pending}),
+            )
+        )
+    if not values:
+        return
+    timestamps = {i.inference_id: i.timestamp for i in new}
+    conn.execute(
+        inference_metadata.insert(),
+        [
+            {
+                "workspace_id": workspace_id,
+                "inference_pk": pks[inference_id],
+                "field": field,
+                "value": value,
+                "kind": kind,
+                "ts": timestamps[inference_id],
+            }
+            for (inference_id, field), (value, kind) in values.items()
+        ],
+    )
+
+
+def _pending_for(conn: Connection, workspace_id: int, ids: list[str]) -> Iterable[Row[Any]]:
+    # Chunks keep the statement under SQLite's and PostgreSQL's parameter limits.
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        yield from conn.execute(
+            select(pending_metadata).where(
+                pending_metadata.c.workspace_id == workspace_id,
+                pending_metadata.c.inference_id.in_(chunk),
+            )
+        )

@@ -1,0 +1,201 @@
+"""Read rollups: cover a period with the coarsest aligned buckets, and sum them.
+
+A period [start, end) on minute boundaries is split into whole days in the
+middle, whole hours around them and minutes at the edges, so a week costs
+about 7 + 46 + 118 buckets per model, whatever the traffic was.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, Table, and_, func, or_, select, type_coerce
+from sqlalchemy.sql.elements import ColumnElement
+
+from visionwatch.db.schema import CONFIDENCE_COLUMNS, TIME_COLUMNS, class_rollups, rollups
+from visionwatch.db.types import from_micros, to_micros
+from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS
+from visionwatch.rollups import ALL_DEVICES
+from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
+
+Segment = tuple[str, datetime, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which rollup rows a query reads: one workspace, maybe one model, one device key."""
+
+    workspace_id: int
+    model_id: int | None = None
+    device_id: int = ALL_DEVICES
+
+
+@dataclass(slots=True)
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    empty: int = 0
+    predictions: int = 0
+    confidence_sum: float = 0.0
+    timed: int = 0
+    inference_time_sum: float = 0.0
+    confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+    time_bins: list[int] = field(default_factory=lambda: [0] * TIME_BINS)
+
+    @property
+    def avg_confidence(self) -> float | None:
+        return self.confidence_sum / self.predictions if self.predictions else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return self.inference_time_sum / self.timed if self.timed else None
+
+
+@dataclass(slots=True)
+class ClassTotals:
+    inferences: int = 0
+    predictions: int = 0
+    confidence_sum: float = 0.0
+    confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+
+
+_SUMS = (
+    "requests",
+    "errors",
+    "empty",
+    "predictions",
+    "confidence_sum",
+    "timed",
+    "inference_time_sum",
+)
+_CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
+
+
+def cover(start: datetime, end: datetime, coarsest: str = "day") -> list[Segment]:
+    """Aligned segments (resolution, from, to) that exactly tile [start, end)."""
+    steps = [(name, step) for name, step in RESOLUTION_STEPS.items()]
+    steps = steps[: [name for name, _ in steps].index(coarsest) + 1]
+    segments: list[Segment] = []
+    moment = start
+    while moment < end:
+        for name, step in reversed(steps):  # noqa: B007 (both are used after the loop)
+            if floor_to(moment, step) == moment and moment + step <= end:
+                break
+        else:
+            raise ValueError("periods must start and end on minute boundaries")
+        if segments and segments[-1][0] == name and segments[-1][2] == moment:
+            segments[-1] = (name, segments[-1][1], moment + step)
+        else:
+            segments.append((name, moment, moment + step))
+        moment += step
+    return segments
+
+
+def _where(table: Table, scope: Scope, segments: list[Segment]) -> list[ColumnElement[bool]]:
+    bucket = type_coerce(table.c.bucket, BigInteger)
+    ranges = [and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments]
+    conditions = [
+        table.c.workspace_id == scope.workspace_id,
+        table.c.device_id == scope.device_id,
+        or_(*ranges),
+    ]
+    if scope.model_id is not None:
+        conditions.append(table.c.model_id == scope.model_id)
+    return conditions
+
+
+def _by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
+    grouped: dict[str, list[Segment]] = {}
+    for segment in segments:
+        grouped.setdefault(segment[0], []).append(segment)
+    return grouped
+
+
+def sum_rollups(
+    conn: Connection,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    group: str | None = None,
+    interval: timedelta | None = None,
+    with_bins: bool = True,
+) -> dict[Any, Totals]:
+    """Totals over [start, end), grouped by nothing (key None), "model" or "interval"."""
+    coarsest = "day"
+    if group == "interval":
+        assert interval is not None
+        coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
+    result: dict[Any, Totals] = {}
+    bins = (CONFIDENCE_COLUMNS + TIME_COLUMNS) if with_bins else ()
+    for resolution, segments in _by_resolution(cover(start, end, coarsest)).items():
+        table = rollups[resolution]
+        columns = [func.sum(table.c[name]) for name in _SUMS + bins]
+        query = select(*columns).where(*_where(table, scope, segments))
+        if group is not None:
+            key = _group_column(table, group, interval)
+            query = query.add_columns(key).group_by(key)
+        for row in conn.execute(query):
+            group_key = _group_value(group, row[-1])
+            totals = result.setdefault(group_key, Totals())
+            values = row[:-1] if group is not None else row
+            totals.requests += values[0] or 0
+            totals.errors += values[1] or 0
+            totals.empty += values[2] or 0
+            totals.predictions += values[3] or 0
+            totals.confidence_sum += values[4] or 0.0
+            totals.timed += values[5] or 0
+            totals.inference_time_sum += values[6] or 0.0
+            if with_bins:
+                _add_bins(totals.confidence_bins, values[7 : 7 + CONFIDENCE_BINS])
+                _add_bins(totals.time_bins, values[7 + CONFIDENCE_BINS :])
+    return result
+
+
+def sum_classes(
+    conn: Connection, scope: Scope, start: datetime, end: datetime, *, with_bins: bool = True
+) -> dict[tuple[int, str], ClassTotals]:
+    """Per (model, class) totals over [start, end)."""
+    result: dict[tuple[int, str], ClassTotals] = {}
+    bins = CONFIDENCE_COLUMNS if with_bins else ()
+    for resolution, segments in _by_resolution(cover(start, end)).items():
+        table = class_rollups[resolution]
+        columns = [func.sum(table.c[name]) for name in _CLASS_SUMS + bins]
+        query = (
+            select(table.c.model_id, table.c.class_name, *columns)
+            .where(*_where(table, scope, segments))
+            .group_by(table.c.model_id, table.c.class_name)
+        )
+        for row in conn.execute(query):
+            totals = result.setdefault((row[0], row[1]), ClassTotals())
+            totals.inferences += row[2] or 0
+            totals.predictions += row[3] or 0
+            totals.confidence_sum += row[4] or 0.0
+            if with_bins:
+                _add_bins(totals.confidence_bins, row[5:])
+    return result
+
+
+def _group_column(table: Table, group: str, interval: timedelta | None) -> Any:
+    if group == "model":
+        return table.c.model_id
+    if group == "interval" and interval is not None:
+        micros = int(interval.total_seconds()) * 1_000_000
+        bucket = type_coerce(table.c.bucket, BigInteger)
+        return (bucket - bucket % micros).label("g")
+    raise ValueError(f"unknown grouping {group!r}")
+
+
+def _group_value(group: str | None, value: Any) -> Any:
+    if group is None:
+        return None
+    if group == "interval":
+        return from_micros(int(value))
+    return value
+
+
+def _add_bins(totals: list[int], values: Iterable[int | None]) -> None:
+    for index, value in enumerate(values):
+        if value:
+            totals[index] += int(value)

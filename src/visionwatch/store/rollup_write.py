@@ -1,0 +1,123 @@
+"""Apply rollup deltas with additive upserts: no read-modify-write, safe across replicas."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, case, func
+
+from visionwatch.db import dialect as dialects
+from visionwatch.db.dialect import Dialect
+from visionwatch.db.schema import CONFIDENCE_COLUMNS, TIME_COLUMNS, class_rollups, rollups
+from visionwatch.rollups import ClassDelta, Delta, Deltas
+
+_ROLLUP_KEY = ("workspace_id", "bucket", "model_id", "device_id")
+_CLASS_KEY = (*_ROLLUP_KEY, "class_name")
+_ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "empty",
+    "predictions",
+    "confidence_sum",
+    "timed",
+    "inference_time_sum",
+)
+_CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
+
+
+def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: Deltas) -> None:
+    by_resolution: dict[str, list[dict[str, Any]]] = {}
+    # Sorted keys: concurrent transactions lock rows in one order, so they
+    # cannot deadlock on PostgreSQL.
+    for key in sorted(deltas.rollups):
+        resolution, bucket, model, device = key
+        row = _rollup_row(workspace_id, bucket, model, device, deltas.rollups[key])
+        by_resolution.setdefault(resolution, []).append(row)
+    for resolution, rows in by_resolution.items():
+        _upsert(
+            conn,
+            dialect,
+            rollups[resolution],
+            rows,
+            _ROLLUP_KEY,
+            _ROLLUP_SUMS,
+            CONFIDENCE_COLUMNS + TIME_COLUMNS,
+        )
+    class_rows: dict[str, list[dict[str, Any]]] = {}
+    for class_key in sorted(deltas.classes):
+        resolution, bucket, model, device, name = class_key
+        row = _class_row(workspace_id, bucket, model, device, name, deltas.classes[class_key])
+        class_rows.setdefault(resolution, []).append(row)
+    for resolution, rows in class_rows.items():
+        _upsert(
+            conn,
+            dialect,
+            class_rollups[resolution],
+            rows,
+            _CLASS_KEY,
+            _CLASS_SUMS,
+            CONFIDENCE_COLUMNS,
+        )
+
+
+def _rollup_row(
+    workspace_id: int, bucket: datetime, model: int, device: int, delta: Delta
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "bucket": bucket,
+        "model_id": model,
+        "device_id": device,
+        "requests": delta.requests,
+        "errors": delta.errors,
+        "empty": delta.empty,
+        "predictions": delta.predictions,
+        "confidence_sum": delta.confidence_sum,
+        "timed": delta.timed,
+        "inference_time_sum": delta.inference_time_sum,
+    }
+    _put_bins(row, CONFIDENCE_COLUMNS, delta.confidence_bins)
+    _put_bins(row, TIME_COLUMNS, delta.time_bins)
+    return row
+
+
+def _class_row(
+    workspace_id: int, bucket: datetime, model: int, device: int, name: str, delta: ClassDelta
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "bucket": bucket,
+        "model_id": model,
+        "device_id": device,
+        "class_name": name,
+        "inferences": delta.inferences,
+        "predictions": delta.predictions,
+        "confidence_sum": delta.confidence_sum,
+    }
+    _put_bins(row, CONFIDENCE_COLUMNS, delta.confidence_bins)
+    return row
+
+
+def _put_bins(row: dict[str, Any], columns: tuple[str, ...], bins: dict[int, int]) -> None:
+    for index, name in enumerate(columns):
+        row[name] = bins.get(index) or None  # null means zero
+
+
+def _upsert(
+    conn: Connection,
+    dialect: Dialect,
+    table: Table,
+    rows: list[dict[str, Any]],
+    key: tuple[str, ...],
+    sums: tuple[str, ...],
+    bins: tuple[str, ...],
+) -> None:
+    statement = dialects.insert(dialect, table)
+    excluded = statement.excluded
+    assignments: dict[str, Any] = {name: table.c[name] + excluded[name] for name in sums}
+    for name in bins:
+        # Keep nulls null (sparse), and add when the delta has a count.
+        assignments[name] = case(
+            (excluded[name].is_(None), table.c[name]),
+            else_=func.coalesce(table.c[name], 0) + excluded[name],
+        )
+    conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=assignments), rows)

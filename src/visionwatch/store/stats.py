@@ -1,0 +1,257 @@
+"""Dashboard numbers, all read from rollups: stats, models, classes and time series."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select
+
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import devices, models
+from visionwatch.histograms import (
+    confidence_bin_value,
+    percentile_bin,
+    time_bin_value,
+)
+from visionwatch.store.rollup_read import ClassTotals, Scope, Totals, sum_classes, sum_rollups
+from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """[start, end) on minute boundaries."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        return self.start, self.end
+
+    def previous(self) -> "Period":
+        return Period(self.start - (self.end - self.start), self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    model: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    current: float | None
+    previous: float | None
+
+    @property
+    def change_pct(self) -> float | None:
+        if self.current is None or not self.previous:
+            return None
+        return 100.0 * (self.current - self.previous) / self.previous
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    period: Period
+    total_requests: Change
+    avg_confidence: Change
+    avg_inference_time: Change
+    errors: Change
+    median_confidence: float | None
+    inference_time_p50: float | None
+    inference_time_p95: float | None
+    inference_time_p99: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStats:
+    name: str
+    project: str | None
+    version: str | None
+    task: str | None
+    last_seen: datetime
+    total_requests: Change
+    avg_confidence: Change
+    avg_inference_time: Change
+    errors: Change
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    name: str
+    count: int
+    share: float
+    avg_confidence: float | None
+
+
+def resolve_scope(conn: Connection, workspace_id: int, filters: Filters) -> Scope | None:
+    """The rollup scope of the filters, or None when a named model or device does not exist."""
+    scope = Scope(workspace_id=workspace_id)
+    if filters.model is not None:
+        model_id = conn.execute(
+            select(models.c.id).where(
+                models.c.workspace_id == workspace_id, models.c.name == filters.model
+            )
+        ).scalar_one_or_none()
+        if model_id is None:
+            return None
+        scope = Scope(workspace_id, model_id, scope.device_id)
+    if filters.device is not None:
+        device_id = conn.execute(
+            select(devices.c.id).where(
+                devices.c.workspace_id == workspace_id, devices.c.name == filters.device
+            )
+        ).scalar_one_or_none()
+        if device_id is None:
+            return None
+        scope = Scope(workspace_id, scope.model_id, device_id)
+    return scope
+
+
+def _totals(conn: Connection, scope: Scope | None, period: Period, bins: bool) -> Totals:
+    if scope is None:
+        return Totals()
+    return sum_rollups(conn, scope, period.start, period.end, with_bins=bins).get(None, Totals())
+
+
+def _percentile(bins: list[int], percent: int, value_of: Callable[[int], float]) -> float | None:
+    index = percentile_bin(bins, percent)
+    return None if index is None else value_of(index)
+
+
+def stats(db: Database, workspace_id: int, filters: Filters, period: Period) -> Stats:
+    with db.read() as conn:
+        scope = resolve_scope(conn, workspace_id, filters)
+        current = _totals(conn, scope, period, bins=True)
+        previous = _totals(conn, scope, period.previous(), bins=False)
+    return Stats(
+        period=period,
+        total_requests=Change(current.requests, previous.requests),
+        avg_confidence=Change(current.avg_confidence, previous.avg_confidence),
+        avg_inference_time=Change(current.avg_inference_time, previous.avg_inference_time),
+        errors=Change(current.errors, previous.errors),
+        median_confidence=_percentile(current.confidence_bins, 50, confidence_bin_value),
+        inference_time_p50=_percentile(current.time_bins, 50, time_bin_value),
+        inference_time_p95=_percentile(current.time_bins, 95, time_bin_value),
+        inference_time_p99=_percentile(current.time_bins, 99, time_bin_value),
+    )
+
+
+def model_stats(
+    db: Database, workspace_id: int, filters: Filters, period: Period
+) -> list[ModelStats]:
+    """Every model of the workspace (or the one filtered), busiest first."""
+    with db.read() as conn:
+        scope = resolve_scope(conn, workspace_id, filters)
+        if scope is None:
+            return []
+        query = select(models).where(models.c.workspace_id == workspace_id)
+        if scope.model_id is not None:
+            query = query.where(models.c.id == scope.model_id)
+        rows = conn.execute(query).all()
+        current = sum_rollups(conn, scope, period.start, period.end, group="model", with_bins=False)
+        before = period.previous()
+        previous = sum_rollups(
+            conn, scope, before.start, before.end, group="model", with_bins=False
+        )
+    result = []
+    for row in rows:
+        now, then = current.get(row.id, Totals()), previous.get(row.id, Totals())
+        result.append(
+            ModelStats(
+                name=row.name,
+                project=row.project,
+                version=row.version,
+                task=row.task,
+                last_seen=row.last_seen,
+                total_requests=Change(now.requests, then.requests),
+                avg_confidence=Change(now.avg_confidence, then.avg_confidence),
+                avg_inference_time=Change(now.avg_inference_time, then.avg_inference_time),
+                errors=Change(now.errors, then.errors),
+            )
+        )
+    result.sort(key=lambda m: (-(m.total_requests.current or 0), m.name))
+    return result
+
+
+def class_stats(
+    db: Database, workspace_id: int, filters: Filters, period: Period
+) -> list[ClassStats]:
+    """Predictions per class, most frequent first; shares sum to 1."""
+    with db.read() as conn:
+        scope = resolve_scope(conn, workspace_id, filters)
+        if scope is None:
+            return []
+        per_model = sum_classes(conn, scope, period.start, period.end, with_bins=False)
+    merged: dict[str, ClassTotals] = {}
+    for (_, name), totals in per_model.items():
+        into = merged.setdefault(name, ClassTotals())
+        into.predictions += totals.predictions
+        into.confidence_sum += totals.confidence_sum
+    total = sum(t.predictions for t in merged.values())
+    result = [
+        ClassStats(
+            name=name,
+            count=t.predictions,
+            share=t.predictions / total,
+            avg_confidence=t.confidence_sum / t.predictions,
+        )
+        for name, t in merged.items()
+        if t.predictions
+    ]
+    result.sort(key=lambda c: (-c.count, c.name))
+    return result
+
+
+METRICS = ("requests", "avg_confidence", "avg_inference_time", "errors")
+
+
+def timeseries(
+    db: Database,
+    workspace_id: int,
+    filters: Filters,
+    period: Period,
+    metric: str,
+    interval: str,
+) -> list[tuple[datetime, float | None]]:
+    """One point per interval from the one holding `start` to the one before `end`."""
+    step = RESOLUTION_STEPS[interval]
+    with db.read() as conn:
+        scope = resolve_scope(conn, workspace_id, filters)
+        groups = (
+            {}
+            if scope is None
+            else sum_rollups(
+                conn,
+                scope,
+                period.start,
+                period.end,
+                group="interval",
+                interval=step,
+                with_bins=False,
+            )
+        )
+    points = []
+    moment = floor_to(period.start, step)
+    while moment < period.end:
+        points.append((moment, _metric(groups.get(moment, Totals()), metric)))
+        moment += step
+    return points
+
+
+def _metric(totals: Totals, metric: str) -> float | None:
+    if metric == "requests":
+        return totals.requests
+    if metric == "errors":
+        return totals.errors
+    if metric == "avg_confidence":
+        return totals.avg_confidence
+    if metric == "avg_inference_time":
+        return totals.avg_inference_time
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def count_points(period: Period, interval: str) -> int:
+    step: timedelta = RESOLUTION_STEPS[interval]
+    first = floor_to(period.start, step)
+    return -(-(period.end - first) // step)

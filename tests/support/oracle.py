@@ -1,0 +1,90 @@
+"""An independent computation of what visionwatch should report, in plain Python over the items sent.
+
+It shares no code with visionwatch: it reads the items as a user wrote them.
+"""
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def when(item: dict[str, Any]) -> datetime:
+    return EPOCH + timedelta(seconds=item["timestamp"])
+
+
+def first_of_each_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as stored: a re-sent inference_id counts once (the first one sent wins)."""
+    seen: set[str] = set()
+    kept = []
+    for item in items:
+        if item["inference_id"] not in seen:
+            seen.add(item["inference_id"])
+            kept.append(item)
+    return kept
+
+
+def predictions_of(item: dict[str, Any]) -> list[tuple[str, float]]:
+    if item.get("error") is not None:
+        return []
+    if "top" in item:
+        return [(item["top"], item["confidence"])]
+    return [(p["class"], p["confidence"]) for p in item.get("predictions", [])]
+
+
+@dataclass
+class Expected:
+    requests: int = 0
+    errors: int = 0
+    confidences: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    classes: Counter[str] = field(default_factory=Counter)
+    class_confidences: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def avg_confidence(self) -> float | None:
+        return sum(self.confidences) / len(self.confidences) if self.confidences else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return sum(self.times) / len(self.times) if self.times else None
+
+
+def expected(
+    items: list[dict[str, Any]], start: datetime, end: datetime,
+    model: str | None = None, device: str | None = None,
+) -> Expected:
+    result = Expected()
+    for item in first_of_each_id(items):
+        if not start <= when(item) < end:
+            continue
+        if model is not None and item["model_id"] != model:
+            continue
+        if device is not None and item.get("device_id") != device:
+            continue
+        result.requests += 1
+        if item.get("error") is not None:
+            result.errors += 1
+        if item.get("time") is not None:
+            result.times.append(item["time"])
+        for name, confidence in predictions_of(item):
+            result.confidences.append(confidence)
+            result.classes[name] += 1
+            result.class_confidences[name].append(confidence)
+    return result
+
+
+def nearest_rank(values: list[float], percent: int) -> float:
+    ordered = sorted(values)
+    rank = math.ceil(len(ordered) * percent / 100 - 1e-9)
+    return ordered[max(rank, 1) - 1]
+
+
+def change_pct(current: float | None, previous: float | None) -> float | None:
+    if current is None or previous in (None, 0):
+        return None
+    assert previous is not None
+    return 100 * (current - previous) / previous
