@@ -86,9 +86,7 @@ def _drop_postgres(server: PostgresServer, url: str) -> None:
 
 
 @pytest.fixture
-def database_url(
-    db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[str]:
+def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a fresh, empty (unmigrated) database of the kind under test."""
     if db_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'visionwatch.db'}"
@@ -132,7 +130,7 @@ NewKey = Callable[..., str]
 
 @pytest.fixture
 def new_key(database: Database) -> NewKey:
-    """new_key(workspace="acme", scopes=(...)) -> the secret of a new key (workspace made if new)."""
+    """new_key(workspace="acme", scopes=(...)) -> a new key's secret (workspace made if new)."""
 
     def make(workspace: str = "acme", scopes: tuple[str, ...] = ("ingest", "read")) -> str:
         with database.read() as conn:

@@ -55,8 +55,14 @@ def items(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["detection", "detection", "classification", "error", "empty"]))
     if kind == "detection":
         item["predictions"] = [
-            {"class": draw(st.sampled_from(CLASSES)), "confidence": draw(confidence),
-             "x": 10.0, "y": 10.0, "width": 5.0, "height": 5.0}
+            {
+                "class": draw(st.sampled_from(CLASSES)),
+                "confidence": draw(confidence),
+                "x": 10.0,
+                "y": 10.0,
+                "width": 5.0,
+                "height": 5.0,
+            }
             for _ in range(draw(st.integers(1, 4)))
         ]
     elif kind == "classification":
@@ -120,8 +126,13 @@ def assert_change(block: dict[str, Any], current: float | None, previous: float 
     device=st.sampled_from((None, "edge-1", "edge-2")),
 )
 def test_read_api_agrees_with_independent_computation(
-    client: TestClient, new_key: NewKey, sent: list[dict[str, Any]], batch_size: int,
-    period: tuple[datetime, datetime], model: str | None, device: str | None,
+    client: TestClient,
+    new_key: NewKey,
+    sent: list[dict[str, Any]],
+    batch_size: int,
+    period: tuple[datetime, datetime],
+    model: str | None,
+    device: str | None,
 ) -> None:
     key = auth(new_key(f"ws{next(_workspaces)}"))
     for at in range(0, len(sent), batch_size):
@@ -160,7 +171,8 @@ def test_read_api_agrees_with_independent_computation(
         assert row["share"] == pytest.approx(row["count"] / len(now.confidences))
 
     series = client.get(
-        "/api/v1/timeseries", params={**params, "metric": "requests", "interval": "hour"},
+        "/api/v1/timeseries",
+        params={**params, "metric": "requests", "interval": "hour"},
         headers=key,
     ).json()["points"]
     hour = start.replace(minute=0)
@@ -185,19 +197,36 @@ def test_timeseries_metrics_per_minute(client: TestClient, new_key: NewKey) -> N
     key = auth(new_key())
     base = MIDNIGHT + timedelta(hours=5)
     sent = [
-        {"inference_id": "a", "model_id": "m/1", "timestamp": iso(base + timedelta(seconds=5)),
-         "time": 0.1, "predictions": [{"class": "car", "confidence": 0.2}]},
-        {"inference_id": "b", "model_id": "m/1", "timestamp": iso(base + timedelta(seconds=59)),
-         "time": 0.3, "predictions": [{"class": "car", "confidence": 0.6}]},
-        {"inference_id": "c", "model_id": "m/1", "timestamp": iso(base + timedelta(minutes=2)),
-         "error": "timeout"},
+        {
+            "inference_id": "a",
+            "model_id": "m/1",
+            "timestamp": iso(base + timedelta(seconds=5)),
+            "time": 0.1,
+            "predictions": [{"class": "car", "confidence": 0.2}],
+        },
+        {
+            "inference_id": "b",
+            "model_id": "m/1",
+            "timestamp": iso(base + timedelta(seconds=59)),
+            "time": 0.3,
+            "predictions": [{"class": "car", "confidence": 0.6}],
+        },
+        {
+            "inference_id": "c",
+            "model_id": "m/1",
+            "timestamp": iso(base + timedelta(minutes=2)),
+            "error": "timeout",
+        },
     ]
-    assert client.post("/api/v1/inferences", json={"inferences": sent}, headers=key).status_code == 200
+    assert (
+        client.post("/api/v1/inferences", json={"inferences": sent}, headers=key).status_code == 200
+    )
     params = {"start": iso(base), "end": iso(base + timedelta(minutes=3)), "interval": "minute"}
 
     def values(metric: str) -> list[float | None]:
-        response = client.get("/api/v1/timeseries", params={**params, "metric": metric},
-                              headers=key)
+        response = client.get(
+            "/api/v1/timeseries", params={**params, "metric": metric}, headers=key
+        )
         return [p["value"] for p in response.json()["points"]]
 
     assert values("requests") == [2, 0, 1]
@@ -243,7 +272,9 @@ def test_bad_read_parameters_are_named(
 
 def test_unknown_model_or_device_reads_as_nothing(client: TestClient, new_key: NewKey) -> None:
     key = auth(new_key())
-    sent = [{"model_id": "m/1", "device_id": "cam", "predictions": [{"class": "a", "confidence": 1}]}]
+    sent = [
+        {"model_id": "m/1", "device_id": "cam", "predictions": [{"class": "a", "confidence": 1}]}
+    ]
     client.post("/api/v1/inferences", json={"inferences": sent}, headers=key)
     for params in ({"model_id": "nope/1"}, {"device_id": "nope"}):
         stats = client.get("/api/v1/stats", params=params, headers=key).json()

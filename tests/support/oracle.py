@@ -1,4 +1,4 @@
-"""An independent computation of what visionwatch should report, in plain Python over the items sent.
+"""An independent computation of what visionwatch should report, in plain Python.
 
 It shares no code with visionwatch: it reads the items as a user wrote them.
 """
@@ -54,8 +54,11 @@ class Expected:
 
 
 def expected(
-    items: list[dict[str, Any]], start: datetime, end: datetime,
-    model: str | None = None, device: str | None = None,
+    items: list[dict[str, Any]],
+    start: datetime,
+    end: datetime,
+    model: str | None = None,
+    device: str | None = None,
 ) -> Expected:
     result = Expected()
     for item in first_of_each_id(items):

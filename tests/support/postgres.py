@@ -69,8 +69,21 @@ def running_postgres() -> Iterator[PostgresServer]:
     user = "postgres"
     pg_ctl = [*run_as, str(binaries / "pg_ctl"), "-D", str(data)]
     try:
-        _run([*run_as, str(binaries / "initdb"), "-D", str(data), "-U", user,
-              "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        _run(
+            [
+                *run_as,
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ]
+        )
         options = (
             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -79,13 +92,15 @@ def running_postgres() -> Iterator[PostgresServer]:
         try:
             yield PostgresServer(host="127.0.0.1", port=port, user=user)
         finally:
-            subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
+            subprocess.run(
+                [*pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise PostgresUnavailable(
             f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"

@@ -9,52 +9,58 @@ from visionwatch.config import MIB
 from visionwatch.metrics import Metrics
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Answer 413 to any body over `limit` bytes, declared or streamed, before a route sees it."""
+    """Answer 413 to any body over `limit` bytes, declared or streamed, before a route sees it.
+
+    The body is read here, up to the limit, and replayed to the app: a route
+    then never fails halfway through reading, and nothing is half-stored.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await self._reject(scope, receive, send)
                 return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if started:
-                raise
-            await self._reject(scope, receive, send)
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)  # the client left
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = {"detail": f"the request body exceeds {self.limit / MIB:g} MiB"}
         await JSON(body, status_code=413)(scope, receive, send)
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    """Hand out `messages`, then whatever comes next (a disconnect) from the client."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await then()
+
+    return receive
 
 
 class HttpMetrics:

@@ -1,0 +1,109 @@
+"""The command line, run as a user runs it, and durability across a server restart."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import auth
+from tests.support.server import cli, serving
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"VISIONWATCH_DATABASE_URL": database_url, "VISIONWATCH_DATA_DIR": str(tmp_path / "d")}
+
+
+def test_workspaces_keys_and_users(env: dict[str, str]) -> None:
+    upgrade = cli(env, "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "revision 0002" in upgrade.stdout
+    assert cli(env, "workspaces", "create", "acme").returncode == 0
+    duplicate = cli(env, "workspaces", "create", "acme")
+    assert duplicate.returncode != 0
+    assert "already exists" in duplicate.stderr
+    bad = cli(env, "workspaces", "create", "Not A Slug")
+    assert bad.returncode != 0
+    assert "lowercase" in bad.stderr
+    assert cli(env, "workspaces", "list").stdout.split() == ["acme"]
+
+    made = cli(env, "keys", "create", "acme", "--scope", "read", "--name", "grafana")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("vw_")
+    assert len(secret) > 30
+    listing = cli(env, "keys", "list", "acme").stdout
+    assert "grafana" in listing
+    assert secret not in listing  # shown once only
+    assert secret[:9] in listing
+    key_id = listing.splitlines()[1].split("\t")[0]
+    assert cli(env, "keys", "revoke", key_id).returncode == 0
+    assert "revoked" in cli(env, "keys", "list", "acme").stdout
+    assert cli(env, "keys", "create", "nowhere").returncode != 0
+
+    created = cli(
+        env,
+        "users",
+        "create",
+        "acme",
+        "ops@example.com",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
+    assert created.returncode == 0, created.stderr
+    short = cli(env, "users", "create", "acme", "b@example.com", "--password-stdin", stdin="x\n")
+    assert short.returncode != 0
+    assert "8 characters" in short.stderr
+
+
+def test_data_survives_a_restart(env: dict[str, str]) -> None:
+    cli(env, "workspaces", "create", "acme")
+    secret = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    items = [
+        {
+            "inference_id": f"d{i}",
+            "model_id": "vehicles/3",
+            "device_id": "edge-1",
+            "time": 0.02,
+            "predictions": [{"class": "car", "confidence": 0.75}],
+            "metadata": {"lane": i},
+        }
+        for i in range(25)
+    ]
+    with serving(env) as base:
+        response = httpx.post(
+            f"{base}/api/v1/inferences", json={"inferences": items}, headers=auth(secret)
+        )
+        assert response.json() == {"accepted": 25, "duplicates": 0}
+        httpx.post(
+            f"{base}/api/v1/metadata",
+            headers=auth(secret),
+            json={"data": [{"inference_ids": ["later"], "field_name": "f", "field_value": "v"}]},
+        )
+        before = httpx.get(f"{base}/api/v1/stats", headers=auth(secret)).json()
+    with serving(env) as base:
+        after = httpx.get(f"{base}/api/v1/stats", headers=auth(secret)).json()
+        assert after["total_requests"] == before["total_requests"]
+        assert after["total_requests"]["current"] == 25
+        assert after["avg_confidence"]["current"] == pytest.approx(0.75)
+        detail = httpx.get(f"{base}/api/v1/inferences/d7", headers=auth(secret)).json()
+        assert detail["metadata"] == {"lane": 7}
+        # Metadata parked before the restart still joins its inference after it.
+        httpx.post(
+            f"{base}/api/v1/inferences",
+            headers=auth(secret),
+            json={"inferences": [{"inference_id": "later", "model_id": "vehicles/3"}]},
+        )
+        later = httpx.get(f"{base}/api/v1/inferences/later", headers=auth(secret)).json()
+        assert later["metadata"] == {"f": "v"}
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ok"}
+
+
+def test_serve_creates_the_default_sqlite_database(tmp_path: Path) -> None:
+    env = {"VISIONWATCH_DATA_DIR": str(tmp_path / "fresh")}
+    with serving(env) as base:
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    assert (tmp_path / "fresh" / "visionwatch.db").exists()
+    help_text = cli(env, "--help").stdout
+    for command in ("serve", "workspaces", "keys", "users", "db"):
+        assert command in help_text
