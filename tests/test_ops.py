@@ -85,3 +85,25 @@ def test_openapi_describes_every_endpoint_and_its_errors(client: TestClient) -> 
     item = spec["components"]["schemas"]["ItemIn"]
     assert {"model_id", "predictions", "metadata", "timestamp"} <= item["properties"].keys()
     assert client.get("/docs").status_code == 200
+
+
+def test_metrics_per_model_and_device(client: TestClient, new_key: NewKey) -> None:
+    key = auth(new_key())
+    items = [
+        {
+            "model_id": "vehicles/3",
+            "device_id": "edge-1",
+            "predictions": [{"class": "car", "confidence": 0.5}] * (i % 3),
+        }
+        for i in range(7)
+    ]
+    items.append({"model_id": "vehicles/3", "error": "boom"})
+    client.post("/api/v1/inferences", json={"inferences": items}, headers=key)
+    text = client.get("/metrics").text
+    assert 'visionwatch_model_requests_total{model="vehicles/3",workspace="acme"} 8.0' in text
+    assert 'visionwatch_model_errors_total{model="vehicles/3",workspace="acme"} 1.0' in text
+    predictions = sum(i % 3 for i in range(7))
+    series = 'visionwatch_model_predictions_total{model="vehicles/3",workspace="acme"}'
+    assert f"{series} {predictions}.0" in text
+    assert 'visionwatch_device_online{device="edge-1",workspace="acme"} 1.0' in text
+    assert "visionwatch_database_up 1.0" in text

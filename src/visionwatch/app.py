@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -39,7 +40,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = db
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
     for module in (ingest, reads, inferences, devices, ops):
         app.include_router(module.router)

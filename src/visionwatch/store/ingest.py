@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Row, delete, func, select
 
+from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
@@ -19,6 +20,7 @@ from visionwatch.db.schema import (
     pending_metadata,
     predictions,
 )
+from visionwatch.db.types import to_micros
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.rollups import compute_deltas
 from visionwatch.store.rollup_write import apply_deltas
@@ -67,7 +69,8 @@ def _ingest(
                 "image_key": None,
                 "item": orjson.dumps(i.item).decode(),
             }
-            for i in unique
+            # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
+            for i in sorted(unique, key=lambda i: i.inference_id)
         ],
     ).all()
     pks = {row.inference_id: row.id for row in inserted}
@@ -171,7 +174,7 @@ def _insert_predictions(
             "workspace_id": workspace_id,
             "inference_pk": pks[i.inference_id],
             "idx": index,
-            "ts": i.timestamp,
+            "ts": to_micros(i.timestamp),
             "class_name": p.class_name,
             "class_id": p.class_id,
             "confidence": p.confidence,
@@ -183,8 +186,7 @@ def _insert_predictions(
         for i in new
         for index, p in enumerate(i.predictions)
     ]
-    if rows:
-        conn.execute(predictions.insert(), rows)
+    bulk.executemany(conn, "insert predictions", predictions.insert, rows)
 
 
 def _insert_metadata(
@@ -212,9 +214,11 @@ def _insert_metadata(
         )
     if not values:
         return
-    timestamps = {i.inference_id: i.timestamp for i in new}
-    conn.execute(
-        inference_metadata.insert(),
+    timestamps = {i.inference_id: to_micros(i.timestamp) for i in new}
+    bulk.executemany(
+        conn,
+        "insert metadata",
+        inference_metadata.insert,
         [
             {
                 "workspace_id": workspace_id,

@@ -3,11 +3,13 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, case, func
+from sqlalchemy import Connection, Table, case, func, literal_column
 
+from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.schema import CONFIDENCE_COLUMNS, TIME_COLUMNS, class_rollups, rollups
+from visionwatch.db.types import to_micros
 from visionwatch.rollups import ClassDelta, Delta, Deltas
 
 _ROLLUP_KEY = ("workspace_id", "bucket", "model_id", "device_id")
@@ -64,7 +66,7 @@ def _rollup_row(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "workspace_id": workspace_id,
-        "bucket": bucket,
+        "bucket": to_micros(bucket),
         "model_id": model,
         "device_id": device,
         "requests": delta.requests,
@@ -85,7 +87,7 @@ def _class_row(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "workspace_id": workspace_id,
-        "bucket": bucket,
+        "bucket": to_micros(bucket),
         "model_id": model,
         "device_id": device,
         "class_name": name,
@@ -98,8 +100,10 @@ def _class_row(
 
 
 def _put_bins(row: dict[str, Any], columns: tuple[str, ...], bins: dict[int, int]) -> None:
-    for index, name in enumerate(columns):
-        row[name] = bins.get(index) or None  # null means zero
+    row.update(dict.fromkeys(columns))  # null means zero
+    for index, count in bins.items():
+        if count:
+            row[columns[index]] = count
 
 
 def _upsert(
@@ -111,13 +115,17 @@ def _upsert(
     sums: tuple[str, ...],
     bins: tuple[str, ...],
 ) -> None:
-    statement = dialects.insert(dialect, table)
-    excluded = statement.excluded
-    assignments: dict[str, Any] = {name: table.c[name] + excluded[name] for name in sums}
-    for name in bins:
-        # Keep nulls null (sparse), and add when the delta has a count.
-        assignments[name] = case(
-            (excluded[name].is_(None), table.c[name]),
-            else_=func.coalesce(table.c[name], 0) + excluded[name],
-        )
-    conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=assignments), rows)
+    def build() -> Any:
+        statement = dialects.insert(dialect, table)
+        excluded = statement.excluded
+        assignments: dict[str, Any] = {name: table.c[name] + excluded[name] for name in sums}
+        zero: Any = literal_column("0")
+        for name in bins:
+            # Keep nulls null (sparse), and add when the delta has a count.
+            assignments[name] = case(
+                (excluded[name].is_(None), table.c[name]),
+                else_=func.coalesce(table.c[name], zero) + excluded[name],
+            )
+        return statement.on_conflict_do_update(index_elements=list(key), set_=assignments)
+
+    bulk.executemany(conn, f"upsert {table.name}", build, rows)
