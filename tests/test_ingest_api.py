@@ -54,7 +54,7 @@ BAD_ITEMS = [
     ({**VALID, "timestamp": 12}, "timestamp"),
     ({**VALID, "metadata": {"camera": {"name": "north"}}}, "metadata.camera"),
     ({**VALID, "metadata": {"camera": None}}, "metadata.camera"),
-    ({**VALID, "metadata": {"x" * 129: "v"}}, "metadata." + "x" * 128),
+    ({**VALID, "metadata": {"x" * 129: "v"}}, "metadata." + "x" * 129),
     ({**VALID, "metadata": {"note": "v" * 1025}}, "metadata.note"),
     ({**VALID, "metadata": "camera=north"}, "metadata"),
     ({**VALID, "inference_id": "i" * 129}, "inference_id"),

@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from visionwatch import __version__
 from visionwatch.api import devices, inferences, ingest, ops, reads
 from visionwatch.api.errors import install_handlers
-from visionwatch.api.middleware import BodyLimit, HttpMetrics
+from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database, create_database
@@ -45,6 +45,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     for module in (ingest, reads, inferences, devices, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RefuseNul)
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -47,6 +47,23 @@ MULTI_LABEL_THRESHOLD = 0.5
 _MODEL_VERSION = re.compile(r"^(?P<project>.+)/(?P<version>\d+)$")
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it everywhere rather than differ by database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+ModelName = Annotated[str, Field(min_length=1, max_length=256), NoNul]
+InferenceId = Annotated[str, Field(min_length=1, max_length=128), NoNul]
+DeviceName = Annotated[str, Field(min_length=1, max_length=256), NoNul]
+ClassName = Annotated[str, Field(min_length=1, max_length=256), NoNul]
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME), NoNul]
+# Class ids are stored as 32-bit integers.
+ClassId = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
@@ -62,8 +79,8 @@ class PointIn(_Strict):
 
 
 class PredictionIn(_Strict):
-    class_: str = Field(alias="class", min_length=1, max_length=256)
-    class_id: int | None = None
+    class_: ClassName = Field(alias="class")
+    class_id: ClassId | None = None
     confidence: float = Field(ge=0, le=1)
     x: float | None = None
     y: float | None = None
@@ -75,7 +92,7 @@ class PredictionIn(_Strict):
 
 class ClassScoreIn(_Strict):
     confidence: float = Field(ge=0, le=1)
-    class_id: int | None = None
+    class_id: ClassId | None = None
 
 
 def _shape(value: Any) -> str | None:
@@ -97,14 +114,16 @@ def _check_metadata_value(value: Any) -> MetadataValue:
         raise ValueError("numbers must be finite")
     if not isinstance(value, str | int | float | bool):
         raise ValueError("values must be a string, a number or a boolean")
-    if isinstance(value, str) and len(value) > MAX_FIELD_VALUE:
-        raise ValueError(f"values have at most {MAX_FIELD_VALUE} characters")
+    if isinstance(value, str):
+        if len(value) > MAX_FIELD_VALUE:
+            raise ValueError(f"values have at most {MAX_FIELD_VALUE} characters")
+        _no_nul(value)
     return value
 
 
 def _check_error(value: Any) -> str:
     if isinstance(value, str):
-        return value[:10_000]
+        return _no_nul(value)[:10_000]
     if isinstance(value, dict):
         return orjson.dumps(value).decode()[:10_000]
     raise ValueError("expected a message or an object describing the error")
@@ -126,7 +145,8 @@ ErrorIn = Annotated[
     Any, AfterValidator(_check_error), WithJsonSchema({"type": ["string", "object"]})
 ]
 PredictionsIn = Annotated[
-    Annotated[list[PredictionIn], Tag("list")] | Annotated[dict[str, ClassScoreIn], Tag("dict")],
+    Annotated[list[PredictionIn], Tag("list")]
+    | Annotated[dict[ClassName, ClassScoreIn], Tag("dict")],
     Discriminator(
         _shape,
         custom_error_type="predictions_shape",
@@ -138,8 +158,8 @@ PredictionsIn = Annotated[
 class ItemIn(_Strict):
     """One inference as sent to POST /api/v1/inferences (documented in the OpenAPI schema)."""
 
-    model_id: str = Field(min_length=1, max_length=256)
-    inference_id: str | None = Field(default=None, min_length=1, max_length=128)
+    model_id: ModelName
+    inference_id: InferenceId | None = None
     timestamp: TimeIn | None = Field(
         default=None, description="ISO 8601 (UTC when no offset) or Unix seconds"
     )
@@ -150,7 +170,7 @@ class ItemIn(_Strict):
         validation_alias=AliasChoices("inference_time", "time"),
         description="seconds; `time` is accepted as an alias",
     )
-    device_id: str | None = Field(default=None, min_length=1, max_length=256)
+    device_id: DeviceName | None = None
     task: Task | None = None
     image: ImageIn | None = None
     predictions: PredictionsIn | None = Field(
@@ -158,10 +178,10 @@ class ItemIn(_Strict):
         description="a list for detection, segmentation, keypoints and classification; "
         "a dict of class to score for multi-label classification",
     )
-    top: str | None = Field(default=None, min_length=1, max_length=256)
+    top: ClassName | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)
-    predicted_classes: list[str] | None = Field(default=None, max_length=MAX_PREDICTIONS)
-    metadata: dict[str, MetadataValueIn] | None = Field(
+    predicted_classes: list[ClassName] | None = Field(default=None, max_length=MAX_PREDICTIONS)
+    metadata: dict[FieldName, MetadataValueIn] | None = Field(
         default=None, max_length=MAX_METADATA_FIELDS
     )
     error: ErrorIn | None = Field(default=None, description="set when the inference failed")
@@ -268,7 +288,7 @@ def parse_item(raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inferen
     if timestamp > now + max_clock_skew:
         message = f"is more than {max_clock_skew} ahead of the server's clock"
         errors.append(ItemError(None, "timestamp", message))
-    metadata = _metadata(item.metadata, errors)
+    metadata = item.metadata or {}
     task = item.task or infer_task(item)
     predictions = _predictions(item, task, errors)
     if errors:
@@ -364,29 +384,6 @@ def _multi_label(item: ItemIn, errors: list[ItemError]) -> list[Prediction]:
     return result
 
 
-def _metadata(
-    values: dict[str, MetadataValue] | None, errors: list[ItemError]
-) -> dict[str, MetadataValue]:
-    if not values:
-        return {}
-    for name in values:
-        if not 1 <= len(name) <= MAX_FIELD_NAME:
-            message = f"field names have 1 to {MAX_FIELD_NAME} characters"
-            errors.append(ItemError(None, f"metadata.{name[:MAX_FIELD_NAME]}", message))
-    return values
-
-
-def metadata_problem(name: str, value: object) -> str | None:
-    """Why a metadata field cannot be stored, or None when it can."""
-    if not 1 <= len(name) <= MAX_FIELD_NAME:
-        return f"field names have 1 to {MAX_FIELD_NAME} characters"
-    try:
-        _check_metadata_value(value)
-    except ValueError as error:
-        return str(error)
-    return None
-
-
 def encode_metadata_value(value: MetadataValue) -> tuple[str, str]:
     """(text used for filtering, kind) of a metadata value."""
     if isinstance(value, bool):
@@ -414,6 +411,8 @@ def _errors(error: ValidationError) -> list[ItemError]:
         location = e["loc"]
         if location[:1] == ("predictions",) and location[1:2] in (("list",), ("dict",)):
             location = location[:1] + location[2:]  # drop the union's tag
+        if location[-1:] == ("[key]",):
+            location = location[:-1]  # a bad dict key: name the key itself
         message = e["msg"].removeprefix("Value error, ")
         result.append(ItemError(None, json_path(location), message))
     return result

@@ -11,7 +11,14 @@ from visionwatch.api.body import read_json
 from visionwatch.api.deps import DatabaseDep, IngestKey, SettingsDep
 from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS
 from visionwatch.api.responses import JSON
-from visionwatch.items import MAX_FIELD_NAME, MetadataValueIn, parse_batch
+from visionwatch.items import (
+    DeviceName,
+    FieldName,
+    InferenceId,
+    MetadataValueIn,
+    NoNul,
+    parse_batch,
+)
 from visionwatch.store import devices as device_store
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
@@ -60,10 +67,12 @@ async def post_inferences(
 class HeartbeatIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    device_id: str = Field(min_length=1, max_length=256)
-    version: str | None = Field(default=None, max_length=128)
-    hostname: str | None = Field(default=None, max_length=256)
-    tags: list[Annotated[str, Field(max_length=128)]] | None = Field(default=None, max_length=64)
+    device_id: DeviceName
+    version: Annotated[str, Field(max_length=128), NoNul] | None = None
+    hostname: Annotated[str, Field(max_length=256), NoNul] | None = None
+    tags: list[Annotated[str, Field(max_length=128), NoNul]] | None = Field(
+        default=None, max_length=64
+    )
 
 
 @router.post(
@@ -84,10 +93,8 @@ def post_heartbeat(beat: HeartbeatIn, key: IngestKey, database: DatabaseDep) -> 
 class MetadataEntry(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    inference_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        min_length=1, max_length=10_000
-    )
-    field_name: str = Field(min_length=1, max_length=MAX_FIELD_NAME)
+    inference_ids: list[InferenceId] = Field(min_length=1, max_length=10_000)
+    field_name: FieldName
     field_value: MetadataValueIn
 
 

@@ -1,6 +1,7 @@
 """ASGI middleware: the request-body limit and HTTP metrics."""
 
 import time
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +62,30 @@ def _replay(messages: list[Message], then: Receive) -> Receive:
         return await then()
 
     return receive
+
+
+class RefuseNul:
+    """NUL characters in a path or query parameter: 404 or a 422 naming the parameter.
+
+    PostgreSQL text cannot hold NUL; without this a lookup would fail with a
+    database error instead of a clear answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if "\x00" in scope["path"]:
+                await JSON({"detail": "not found"}, status_code=404)(scope, receive, send)
+                return
+            query = scope.get("query_string", b"").decode("latin-1")
+            for name, value in parse_qsl(query, keep_blank_values=True):
+                if "\x00" in name or "\x00" in value:
+                    error = {"path": name.replace("\x00", ""), "message": "must not contain NUL"}
+                    await JSON({"errors": [error]}, status_code=422)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class HttpMetrics:
