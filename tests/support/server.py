@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,10 +32,13 @@ def cli(
 def serving(env: dict[str, str]) -> Iterator[str]:
     """The base URL of a server started with `env`; it is stopped (by its PID) on exit."""
     port = free_port()
+    # A file, not a pipe: nobody reads the log while the test runs, and a full
+    # pipe would block the server on its next log line.
+    log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "visionwatch", "serve", "--port", str(port)],
         env={**os.environ, **env},
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -43,8 +47,8 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+                log.seek(0)
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read()}")
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
@@ -62,5 +66,4 @@ def serving(env: dict[str, str]) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stdout:
-            process.stdout.close()
+        log.close()
