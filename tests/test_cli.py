@@ -107,3 +107,14 @@ def test_serve_creates_the_default_sqlite_database(tmp_path: Path) -> None:
     help_text = cli(env, "--help").stdout
     for command in ("serve", "workspaces", "keys", "users", "db"):
         assert command in help_text
+
+
+def test_bad_configuration_is_explained(tmp_path: Path) -> None:
+    bad_number = cli({"VISIONWATCH_DEVICE_OFFLINE_AFTER": "soon"}, "workspaces", "list")
+    assert bad_number.returncode != 0
+    assert "VISIONWATCH_DEVICE_OFFLINE_AFTER" in bad_number.stderr
+    assert "Traceback" not in bad_number.stderr
+    bad_url = cli({"VISIONWATCH_DATABASE_URL": "mysql://x/y"}, "workspaces", "list")
+    assert bad_url.returncode != 0
+    assert "postgresql://" in bad_url.stderr
+    assert "Traceback" not in bad_url.stderr

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from visionwatch import __version__
 from visionwatch.config import Settings
@@ -15,14 +16,27 @@ from visionwatch.store import accounts
 
 
 def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.ensure_object(dict).setdefault("settings", Settings())
+    holder = ctx.ensure_object(dict)
+    if "settings" not in holder:
+        try:
+            holder["settings"] = Settings()
+        except ValidationError as error:
+            problems = "; ".join(
+                f"VISIONWATCH_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise click.ClickException(f"bad configuration: {problems}") from None
+    settings: Settings = holder["settings"]
     return settings
 
 
 def _database(ctx: click.Context) -> Database:
     holder = ctx.ensure_object(dict)
     if "database" not in holder:
-        database = create_database(_settings(ctx).database_url_or_default())
+        try:
+            database = create_database(_settings(ctx).database_url_or_default())
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
         migrate.upgrade(database)
         ctx.call_on_close(database.dispose)
         holder["database"] = database

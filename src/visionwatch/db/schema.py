@@ -38,6 +38,17 @@ RESOLUTIONS = tuple(RESOLUTION_STEPS)
 
 CONFIDENCE_COLUMNS = tuple(f"c{i:02d}" for i in range(CONFIDENCE_BINS))
 TIME_COLUMNS = tuple(f"t{i:03d}" for i in range(TIME_BINS))
+# The additive columns of each rollup table, besides its histogram bins.
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "empty",
+    "predictions",
+    "confidence_sum",
+    "timed",
+    "inference_time_sum",
+)
+CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
 
 workspaces = Table(
     "workspaces",

@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Table, and_, func, or_, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
-from visionwatch.db.schema import CONFIDENCE_COLUMNS, TIME_COLUMNS, class_rollups, rollups
+from visionwatch.db.schema import (
+    CLASS_SUMS,
+    CONFIDENCE_COLUMNS,
+    ROLLUP_SUMS,
+    TIME_COLUMNS,
+    class_rollups,
+    rollups,
+)
 from visionwatch.db.types import from_micros, to_micros
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS
 from visionwatch.rollups import ALL_DEVICES
@@ -59,18 +66,6 @@ class ClassTotals:
     predictions: int = 0
     confidence_sum: float = 0.0
     confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
-
-
-_SUMS = (
-    "requests",
-    "errors",
-    "empty",
-    "predictions",
-    "confidence_sum",
-    "timed",
-    "inference_time_sum",
-)
-_CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
 
 
 def cover(start: datetime, end: datetime, coarsest: str = "day") -> list[Segment]:
@@ -132,7 +127,7 @@ def sum_rollups(
     bins = (CONFIDENCE_COLUMNS + TIME_COLUMNS) if with_bins else ()
     for resolution, segments in _by_resolution(cover(start, end, coarsest)).items():
         table = rollups[resolution]
-        query = select(*_sums(table, _SUMS + bins)).where(*_where(table, scope, segments))
+        query = select(*_sums(table, ROLLUP_SUMS + bins)).where(*_where(table, scope, segments))
         if group is not None:
             key = _group_column(table, group, interval)
             query = query.add_columns(key).group_by(key)
@@ -162,7 +157,7 @@ def sum_classes(
     for resolution, segments in _by_resolution(cover(start, end)).items():
         table = class_rollups[resolution]
         query = (
-            select(table.c.model_id, table.c.class_name, *_sums(table, _CLASS_SUMS + bins))
+            select(table.c.model_id, table.c.class_name, *_sums(table, CLASS_SUMS + bins))
             .where(*_where(table, scope, segments))
             .group_by(table.c.model_id, table.c.class_name)
         )

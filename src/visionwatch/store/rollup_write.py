@@ -8,22 +8,19 @@ from sqlalchemy import Connection, Table, case, func, literal_column
 from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
-from visionwatch.db.schema import CONFIDENCE_COLUMNS, TIME_COLUMNS, class_rollups, rollups
+from visionwatch.db.schema import (
+    CLASS_SUMS,
+    CONFIDENCE_COLUMNS,
+    ROLLUP_SUMS,
+    TIME_COLUMNS,
+    class_rollups,
+    rollups,
+)
 from visionwatch.db.types import to_micros
 from visionwatch.rollups import ClassDelta, Delta, Deltas
 
 _ROLLUP_KEY = ("workspace_id", "bucket", "model_id", "device_id")
 _CLASS_KEY = (*_ROLLUP_KEY, "class_name")
-_ROLLUP_SUMS = (
-    "requests",
-    "errors",
-    "empty",
-    "predictions",
-    "confidence_sum",
-    "timed",
-    "inference_time_sum",
-)
-_CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
 
 
 def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: Deltas) -> None:
@@ -41,7 +38,7 @@ def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: 
             rollups[resolution],
             rows,
             _ROLLUP_KEY,
-            _ROLLUP_SUMS,
+            ROLLUP_SUMS,
             CONFIDENCE_COLUMNS + TIME_COLUMNS,
         )
     class_rows: dict[str, list[dict[str, Any]]] = {}
@@ -56,7 +53,7 @@ def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: 
             class_rollups[resolution],
             rows,
             _CLASS_KEY,
-            _CLASS_SUMS,
+            CLASS_SUMS,
             CONFIDENCE_COLUMNS,
         )
 
