@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import auth
 from tests.support.server import cli, serving
+from visionwatch.db import migrate
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
 def test_workspaces_keys_and_users(env: dict[str, str]) -> None:
     upgrade = cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "revision 0002" in upgrade.stdout
+    assert f"revision {migrate.head_revision()}" in upgrade.stdout
     assert cli(env, "workspaces", "create", "acme").returncode == 0
     duplicate = cli(env, "workspaces", "create", "acme")
     assert duplicate.returncode != 0

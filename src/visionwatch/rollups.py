@@ -17,6 +17,8 @@ from visionwatch.items import Inference
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 ALL_DEVICES = 0
+# Class rollups keep inferences without predictions under this class name.
+NO_CLASS = ""
 
 RollupKey = tuple[str, datetime, int, int]  # resolution, bucket start, model, device
 ClassKey = tuple[str, datetime, int, int, str]
@@ -51,12 +53,18 @@ class ClassDelta:
     inferences: int = 0
     predictions: int = 0
     confidence_sum: float = 0.0
+    errors: int = 0
+    timed: int = 0
+    inference_time_sum: float = 0.0
     confidence_bins: Counter[int] = field(default_factory=Counter)
 
     def add(self, other: "ClassDelta") -> None:
         self.inferences += other.inferences
         self.predictions += other.predictions
         self.confidence_sum += other.confidence_sum
+        self.errors += other.errors
+        self.timed += other.timed
+        self.inference_time_sum += other.inference_time_sum
         self.confidence_bins.update(other.confidence_bins)
 
 
@@ -81,18 +89,28 @@ def compute_deltas(rows: Iterable[tuple[Inference, int, int | None]]) -> Deltas:
         if delta is None:
             delta = minutes[(bucket, model, device_key)] = Delta()
         _add_inference(delta, inference)
-        seen: set[str] = set()
+        # Once per class the inference predicted, or once under NO_CLASS if none.
+        per_class: dict[str, ClassDelta] = {}
         for prediction in inference.predictions:
-            class_key = (bucket, model, device_key, prediction.class_name)
-            class_delta = minute_classes.get(class_key)
+            class_delta = per_class.get(prediction.class_name)
             if class_delta is None:
-                class_delta = minute_classes[class_key] = ClassDelta()
-            if prediction.class_name not in seen:
-                seen.add(prediction.class_name)
-                class_delta.inferences += 1
+                class_delta = per_class[prediction.class_name] = ClassDelta()
             class_delta.predictions += 1
             class_delta.confidence_sum += prediction.confidence
             class_delta.confidence_bins[confidence_bin(prediction.confidence)] += 1
+        if not per_class:
+            per_class[NO_CLASS] = ClassDelta(errors=int(inference.error is not None))
+        for name, class_delta in per_class.items():
+            class_delta.inferences = 1
+            if inference.inference_time is not None:
+                class_delta.timed = 1
+                class_delta.inference_time_sum = inference.inference_time
+            class_key = (bucket, model, device_key, name)
+            into = minute_classes.get(class_key)
+            if into is None:
+                minute_classes[class_key] = class_delta
+            else:
+                into.add(class_delta)
     rollups: dict[RollupKey, Delta] = {}
     for (bucket, model, device_key), delta in minutes.items():
         for rollup_key in _fold_keys(bucket, model, device_key):

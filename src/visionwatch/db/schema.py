@@ -48,7 +48,15 @@ ROLLUP_SUMS = (
     "timed",
     "inference_time_sum",
 )
-CLASS_SUMS = ("inferences", "predictions", "confidence_sum")
+CLASS_SUMS = (
+    "inferences",
+    "predictions",
+    "confidence_sum",
+    "errors",
+    "timed",
+    "inference_time_sum",
+)
+
 
 workspaces = Table(
     "workspaces",
@@ -109,6 +117,7 @@ devices = Table(
     Column("version", String(128)),
     Column("hostname", String(256)),
     Column("tags", Text),  # a JSON list of strings
+    Column("info", Text),  # a JSON object: system info, deployment type
     UniqueConstraint("workspace_id", "name"),
 )
 
@@ -224,6 +233,10 @@ def _class_rollup_table(resolution: str) -> Table:
         Column("predictions", Integer, nullable=False),
         Column("confidence_sum", Float, nullable=False),
         *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
+        # Of the inferences above: failed ones, and their inference times.
+        Column("errors", Integer, nullable=False, server_default="0"),
+        Column("timed", Integer, nullable=False, server_default="0"),
+        Column("inference_time_sum", Float, nullable=False, server_default="0"),
         PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "device_id", "class_name"),
     )
 

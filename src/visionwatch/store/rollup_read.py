@@ -65,7 +65,27 @@ class ClassTotals:
     inferences: int = 0
     predictions: int = 0
     confidence_sum: float = 0.0
+    errors: int = 0
+    timed: int = 0
+    inference_time_sum: float = 0.0
     confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+
+    def add(self, other: "ClassTotals") -> None:
+        self.inferences += other.inferences
+        self.predictions += other.predictions
+        self.confidence_sum += other.confidence_sum
+        self.errors += other.errors
+        self.timed += other.timed
+        self.inference_time_sum += other.inference_time_sum
+        _add_bins(self.confidence_bins, other.confidence_bins)
+
+    @property
+    def avg_confidence(self) -> float | None:
+        return self.confidence_sum / self.predictions if self.predictions else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return self.inference_time_sum / self.timed if self.timed else None
 
 
 def cover(start: datetime, end: datetime, coarsest: str = "day") -> list[Segment]:
@@ -166,8 +186,11 @@ def sum_classes(
             totals.inferences += row[2] or 0
             totals.predictions += row[3] or 0
             totals.confidence_sum += row[4] or 0.0
+            totals.errors += row[5] or 0
+            totals.timed += row[6] or 0
+            totals.inference_time_sum += row[7] or 0.0
             if with_bins:
-                _add_bins(totals.confidence_bins, row[5:])
+                _add_bins(totals.confidence_bins, row[8:])
     return result
 
 

@@ -91,6 +91,9 @@ def _class_row(
         "inferences": delta.inferences,
         "predictions": delta.predictions,
         "confidence_sum": delta.confidence_sum,
+        "errors": delta.errors,
+        "timed": delta.timed,
+        "inference_time_sum": delta.inference_time_sum,
     }
     _put_bins(row, CONFIDENCE_COLUMNS, delta.confidence_bins)
     return row

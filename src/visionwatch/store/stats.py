@@ -13,6 +13,7 @@ from visionwatch.histograms import (
     percentile_bin,
     time_bin_value,
 )
+from visionwatch.rollups import NO_CLASS
 from visionwatch.store.rollup_read import ClassTotals, Scope, Totals, sum_classes, sum_rollups
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -185,9 +186,8 @@ def class_stats(
         per_model = sum_classes(conn, scope, period.start, period.end, with_bins=False)
     merged: dict[str, ClassTotals] = {}
     for (_, name), totals in per_model.items():
-        into = merged.setdefault(name, ClassTotals())
-        into.predictions += totals.predictions
-        into.confidence_sum += totals.confidence_sum
+        if name != NO_CLASS:
+            merged.setdefault(name, ClassTotals()).add(totals)
     total = sum(t.predictions for t in merged.values())
     result = [
         ClassStats(
