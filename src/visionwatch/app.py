@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from visionwatch import __version__
-from visionwatch.api import devices, inferences, ingest, ops, reads
+from visionwatch.api import devices, inferences, ingest, ops, reads, roboflow
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.api.responses import JSON
@@ -42,7 +42,8 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.database = db
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
-    for module in (ingest, reads, inferences, devices, ops):
+    roboflow.install_handlers(app)
+    for module in (ingest, reads, inferences, devices, ops, roboflow):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)

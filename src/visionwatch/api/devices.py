@@ -30,6 +30,7 @@ def list_devices(key: ReadKey, database: DatabaseDep, settings: SettingsDep) -> 
                     "version": d.version,
                     "hostname": d.hostname,
                     "tags": d.tags,
+                    "info": d.info,
                 }
                 for d in found
             ]

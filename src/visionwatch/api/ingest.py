@@ -99,6 +99,7 @@ class MetadataEntry(BaseModel):
 
 
 class MetadataIn(BaseModel):
+    # extra="ignore": Roboflow's shape may carry the api_key in the body.
     model_config = ConfigDict(strict=True, extra="ignore")
 
     data: list[MetadataEntry] = Field(min_length=1, max_length=1000)

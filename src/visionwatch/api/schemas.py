@@ -107,6 +107,7 @@ class DeviceOut(BaseModel):
     version: str | None
     hostname: str | None
     tags: list[str]
+    info: dict[str, str] = Field(description="system info and deployment type, when reported")
 
 
 class DevicesOut(BaseModel):

@@ -13,7 +13,6 @@ from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
-    devices,
     inference_metadata,
     inferences,
     models,
@@ -23,6 +22,7 @@ from visionwatch.db.schema import (
 from visionwatch.db.types import to_micros
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.rollups import compute_deltas
+from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.rollup_write import apply_deltas
 
 
@@ -32,15 +32,32 @@ class IngestResult:
     duplicates: int
 
 
-def ingest(db: Database, workspace_id: int, batch: list[Inference], now: datetime) -> IngestResult:
-    """Store a validated batch whole or not at all; an inference id already stored counts once."""
-    result: IngestResult = db.run_write(_ingest, db.dialect, workspace_id, batch, now)
+def ingest(
+    db: Database,
+    workspace_id: int,
+    batch: list[Inference],
+    now: datetime,
+    heartbeat: Heartbeat | None = None,
+) -> IngestResult:
+    """Store a validated batch whole or not at all; an inference id already stored counts once.
+
+    A `heartbeat` of the sender (an inference server's report) is recorded
+    in the same transaction.
+    """
+    result: IngestResult = db.run_write(_ingest, db.dialect, workspace_id, batch, now, heartbeat)
     return result
 
 
 def _ingest(
-    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
+    conn: Connection,
+    dialect: Dialect,
+    workspace_id: int,
+    batch: list[Inference],
+    now: datetime,
+    heartbeat: Heartbeat | None,
 ) -> IngestResult:
+    if heartbeat is not None:
+        upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
     unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
     unique.reverse()  # the first of repeated ids in a batch wins, in the order sent
     if not unique:
@@ -132,38 +149,6 @@ def _upsert_devices(
     if not names:
         return {}
     return upsert_devices(conn, dialect, workspace_id, [{"name": n} for n in names], now)
-
-
-def upsert_devices(
-    conn: Connection,
-    dialect: Dialect,
-    workspace_id: int,
-    rows: list[dict[str, object]],
-    now: datetime,
-) -> dict[str, int]:
-    """Create or touch devices (last seen now); `rows` may carry version, hostname and tags."""
-    statement = dialects.insert(dialect, devices)
-    updates: dict[str, object] = {
-        "last_seen": dialects.greatest(dialect, devices.c.last_seen, statement.excluded.last_seen)
-    }
-    for column in ("version", "hostname", "tags"):
-        updates[column] = func.coalesce(statement.excluded[column], devices.c[column])
-    values = [
-        {
-            "workspace_id": workspace_id,
-            "first_seen": now,
-            "last_seen": now,
-            "version": None,
-            "hostname": None,
-            "tags": None,
-            **row,
-        }
-        for row in rows
-    ]
-    statement = statement.on_conflict_do_update(
-        index_elements=["workspace_id", "name"], set_=updates
-    ).returning(devices.c.id, devices.c.name)
-    return {row.name: row.id for row in conn.execute(statement, values)}
 
 
 def _insert_predictions(

@@ -1,0 +1,193 @@
+"""Roboflow-shaped endpoints: Inference Servers report here, Roboflow API scripts read here.
+
+Errors answer `{"error": "..."}` as Roboflow's API does; report validation
+errors also list every bad path under `errors`.
+"""
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from visionwatch.api.body import read_json
+from visionwatch.api.deps import DatabaseDep, SettingsDep
+from visionwatch.api.ingest import MetadataIn
+from visionwatch.api.responses import JSON
+from visionwatch.compat import roboflow
+from visionwatch.db.engine import Database
+from visionwatch.items import InvalidBatch, json_path
+from visionwatch.store import accounts
+from visionwatch.store import ingest as ingest_store
+from visionwatch.store import metadata as metadata_store
+from visionwatch.store.accounts import ApiKey
+from visionwatch.store.devices import Heartbeat
+from visionwatch.store.roboflow_stats import inference_stats
+from visionwatch.store.stats import Period
+from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
+
+router = APIRouter(tags=["roboflow"])
+DEFAULT_PERIOD = timedelta(hours=24)
+
+
+class CompatError(Exception):
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CompatError)
+    async def compat_error(_: Request, error: CompatError) -> JSON:
+        body: dict[str, Any] = {"error": error.message}
+        if error.errors is not None:
+            body["errors"] = error.errors
+        return JSON(body, status_code=error.status)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": 'Malformed body: `{"error": ...}` says what is wrong'},
+    401: {"description": "No API key, or not a live one"},
+    403: {"description": "The key lacks the scope this endpoint needs"},
+    404: {"description": "The workspace in the path is not the key's"},
+    413: {"description": "The body is larger than the server accepts"},
+    422: {"description": "Invalid report: `errors` names each bad path"},
+}
+
+
+def _presented(request: Request, in_body: Any) -> str | None:
+    if isinstance(in_body, str) and in_body:
+        return in_body
+    if request.query_params.get("api_key"):
+        return request.query_params["api_key"]
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def _key(database: Database, secret: str | None, scope: str, workspace: str | None) -> ApiKey:
+    if secret is None:
+        raise CompatError(401, "an api_key is required (in the body, the query or a header)")
+    key = await run_in_threadpool(accounts.authenticate_key, database, secret)
+    if key is None:
+        raise CompatError(401, "this api_key is not valid or was revoked")
+    if scope not in key.scopes and "admin" not in key.scopes:
+        raise CompatError(403, f"this api_key lacks the {scope!r} scope")
+    if workspace is not None and workspace != key.workspace.name:
+        raise CompatError(404, f"no workspace {workspace!r} for this api_key")
+    return key
+
+
+async def _body(request: Request, limit: int) -> Any:
+    try:
+        return await read_json(request, limit)
+    except HTTPException as error:
+        raise CompatError(error.status_code, str(error.detail)) from None
+
+
+async def _report(
+    request: Request, database: Database, limit: int, skew: timedelta, workspace: str | None
+) -> JSON:
+    body = await _body(request, limit)
+    key = await _key(database, _presented(request, roboflow.api_key_of(body)), "ingest", workspace)
+    now = utcnow()
+    try:
+        report = roboflow.parse_report(body, now=now, max_clock_skew=skew)
+    except InvalidBatch as invalid:
+        errors = [{"path": e.path, "message": e.message} for e in invalid.errors]
+        first = invalid.errors[0]
+        raise CompatError(422, f"{first.path}: {first.message}", errors) from None
+    beat = None
+    if report.sender is not None:
+        sender = report.sender
+        beat = Heartbeat(sender.device, sender.version, sender.hostname, sender.tags, sender.info)
+    result = await run_in_threadpool(
+        ingest_store.ingest, database, key.workspace.id, report.inferences, now, beat
+    )
+    request.app.state.metrics.record_ingest(result.accepted, result.duplicates)
+    return JSON({"status": "ok", "accepted": result.accepted, "duplicates": result.duplicates})
+
+
+@router.post("/inference-stats", responses=ERRORS, summary="An Inference Server's report")
+async def post_report(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
+    """What a Roboflow Inference Server posts every METRICS_INTERVAL to its METRICS_URL.
+
+    An empty `inference_results` is a heartbeat of the server."""
+    skew = timedelta(seconds=settings.max_clock_skew_seconds)
+    return await _report(request, database, settings.max_body_bytes, skew, None)
+
+
+@router.post(
+    "/{workspace}/inference-stats", responses=ERRORS, summary="A report, to a named workspace"
+)
+async def post_workspace_report(
+    workspace: str, request: Request, database: DatabaseDep, settings: SettingsDep
+) -> JSON:
+    """The Inference Server's report, or the workflow model-monitoring aggregator's."""
+    skew = timedelta(seconds=settings.max_clock_skew_seconds)
+    return await _report(request, database, settings.max_body_bytes, skew, workspace)
+
+
+def _roboflow_period(start: str | None, end: str | None) -> Period:
+    """`YYYY-MM-DD HH:mm:ss` (UTC) or ISO 8601, widened to whole minutes; default the last day."""
+    try:
+        end_at = ceil_to(parse_time(end) if end else utcnow(), MINUTE)
+    except ValueError as error:
+        raise CompatError(400, f"endTime: {error}") from None
+    try:
+        start_at = floor_to(parse_time(start), MINUTE) if start else end_at - DEFAULT_PERIOD
+    except ValueError as error:
+        raise CompatError(400, f"startTime: {error}") from None
+    if start_at >= end_at:
+        raise CompatError(400, "startTime: must be before endTime")
+    return Period(start_at, end_at)
+
+
+@router.get(
+    "/{workspace}/inference-stats", responses=ERRORS, summary="Roboflow's inference statistics"
+)
+async def get_inference_stats(
+    workspace: str,
+    request: Request,
+    database: DatabaseDep,
+    start_time: Annotated[str | None, Query(alias="startTime", max_length=64)] = None,
+    end_time: Annotated[str | None, Query(alias="endTime", max_length=64)] = None,
+    model_names: Annotated[str | None, Query(alias="modelNames", max_length=10_000)] = None,
+) -> JSON:
+    """Totals of the period and of the previous one (`prev_`), and one row per model and
+    predicted class (`""`: inferences that predicted nothing)."""
+    key = await _key(database, _presented(request, None), "read", workspace)
+    period = _roboflow_period(start_time, end_time)
+    names = None
+    if model_names is not None:
+        names = [name.strip() for name in model_names.split(",") if name.strip()]
+    body = await run_in_threadpool(inference_stats, database, key.workspace.id, period, names)
+    return JSON(body)
+
+
+@router.post(
+    "/{workspace}/inference-stats/metadata", responses=ERRORS, summary="Attach custom metadata"
+)
+async def post_metadata(
+    workspace: str, request: Request, database: DatabaseDep, settings: SettingsDep
+) -> JSON:
+    """Roboflow's custom-metadata call; metadata sent before its inference is kept until it
+    arrives."""
+    body = await _body(request, settings.max_body_bytes)
+    in_body = body.get("api_key") if isinstance(body, dict) else None
+    key = await _key(database, _presented(request, in_body), "ingest", workspace)
+    try:
+        parsed = MetadataIn.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = json_path(first["loc"]) or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise CompatError(400, f"{path}: {message}") from None
+    updates = [
+        metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
+        for entry in parsed.data
+    ]
+    await run_in_threadpool(metadata_store.attach, database, key.workspace.id, updates, utcnow())
+    return JSON({"status": "ok"})
