@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import NewKey, auth
 
@@ -577,3 +579,65 @@ def test_keys_in_reports(client: TestClient, new_key: NewKey) -> None:
         ).status_code
         == 400
     )
+
+
+def test_a_report_without_inference_results_is_refused(client: TestClient, new_key: NewKey) -> None:
+    key = new_key()
+    body = report(key, [])
+    del body["inference_results"]
+    response = client.post("/inference-stats", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "inference_results"
+    assert native(client, key, "/api/v1/devices")["devices"] == []
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _paths(v, (*prefix, i))
+    return found
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_no_report_answers_a_server_error(
+    client: TestClient, new_key: NewKey, data: st.DataObject
+) -> None:
+    key = new_key()
+    body = report(
+        key,
+        [
+            condensed("m/1", [("a", 0.5)], model_type="classification"),
+            full("m/2", [detection_response([("b", 0.4)], 0.01)]),
+        ],
+    )
+    path = data.draw(st.sampled_from(_paths(body)[1:]))
+    if path == ("api_key",):
+        return
+    target: Any = body
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = data.draw(json_values)
+    response = client.post("/inference-stats", json=body)
+    assert response.status_code < 500, response.text
