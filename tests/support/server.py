@@ -30,9 +30,9 @@ def cli(
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
+def serving(env: dict[str, str], port: int | None = None) -> Iterator[str]:
     """The base URL of a server started with `env`; it is stopped (by its PID) on exit."""
-    port = free_port()
+    port = port or free_port()
     # A file, not a pipe: nobody reads the log while the test runs, and a full
     # pipe would block the server on its next log line.
     with tempfile.TemporaryFile(mode="w+") as log:
