@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.server import serving
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
@@ -141,6 +142,15 @@ def new_key(database: Database) -> NewKey:
         return secret
 
     return make
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `visionwatch serve` on SQLite for a module: (base URL, its environment)."""
+    data = tmp_path_factory.mktemp("server")
+    env = {"VISIONWATCH_DATA_DIR": str(data)}
+    with serving(env) as base:
+        yield base, env
 
 
 def auth(secret: str) -> dict[str, str]:

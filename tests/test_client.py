@@ -1,14 +1,12 @@
 """The SDK against a real visionwatch server on loopback, and its retry rules on a scripted one."""
 
 import logging
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +15,9 @@ import pytest
 
 from tests.conftest import auth
 from tests.support.postgres import free_port
-from tests.support.server import cli, serving
+from tests.support.server import serving
+from tests.support.workspaces import new_workspace, server_total
 from visionwatch.client import Client
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    """One real server (SQLite) for the module; each test makes its own workspace."""
-    data = tmp_path_factory.mktemp("server")
-    env = {"VISIONWATCH_DATA_DIR": str(data)}
-    with serving(env) as base:
-        yield base, env
-
-
-_workspaces = iter(range(10_000))
-
-
-def new_workspace(env: dict[str, str]) -> str:
-    name = f"sdk{next(_workspaces)}-{os.getpid()}"
-    assert cli(env, "workspaces", "create", name).returncode == 0
-    return cli(env, "keys", "create", name).stdout.strip().splitlines()[-1]
-
-
-def server_total(base: str, key: str) -> int:
-    stats = httpx.get(f"{base}/api/v1/stats", headers=auth(key)).json()
-    return int(stats["total_requests"]["current"])
 
 
 def detection(i: int) -> dict[str, Any]:

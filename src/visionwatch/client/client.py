@@ -108,9 +108,13 @@ class Client:
         if metadata is not None:
             _check_metadata(metadata)
         images.check_image(image)
-        if inference_id is None and isinstance(result, Mapping):
-            found = result.get("inference_id")
-            inference_id = str(found) if found else None
+        if inference_id is None:
+            # The response's own id, so that a re-sent response is counted once.
+            if isinstance(result, Mapping):
+                found = result.get("inference_id")
+            else:
+                found = getattr(result, "inference_id", None)
+            inference_id = found if isinstance(found, str) and found else None
         if inference_id is None:
             inference_id = uuid.uuid4().hex
         elif not isinstance(inference_id, str):
