@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: `python -m benchmarks <name> [--size N]` (see README.md)."""
