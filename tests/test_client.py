@@ -282,3 +282,41 @@ def test_wrong_arguments_raise_at_once(call: Any, error: type[Exception]) -> Non
         call(client)
     assert client.stats.queued == 0
     client.close(timeout=0)
+
+
+def test_automatic_heartbeats(server: tuple[str, dict[str, str]]) -> None:
+    base, env = server
+    key = new_workspace(env)
+    with Client(base, key, device_id="quiet-cam", heartbeat_interval=0.2, flush_interval=0.05):
+        deadline = time.monotonic() + 10
+        devices: list[dict[str, Any]] = []
+        while not devices and time.monotonic() < deadline:
+            devices = httpx.get(f"{base}/api/v1/devices", headers=auth(key)).json()["devices"]
+            time.sleep(0.05)
+    # Nothing was logged: the device is known from its heartbeat alone.
+    assert [(d["device_id"], d["status"]) for d in devices] == [("quiet-cam", "online")]
+    assert server_total(base, key) == 0
+
+
+EXITING = textwrap.dedent("""
+    import sys
+    from visionwatch.client import Client
+    client = Client(sys.argv[1], sys.argv[2], flush_interval=30, heartbeat_interval=None)
+    for i in range(50):
+        client.log("m/1", {"predictions": []}, inference_id=f"exit-{i}")
+    # No close(): the interpreter's exit flushes, bounded by exit_timeout.
+""")
+
+
+def test_a_bounded_flush_at_interpreter_exit(server: tuple[str, dict[str, str]]) -> None:
+    base, env = server
+    key = new_workspace(env)
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING, base, key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert server_total(base, key) == 50

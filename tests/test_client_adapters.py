@@ -229,12 +229,14 @@ def test_wrap_and_pipeline_sink(server: tuple[str, dict[str, str]]) -> None:
     moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     with Client(base, key, flush_interval=0.05) as client:
 
-        @client.wrap(model_id="slow/1")
+        @client.wrap("slow/1")
         def predict(image: Any) -> dict[str, Any]:
             time.sleep(0.05)
             return {"predictions": [{"class": "a", "confidence": 0.5}]}
 
         assert predict(None) == {"predictions": [{"class": "a", "confidence": 0.5}]}
+        plain = client.wrap(lambda image: {"predictions": []}, "plain/1")
+        assert plain(None) == {"predictions": []}
         sink = client.pipeline_sink("stream/1")
         frame = SimpleNamespace(
             image=np.zeros((480, 640, 3), dtype=np.uint8),

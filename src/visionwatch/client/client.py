@@ -157,16 +157,21 @@ class Client:
             raise ValueError("heartbeat() needs the client's device_id")
         self._sender.put(("heartbeats", None))
 
-    def wrap(self, fn: F | None = None, *, model_id: str) -> Any:
-        """Time `fn` and log what it returns: `client.wrap(predict, model_id="m/1")` or
-        `@client.wrap(model_id="m/1")`."""
+    def wrap(self, fn: F | str | None = None, model_id: str | None = None) -> Any:
+        """Time `fn` and log what it returns: `client.wrap(predict, "m/1")`, or as a
+        decorator, `@client.wrap("m/1")` or `@client.wrap(model_id="m/1")`."""
+        if isinstance(fn, str):
+            fn, model_id = None, fn
+        if not isinstance(model_id, str) or not model_id:
+            raise TypeError("wrap() needs the model_id to log under")
+        name: str = model_id
 
         def decorate(function: F) -> F:
             @functools.wraps(function)
             def timed(*args: Any, **kwargs: Any) -> Any:
                 began = time.perf_counter()
                 result = function(*args, **kwargs)
-                self.log(model_id, result, inference_time=time.perf_counter() - began)
+                self.log(name, result, inference_time=time.perf_counter() - began)
                 return result
 
             return timed  # type: ignore[return-value]

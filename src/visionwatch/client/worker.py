@@ -146,8 +146,11 @@ class Sender(threading.Thread):
                 self.wake.notify()
 
     def idle(self) -> bool:
+        """Nothing left to deliver: the queue, the batch in flight and the spool are empty."""
         with self.lock:
-            return not self.state.queue and self.in_flight is None and not self.spooled
+            if self.state.queue or self.in_flight is not None:
+                return False
+        return self.spool is None or not self.spool.pending()
 
     def request_flush(self) -> None:
         with self.lock:
