@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ("sdk_overhead",)
+BENCHMARKS = ("ingest", "sdk_overhead")
 
 
 def main() -> None:

@@ -9,8 +9,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["sdk_overhead"])
-def test_benchmark_runs(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("sdk_overhead", ["Client.log()", "Counter.inc()"]), ("ingest", ["sqlite", "postgresql"])],
+)
+def test_benchmark_runs(name: str, expected: list[str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", name, "--size", "2000"],
         cwd=ROOT,
@@ -20,5 +23,5 @@ def test_benchmark_runs(name: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Client.log()" in done.stdout
-    assert "Counter.inc()" in done.stdout
+    for text in expected:
+        assert text in done.stdout

@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
 )
@@ -191,6 +192,9 @@ class BatchIn(_Strict):
     inferences: list[ItemIn]
 
 
+_ITEMS: TypeAdapter[list[ItemIn]] = TypeAdapter(list[ItemIn])
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     class_name: str
@@ -268,9 +272,18 @@ def parse_batch(
         raise InvalidBatch([ItemError(None, "inferences", message)])
     inferences: list[Inference] = []
     errors: list[ItemError] = []
-    for index, raw in enumerate(raw_items):
+    try:
+        # One call validates the whole list: far less overhead than one call per item.
+        validated = _ITEMS.validate_python(raw_items)
+    except ValidationError as error:
+        for e in error.errors():
+            index, *location = e["loc"]
+            message = e["msg"].removeprefix("Value error, ")
+            errors.append(ItemError(int(index), _path(tuple(location)), message))
+        raise InvalidBatch(errors) from None
+    for index, (raw, item) in enumerate(zip(raw_items, validated, strict=True)):
         try:
-            inferences.append(parse_item(raw, now=now, max_clock_skew=max_clock_skew))
+            inferences.append(normalize(item, raw, now=now, max_clock_skew=max_clock_skew))
         except InvalidBatch as invalid:
             errors.extend(ItemError(index, e.path, e.message) for e in invalid.errors)
     if errors:
@@ -283,6 +296,11 @@ def parse_item(raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inferen
         item = ItemIn.model_validate(raw)
     except ValidationError as error:
         raise InvalidBatch(_errors(error)) from None
+    return normalize(item, raw, now=now, max_clock_skew=max_clock_skew)
+
+
+def normalize(item: ItemIn, raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inference:
+    """The Inference of a validated item (`raw` is the item as sent)."""
     errors: list[ItemError] = []
     timestamp: datetime = now if item.timestamp is None else item.timestamp
     if timestamp > now + max_clock_skew:
@@ -406,13 +424,15 @@ def decode_metadata_value(text: str, kind: str) -> MetadataValue:
 
 
 def _errors(error: ValidationError) -> list[ItemError]:
-    result = []
-    for e in error.errors():
-        location = e["loc"]
-        if location[:1] == ("predictions",) and location[1:2] in (("list",), ("dict",)):
-            location = location[:1] + location[2:]  # drop the union's tag
-        if location[-1:] == ("[key]",):
-            location = location[:-1]  # a bad dict key: name the key itself
-        message = e["msg"].removeprefix("Value error, ")
-        result.append(ItemError(None, json_path(location), message))
-    return result
+    return [
+        ItemError(None, _path(e["loc"]), e["msg"].removeprefix("Value error, "))
+        for e in error.errors()
+    ]
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    if location[:1] == ("predictions",) and location[1:2] in (("list",), ("dict",)):
+        location = location[:1] + location[2:]  # drop the union's tag
+    if location[-1:] == ("[key]",):
+        location = location[:-1]  # a bad dict key: name the key itself
+    return json_path(location)

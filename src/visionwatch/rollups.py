@@ -89,28 +89,31 @@ def compute_deltas(rows: Iterable[tuple[Inference, int, int | None]]) -> Deltas:
         if delta is None:
             delta = minutes[(bucket, model, device_key)] = Delta()
         _add_inference(delta, inference)
-        # Once per class the inference predicted, or once under NO_CLASS if none.
-        per_class: dict[str, ClassDelta] = {}
+        # Each class the inference predicted counts it once; none counts it under NO_CLASS.
+        seen: dict[str, ClassDelta] = {}
         for prediction in inference.predictions:
-            class_delta = per_class.get(prediction.class_name)
+            key = (bucket, model, device_key, prediction.class_name)
+            class_delta = minute_classes.get(key)
             if class_delta is None:
-                class_delta = per_class[prediction.class_name] = ClassDelta()
+                class_delta = minute_classes[key] = ClassDelta()
             class_delta.predictions += 1
             class_delta.confidence_sum += prediction.confidence
-            class_delta.confidence_bins[confidence_bin(prediction.confidence)] += 1
-        if not per_class:
-            per_class[NO_CLASS] = ClassDelta(errors=int(inference.error is not None))
-        for name, class_delta in per_class.items():
-            class_delta.inferences = 1
+            bins = class_delta.confidence_bins
+            index = confidence_bin(prediction.confidence)
+            bins[index] = bins.get(index, 0) + 1
+            seen[prediction.class_name] = class_delta
+        if not seen:
+            key = (bucket, model, device_key, NO_CLASS)
+            class_delta = minute_classes.get(key)
+            if class_delta is None:
+                class_delta = minute_classes[key] = ClassDelta()
+            class_delta.errors += inference.error is not None
+            seen[NO_CLASS] = class_delta
+        for class_delta in seen.values():
+            class_delta.inferences += 1
             if inference.inference_time is not None:
-                class_delta.timed = 1
-                class_delta.inference_time_sum = inference.inference_time
-            class_key = (bucket, model, device_key, name)
-            into = minute_classes.get(class_key)
-            if into is None:
-                minute_classes[class_key] = class_delta
-            else:
-                into.add(class_delta)
+                class_delta.timed += 1
+                class_delta.inference_time_sum += inference.inference_time
     rollups: dict[RollupKey, Delta] = {}
     for (bucket, model, device_key), delta in minutes.items():
         for rollup_key in _fold_keys(bucket, model, device_key):
@@ -128,14 +131,17 @@ def _add_inference(delta: Delta, inference: Inference) -> None:
         delta.errors += 1
     elif not inference.predictions:
         delta.empty += 1
+    bins = delta.confidence_bins
     for prediction in inference.predictions:
         delta.predictions += 1
         delta.confidence_sum += prediction.confidence
-        delta.confidence_bins[confidence_bin(prediction.confidence)] += 1
+        index = confidence_bin(prediction.confidence)
+        bins[index] = bins.get(index, 0) + 1
     if inference.inference_time is not None:
         delta.timed += 1
         delta.inference_time_sum += inference.inference_time
-        delta.time_bins[time_bin(inference.inference_time)] += 1
+        index = time_bin(inference.inference_time)
+        delta.time_bins[index] = delta.time_bins.get(index, 0) + 1
 
 
 def _fold_keys(minute: datetime, model: int, device_key: int) -> list[RollupKey]:

@@ -32,6 +32,15 @@ def cli(
 @contextmanager
 def serving(env: dict[str, str], port: int | None = None) -> Iterator[str]:
     """The base URL of a server started with `env`; it is stopped (by its PID) on exit."""
+    with serving_process(env, port) as (base, _):
+        yield base
+
+
+@contextmanager
+def serving_process(
+    env: dict[str, str], port: int | None = None
+) -> Iterator[tuple[str, "subprocess.Popen[str]"]]:
+    """Like `serving`, with the server's process (to read its memory, say)."""
     port = port or free_port()
     # A file, not a pipe: nobody reads the log while the test runs, and a full
     # pipe would block the server on its next log line.
@@ -46,7 +55,7 @@ def serving(env: dict[str, str], port: int | None = None) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(process, base, log)
-            yield base
+            yield base, process
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
