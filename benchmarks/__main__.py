@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "sdk_overhead")
+BENCHMARKS = ("ingest", "reads", "sdk_overhead")
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("sdk_overhead", ["Client.log()", "Counter.inc()"]), ("ingest", ["sqlite", "postgresql"])],
+    [
+        ("sdk_overhead", ["Client.log()", "Counter.inc()"]),
+        ("ingest", ["sqlite", "postgresql"]),
+        ("reads", ["stats", "first page, class filter"]),  # also checks DuckDB agrees
+    ],
 )
 def test_benchmark_runs(name: str, expected: list[str]) -> None:
     done = subprocess.run(

@@ -1,0 +1,252 @@
+"""Dashboard reads at scale, beside DuckDB computing the same answers from the same rows.
+
+A generator writes `size` inferences (5 predictions each) over 30 days across
+10 models, 50 devices and 20 classes through the real ingest code
+(`store.ingest`, in process, on SQLite), and the same rows to CSV files that
+DuckDB loads into memory (its load is not timed). Each read is then timed
+`repeat` times through the HTTP API in process and in DuckDB; the answers
+are checked to agree.
+"""
+
+import csv
+import random
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+with warnings.catch_warnings():
+    # Starlette's TestClient warns about its own httpx dependency; not ours to fix.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from visionwatch.app import create_app
+from visionwatch.config import Settings
+from visionwatch.db import migrate
+from visionwatch.db.engine import create_database
+from visionwatch.items import Inference, Prediction
+from visionwatch.store import accounts
+from visionwatch.store.ingest import ingest
+
+DEFAULT_SIZE = 1_000_000
+BATCH = 1000
+DAYS = 30
+CLASSES = [f"class-{i:02d}" for i in range(20)]
+REPEAT = 30
+
+
+def generate(database_url: str, folder: Path, size: int, seed: int = 7) -> tuple[str, datetime]:
+    """Fill the database and the CSV files; return an API key and the end of the data."""
+    rng = random.Random(seed)
+    database = create_database(database_url)
+    migrate.upgrade(database)
+    accounts.create_workspace(database, "bench")
+    _, key = accounts.create_key(database, "bench")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=DAYS)
+    batches = max(size // BATCH, 1)
+    window = (end - start) / batches
+    with (
+        open(folder / "inferences.csv", "w", newline="") as inference_file,
+        open(folder / "predictions.csv", "w", newline="") as prediction_file,
+    ):
+        inference_rows, prediction_rows = csv.writer(inference_file), csv.writer(prediction_file)
+        for number in range(batches):
+            model, device = f"model-{number % 10}/1", f"device-{rng.randrange(50)}"
+            began = start + number * window
+            batch = []
+            for _ in range(BATCH):
+                moment = began + window * rng.random()
+                failed = rng.random() < 0.01
+                predictions = (
+                    []
+                    if failed
+                    else [Prediction(rng.choice(CLASSES), round(rng.random(), 4)) for _ in range(5)]
+                )
+                inference = Inference(
+                    inference_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+                    model=model,
+                    device=device,
+                    timestamp=moment,
+                    task="object-detection",
+                    predictions=predictions,
+                    item={},
+                    inference_time=0.005 + rng.random() / 10,
+                    error="failed" if failed else None,
+                    metadata={"site": f"site-{rng.randrange(20)}"},
+                )
+                batch.append(inference)
+                micros = int(moment.timestamp() * 1_000_000)
+                inference_rows.writerow(
+                    [
+                        inference.inference_id,
+                        model,
+                        device,
+                        micros,
+                        inference.inference_time,
+                        int(failed),
+                        inference.metadata["site"],
+                    ]
+                )
+                for p in predictions:
+                    prediction_rows.writerow(
+                        [inference.inference_id, p.class_name, p.confidence, micros]
+                    )
+            ingest(database, 1, batch, end)
+    database.dispose()
+    return key, end
+
+
+def _load_duckdb(folder: Path) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE inferences AS SELECT * FROM read_csv(?, header=false, columns={"
+        "'id': 'VARCHAR', 'model': 'VARCHAR', 'device': 'VARCHAR', 'ts': 'BIGINT', "
+        "'time': 'DOUBLE', 'failed': 'INTEGER', 'site': 'VARCHAR'})",
+        [str(folder / "inferences.csv")],
+    )
+    conn.execute(
+        "CREATE TABLE predictions AS SELECT * FROM read_csv(?, header=false, columns={"
+        "'id': 'VARCHAR', 'class': 'VARCHAR', 'confidence': 'DOUBLE', 'ts': 'BIGINT'})",
+        [str(folder / "predictions.csv")],
+    )
+    return conn
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _timed(query: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
+    durations, answer = [], None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        answer = query()
+        durations.append((time.perf_counter() - began) * 1000)
+    ordered = sorted(durations)
+    return statistics.median(ordered), ordered[max(0, -(-95 * len(ordered) // 100) - 1)], answer
+
+
+def run(size: int | None, repeat: int = REPEAT) -> dict[str, dict[str, float]]:
+    size = size or DEFAULT_SIZE
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        url = f"sqlite:///{folder / 'reads.db'}"
+        began = time.perf_counter()
+        key, end = generate(url, folder, size)
+        generated = time.perf_counter() - began
+        duck = _load_duckdb(folder)
+        week = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
+        lo, hi, before = (
+            _micros(end - timedelta(days=7)),
+            _micros(end),
+            _micros(end - timedelta(days=14)),
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        settings = Settings(database_url=url, data_dir=folder)
+        results: dict[str, dict[str, float]] = {}
+        with TestClient(create_app(settings)) as client:
+
+            def api(path: str, **params: Any) -> Callable[[], Any]:
+                return lambda: client.get(path, params={**week, **params}, headers=headers).json()
+
+            def sql(text: str, *args: Any) -> Callable[[], Any]:
+                return lambda: duck.execute(text, list(args)).fetchall()
+
+            reads = {
+                "stats": (
+                    api("/api/v1/stats"),
+                    sql(
+                        "SELECT (SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
+                        "(SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
+                        "(SELECT avg(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
+                        "(SELECT median(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
+                        "(SELECT quantile_disc(time, [0.5, 0.95, 0.99]) FROM inferences "
+                        "WHERE ts >= ? AND ts < ?)",
+                        lo,
+                        hi,
+                        before,
+                        lo,
+                        lo,
+                        hi,
+                        lo,
+                        hi,
+                        lo,
+                        hi,
+                    ),
+                    lambda a, d: (
+                        a["total_requests"]["current"] == d[0][0]
+                        and a["total_requests"]["previous"] == d[0][1]
+                    ),
+                ),
+                "classes": (
+                    api("/api/v1/classes"),
+                    sql(
+                        "SELECT class, count(*), avg(confidence) FROM predictions "
+                        "WHERE ts >= ? AND ts < ? GROUP BY class ORDER BY 2 DESC",
+                        lo,
+                        hi,
+                    ),
+                    lambda a, d: (
+                        sorted((c["class"], c["count"]) for c in a["classes"])
+                        == sorted((row[0], row[1]) for row in d)
+                    ),
+                ),
+                "timeseries (7 days, hourly)": (
+                    api("/api/v1/timeseries", interval="hour"),
+                    sql(
+                        "SELECT ts // 3600000000 AS h, count(*) FROM inferences "
+                        "WHERE ts >= ? AND ts < ? GROUP BY h ORDER BY h",
+                        lo,
+                        hi,
+                    ),
+                    lambda a, d: sum(p["value"] for p in a["points"]) == sum(r[1] for r in d),
+                ),
+                "first page, metadata filter": (
+                    api("/api/v1/inferences", **{"metadata.site": "site-3"}),
+                    sql(
+                        "SELECT id FROM inferences WHERE site = 'site-3' AND ts >= ? AND ts < ? "
+                        "ORDER BY ts DESC LIMIT 50",
+                        lo,
+                        hi,
+                    ),
+                    lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
+                ),
+                "first page, class filter": (
+                    api("/api/v1/inferences", **{"class": "class-07"}),
+                    sql(
+                        "SELECT id FROM inferences WHERE id IN (SELECT id FROM predictions "
+                        "WHERE class = 'class-07' AND ts >= ? AND ts < ?) "
+                        "ORDER BY ts DESC LIMIT 50",
+                        lo,
+                        hi,
+                    ),
+                    lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
+                ),
+            }
+            for name, (ours, theirs, agree) in reads.items():
+                p50, p95, answer = _timed(ours, repeat)
+                d50, d95, duck_answer = _timed(theirs, repeat)
+                if not agree(answer, duck_answer):
+                    raise AssertionError(f"{name}: visionwatch and DuckDB disagree")
+                results[name] = {"p50": p50, "p95": p95, "duckdb_p50": d50, "duckdb_p95": d95}
+        size_bytes = (folder / "reads.db").stat().st_size
+    print(
+        f"reads: {size} inferences over {DAYS} days generated in {generated:.0f} s; "
+        f"SQLite file {size_bytes / 1e6 / (size / 1e6):.0f} MB per million inferences"
+    )
+    columns = ("p50 ms", "p95 ms", "DuckDB p50", "DuckDB p95", "p95 ratio")
+    print(f"{'read':<30}" + "".join(f"{c:>12}" for c in columns))
+    for name, r in results.items():
+        print(
+            f"{name:<30}{r['p50']:>8.1f}{r['p95']:>8.1f}{r['duckdb_p50']:>12.1f}"
+            f"{r['duckdb_p95']:>12.1f}{r['p95'] / r['duckdb_p95']:>11.2f}"
+        )
+    return results
