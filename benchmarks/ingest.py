@@ -74,8 +74,10 @@ def make_batches(size: int, seed: int = 1) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def serve_rate(database_url: str, batches: list[list[dict[str, Any]]]) -> tuple[float, float]:
-    """(committed inferences per second, peak RSS of the server in MiB)."""
+def serve_rate(
+    database_url: str, batches: list[list[dict[str, Any]]]
+) -> tuple[float, float, float]:
+    """(committed inferences per second, peak RSS of the server in MiB, MB per million)."""
     with tempfile.TemporaryDirectory() as data:
         env = {"VISIONWATCH_DATABASE_URL": database_url, "VISIONWATCH_DATA_DIR": data}
         cli(env, "workspaces", "create", "bench")
@@ -108,7 +110,19 @@ def serve_rate(database_url: str, batches: list[list[dict[str, Any]]]) -> tuple[
             elapsed = time.perf_counter() - began
             peak = _peak_rss_mib(process.pid)
         assert accepted[0] == sum(len(b) for b in batches), "not every inference was stored"
-        return accepted[0] / elapsed, peak
+        per_million = _database_bytes(database_url) / 1e6 / (accepted[0] / 1e6)
+        return accepted[0] / elapsed, peak, per_million
+
+
+def _database_bytes(database_url: str) -> int:
+    """The database's size on disk: the SQLite file and its WAL, or pg_database_size."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -257,19 +271,30 @@ def run(size: int | None) -> dict[str, dict[str, float]]:
     count = sum(len(b) for b in batches)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        served, peak = serve_rate(f"sqlite:///{Path(folder) / 'serve.db'}", batches)
+        served, peak, size_mb = serve_rate(f"sqlite:///{Path(folder) / 'serve.db'}", batches)
         floor = floor_sqlite(Path(folder) / "floor.db", batches)
-        results["sqlite"] = {"serve": served, "floor": floor, "peak_rss_mib": peak}
+        results["sqlite"] = {
+            "serve": served,
+            "floor": floor,
+            "peak_rss_mib": peak,
+            "mb_per_million": size_mb,
+        }
     with _postgres_databases("serve", "floor") as urls:
-        served, peak = serve_rate(urls["serve"], batches)
+        served, peak, size_mb = serve_rate(urls["serve"], batches)
         floor = floor_postgres(urls["floor"], batches)
-        results["postgresql"] = {"serve": served, "floor": floor, "peak_rss_mib": peak}
+        results["postgresql"] = {
+            "serve": served,
+            "floor": floor,
+            "peak_rss_mib": peak,
+            "mb_per_million": size_mb,
+        }
     print(f"ingest: {count} inferences in batches of {BATCH}, 2 connections")
-    print(f"{'database':<12}{'served /s':>12}{'floor /s':>12}{'ratio':>8}{'peak RSS MiB':>14}")
+    columns = ("served /s", "floor /s", "ratio", "peak RSS MiB", "MB / million")
+    print(f"{'database':<12}" + "".join(f"{c:>14}" for c in columns))
     for name, figures in results.items():
         ratio = figures["serve"] / figures["floor"]
         print(
-            f"{name:<12}{figures['serve']:>12.0f}{figures['floor']:>12.0f}{ratio:>8.2f}"
-            f"{figures['peak_rss_mib']:>14.0f}"
+            f"{name:<12}{figures['serve']:>14.0f}{figures['floor']:>14.0f}{ratio:>14.2f}"
+            f"{figures['peak_rss_mib']:>14.0f}{figures['mb_per_million']:>14.0f}"
         )
     return results
