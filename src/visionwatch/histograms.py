@@ -5,7 +5,7 @@ exact to a bin and merge across buckets by adding counts.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 CONFIDENCE_BINS = 100
 
@@ -48,17 +48,20 @@ def time_bin_value(index: int) -> float:
     return TIME_FLOOR_SECONDS * 10 ** ((index - 0.5) / TIME_BINS_PER_DECADE)
 
 
-def percentile_bin(counts: Sequence[int], percent: int) -> int | None:
+def percentile_bin(counts: Mapping[int, int] | Sequence[int], percent: int) -> int | None:
     """The bin holding the nearest-rank percentile (rank ceil(percent/100 * n)); None if empty.
 
-    Integer arithmetic, so that 95% of 20 is rank 19, not 20 by rounding error.
+    `counts` maps bin to count (or lists counts by bin). Integer arithmetic, so
+    that 95% of 20 is rank 19, not 20 by rounding error.
     """
-    total = sum(counts)
+    pairs = sorted(counts.items()) if isinstance(counts, Mapping) else enumerate(counts)
+    ordered = [(index, count) for index, count in pairs if count]
+    total = sum(count for _, count in ordered)
     if total == 0:
         return None
     rank = max(1, (percent * total + 99) // 100)
     running = 0
-    for index, count in enumerate(counts):
+    for index, count in ordered:
         running += count
         if running >= rank:
             return index

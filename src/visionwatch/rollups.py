@@ -1,5 +1,7 @@
 """Pure rollup math: a batch of stored inferences -> additive deltas per bucket.
 
+The same Delta and ClassDelta hold what is read back: sums over buckets.
+
 Deltas are kept per minute, hour and day, per model and device, plus the
 same for every device together (device key ALL_DEVICES) so that an
 unfiltered dashboard reads one row per model and bucket. Per-class deltas
@@ -36,6 +38,14 @@ class Delta:
     confidence_bins: Counter[int] = field(default_factory=Counter)
     time_bins: Counter[int] = field(default_factory=Counter)
 
+    @property
+    def avg_confidence(self) -> float | None:
+        return self.confidence_sum / self.predictions if self.predictions else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return self.inference_time_sum / self.timed if self.timed else None
+
     def add(self, other: "Delta") -> None:
         self.requests += other.requests
         self.errors += other.errors
@@ -57,6 +67,14 @@ class ClassDelta:
     timed: int = 0
     inference_time_sum: float = 0.0
     confidence_bins: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def avg_confidence(self) -> float | None:
+        return self.confidence_sum / self.predictions if self.predictions else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return self.inference_time_sum / self.timed if self.timed else None
 
     def add(self, other: "ClassDelta") -> None:
         self.inferences += other.inferences

@@ -1,6 +1,6 @@
 """Roboflow's inference statistics, per model and predicted class, read from rollups."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,15 +11,8 @@ from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, models, rollups
 from visionwatch.db.types import to_micros
 from visionwatch.histograms import confidence_bin_value, percentile_bin
-from visionwatch.rollups import ALL_DEVICES
-from visionwatch.store.rollup_read import (
-    ClassTotals,
-    Scope,
-    Totals,
-    cover,
-    sum_classes,
-    sum_rollups,
-)
+from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
+from visionwatch.store.rollup_read import Scope, cover, sum_classes, sum_rollups
 from visionwatch.store.stats import Period
 
 
@@ -47,11 +40,11 @@ def inference_stats(
     rows = []
     for model in chosen:
         names = {n for (m, n) in (*classes_now, *classes_then) if m == model.id}
-        model_now, model_then = now.get(model.id, Totals()), then.get(model.id, Totals())
+        model_now, model_then = now.get(model.id, Delta()), then.get(model.id, Delta())
         versions, deployments = senders.get(model.id, (set(), set()))
         for name in names:
-            current = classes_now.get((model.id, name), ClassTotals())
-            previous = classes_then.get((model.id, name), ClassTotals())
+            current = classes_now.get((model.id, name), ClassDelta())
+            previous = classes_then.get((model.id, name), ClassDelta())
             median = percentile_bin(current.confidence_bins, 50)
             rows.append(
                 {
@@ -78,8 +71,8 @@ class _Numbers:
     response_time: float | None
 
 
-def _numbers(totals: Totals | ClassTotals) -> _Numbers:
-    count = totals.requests if isinstance(totals, Totals) else totals.inferences
+def _numbers(totals: Delta | ClassDelta) -> _Numbers:
+    count = totals.requests if isinstance(totals, Delta) else totals.inferences
     return _Numbers(count, totals.errors, totals.avg_confidence, totals.avg_inference_time)
 
 
@@ -106,20 +99,15 @@ def _models(conn: Connection, workspace_id: int, names: Sequence[str] | None) ->
 
 def _per_model(
     conn: Connection, scope: Scope, period: Period, wanted: set[int]
-) -> dict[int, Totals]:
+) -> dict[int, Delta]:
     totals = sum_rollups(conn, scope, *period.bounds, group="model", with_bins=False)
     return {key: value for key, value in totals.items() if key in wanted}
 
 
-def _merged(parts: Any) -> Totals:
-    total = Totals()
+def _merged(parts: Iterable[Delta]) -> Delta:
+    total = Delta()
     for part in parts:
-        total.requests += part.requests
-        total.errors += part.errors
-        total.predictions += part.predictions
-        total.confidence_sum += part.confidence_sum
-        total.timed += part.timed
-        total.inference_time_sum += part.inference_time_sum
+        total.add(part)
     return total
 
 

@@ -5,8 +5,9 @@ middle, whole hours around them and minutes at the edges, so a week costs
 about 7 + 46 + 118 buckets per model, whatever the traffic was.
 """
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -23,8 +24,8 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS
-from visionwatch.rollups import ALL_DEVICES
+from visionwatch.histograms import CONFIDENCE_BINS
+from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
@@ -37,55 +38,6 @@ class Scope:
     workspace_id: int
     model_id: int | None = None
     device_id: int = ALL_DEVICES
-
-
-@dataclass(slots=True)
-class Totals:
-    requests: int = 0
-    errors: int = 0
-    empty: int = 0
-    predictions: int = 0
-    confidence_sum: float = 0.0
-    timed: int = 0
-    inference_time_sum: float = 0.0
-    confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
-    time_bins: list[int] = field(default_factory=lambda: [0] * TIME_BINS)
-
-    @property
-    def avg_confidence(self) -> float | None:
-        return self.confidence_sum / self.predictions if self.predictions else None
-
-    @property
-    def avg_inference_time(self) -> float | None:
-        return self.inference_time_sum / self.timed if self.timed else None
-
-
-@dataclass(slots=True)
-class ClassTotals:
-    inferences: int = 0
-    predictions: int = 0
-    confidence_sum: float = 0.0
-    errors: int = 0
-    timed: int = 0
-    inference_time_sum: float = 0.0
-    confidence_bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
-
-    def add(self, other: "ClassTotals") -> None:
-        self.inferences += other.inferences
-        self.predictions += other.predictions
-        self.confidence_sum += other.confidence_sum
-        self.errors += other.errors
-        self.timed += other.timed
-        self.inference_time_sum += other.inference_time_sum
-        _add_bins(self.confidence_bins, other.confidence_bins)
-
-    @property
-    def avg_confidence(self) -> float | None:
-        return self.confidence_sum / self.predictions if self.predictions else None
-
-    @property
-    def avg_inference_time(self) -> float | None:
-        return self.inference_time_sum / self.timed if self.timed else None
 
 
 def cover(start: datetime, end: datetime, coarsest: str = "day") -> list[Segment]:
@@ -137,13 +89,13 @@ def sum_rollups(
     group: str | None = None,
     interval: timedelta | None = None,
     with_bins: bool = True,
-) -> dict[Any, Totals]:
-    """Totals over [start, end), grouped by nothing (key None), "model" or "interval"."""
+) -> dict[Any, Delta]:
+    """Delta over [start, end), grouped by nothing (key None), "model" or "interval"."""
     coarsest = "day"
     if group == "interval":
         assert interval is not None
         coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
-    result: dict[Any, Totals] = {}
+    result: dict[Any, Delta] = {}
     bins = (CONFIDENCE_COLUMNS + TIME_COLUMNS) if with_bins else ()
     for resolution, segments in _by_resolution(cover(start, end, coarsest)).items():
         table = rollups[resolution]
@@ -153,7 +105,7 @@ def sum_rollups(
             query = query.add_columns(key).group_by(key)
         for row in conn.execute(query):
             group_key = _group_value(group, row[-1])
-            totals = result.setdefault(group_key, Totals())
+            totals = result.setdefault(group_key, Delta())
             values = row[:-1] if group is not None else row
             totals.requests += values[0] or 0
             totals.errors += values[1] or 0
@@ -170,9 +122,9 @@ def sum_rollups(
 
 def sum_classes(
     conn: Connection, scope: Scope, start: datetime, end: datetime, *, with_bins: bool = True
-) -> dict[tuple[int, str], ClassTotals]:
+) -> dict[tuple[int, str], ClassDelta]:
     """Per (model, class) totals over [start, end)."""
-    result: dict[tuple[int, str], ClassTotals] = {}
+    result: dict[tuple[int, str], ClassDelta] = {}
     bins = CONFIDENCE_COLUMNS if with_bins else ()
     for resolution, segments in _by_resolution(cover(start, end)).items():
         table = class_rollups[resolution]
@@ -182,7 +134,7 @@ def sum_classes(
             .group_by(table.c.model_id, table.c.class_name)
         )
         for row in conn.execute(query):
-            totals = result.setdefault((row[0], row[1]), ClassTotals())
+            totals = result.setdefault((row[0], row[1]), ClassDelta())
             totals.inferences += row[2] or 0
             totals.predictions += row[3] or 0
             totals.confidence_sum += row[4] or 0.0
@@ -218,7 +170,7 @@ def _group_value(group: str | None, value: Any) -> Any:
     return value
 
 
-def _add_bins(totals: list[int], values: Iterable[int | None]) -> None:
+def _add_bins(totals: Counter[int], values: Iterable[int | None]) -> None:
     for index, value in enumerate(values):
         if value:
             totals[index] += int(value)

@@ -1,6 +1,6 @@
 """Dashboard numbers, all read from rollups: stats, models, classes and time series."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,8 +13,8 @@ from visionwatch.histograms import (
     percentile_bin,
     time_bin_value,
 )
-from visionwatch.rollups import NO_CLASS
-from visionwatch.store.rollup_read import ClassTotals, Scope, Totals, sum_classes, sum_rollups
+from visionwatch.rollups import NO_CLASS, ClassDelta, Delta
+from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 
@@ -109,13 +109,15 @@ def resolve_scope(conn: Connection, workspace_id: int, filters: Filters) -> Scop
     return scope
 
 
-def _totals(conn: Connection, scope: Scope | None, period: Period, bins: bool) -> Totals:
+def _totals(conn: Connection, scope: Scope | None, period: Period, bins: bool) -> Delta:
     if scope is None:
-        return Totals()
-    return sum_rollups(conn, scope, period.start, period.end, with_bins=bins).get(None, Totals())
+        return Delta()
+    return sum_rollups(conn, scope, period.start, period.end, with_bins=bins).get(None, Delta())
 
 
-def _percentile(bins: list[int], percent: int, value_of: Callable[[int], float]) -> float | None:
+def _percentile(
+    bins: Mapping[int, int], percent: int, value_of: Callable[[int], float]
+) -> float | None:
     index = percentile_bin(bins, percent)
     return None if index is None else value_of(index)
 
@@ -157,7 +159,7 @@ def model_stats(
         )
     result = []
     for row in rows:
-        now, then = current.get(row.id, Totals()), previous.get(row.id, Totals())
+        now, then = current.get(row.id, Delta()), previous.get(row.id, Delta())
         result.append(
             ModelStats(
                 name=row.name,
@@ -184,10 +186,10 @@ def class_stats(
         if scope is None:
             return []
         per_model = sum_classes(conn, scope, period.start, period.end, with_bins=False)
-    merged: dict[str, ClassTotals] = {}
+    merged: dict[str, ClassDelta] = {}
     for (_, name), totals in per_model.items():
         if name != NO_CLASS:
-            merged.setdefault(name, ClassTotals()).add(totals)
+            merged.setdefault(name, ClassDelta()).add(totals)
     total = sum(t.predictions for t in merged.values())
     result = [
         ClassStats(
@@ -234,12 +236,12 @@ def timeseries(
     points = []
     moment = floor_to(period.start, step)
     while moment < period.end:
-        points.append((moment, _metric(groups.get(moment, Totals()), metric)))
+        points.append((moment, _metric(groups.get(moment, Delta()), metric)))
         moment += step
     return points
 
 
-def _metric(totals: Totals, metric: str) -> float | None:
+def _metric(totals: Delta, metric: str) -> float | None:
     if metric == "requests":
         return totals.requests
     if metric == "errors":
