@@ -26,8 +26,24 @@ RollupKey = tuple[str, datetime, int, int]  # resolution, bucket start, model, d
 ClassKey = tuple[str, datetime, int, int, str]
 
 
+class _Averages:
+    __slots__ = ()
+    predictions: int
+    confidence_sum: float
+    timed: int
+    inference_time_sum: float
+
+    @property
+    def avg_confidence(self) -> float | None:
+        return self.confidence_sum / self.predictions if self.predictions else None
+
+    @property
+    def avg_inference_time(self) -> float | None:
+        return self.inference_time_sum / self.timed if self.timed else None
+
+
 @dataclass(slots=True)
-class Delta:
+class Delta(_Averages):
     requests: int = 0
     errors: int = 0
     empty: int = 0
@@ -37,14 +53,6 @@ class Delta:
     inference_time_sum: float = 0.0
     confidence_bins: Counter[int] = field(default_factory=Counter)
     time_bins: Counter[int] = field(default_factory=Counter)
-
-    @property
-    def avg_confidence(self) -> float | None:
-        return self.confidence_sum / self.predictions if self.predictions else None
-
-    @property
-    def avg_inference_time(self) -> float | None:
-        return self.inference_time_sum / self.timed if self.timed else None
 
     def add(self, other: "Delta") -> None:
         self.requests += other.requests
@@ -59,7 +67,7 @@ class Delta:
 
 
 @dataclass(slots=True)
-class ClassDelta:
+class ClassDelta(_Averages):
     inferences: int = 0
     predictions: int = 0
     confidence_sum: float = 0.0
@@ -67,14 +75,6 @@ class ClassDelta:
     timed: int = 0
     inference_time_sum: float = 0.0
     confidence_bins: Counter[int] = field(default_factory=Counter)
-
-    @property
-    def avg_confidence(self) -> float | None:
-        return self.confidence_sum / self.predictions if self.predictions else None
-
-    @property
-    def avg_inference_time(self) -> float | None:
-        return self.inference_time_sum / self.timed if self.timed else None
 
     def add(self, other: "ClassDelta") -> None:
         self.inferences += other.inferences
