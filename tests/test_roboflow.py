@@ -641,3 +641,20 @@ def test_no_report_answers_a_server_error(
     target[path[-1]] = data.draw(json_values)
     response = client.post("/inference-stats", json=body)
     assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"startTime": "yesterday"}, "startTime"),
+        ({"endTime": "2026-13-01 00:00:00"}, "endTime"),
+        ({"startTime": "2026-11-02 00:00:00", "endTime": "2026-11-01 00:00:00"}, "startTime"),
+    ],
+)
+def test_bad_statistics_periods_are_400(
+    client: TestClient, new_key: NewKey, params: dict[str, str], fragment: str
+) -> None:
+    key = new_key()
+    response = client.get("/acme/inference-stats", params={**params, "api_key": key})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(fragment)
