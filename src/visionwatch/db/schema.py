@@ -216,7 +216,8 @@ def _rollup_table(resolution: str) -> Table:
         Column("inference_time_sum", Float, nullable=False),
         *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
         *(Column(name, Integer) for name in TIME_COLUMNS),
-        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "device_id"),
+        # The device leads the bucket: every read asks for one device key (0: all).
+        PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id"),
     )
 
 
@@ -237,7 +238,7 @@ def _class_rollup_table(resolution: str) -> Table:
         Column("errors", Integer, nullable=False, server_default="0"),
         Column("timed", Integer, nullable=False, server_default="0"),
         Column("inference_time_sum", Float, nullable=False, server_default="0"),
-        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "device_id", "class_name"),
+        PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id", "class_name"),
     )
 
 
