@@ -5,14 +5,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, and_, or_, select, type_coerce
+from sqlalchemy import Connection, select
 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, models, rollups
-from visionwatch.db.types import to_micros
 from visionwatch.histograms import confidence_bin_value, percentile_bin
 from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
-from visionwatch.store.rollup_read import Scope, cover, sum_classes, sum_rollups
+from visionwatch.store.rollup_read import (
+    Scope,
+    by_resolution,
+    cover,
+    in_segments,
+    sum_classes,
+    sum_rollups,
+)
 from visionwatch.store.stats import Period
 
 
@@ -116,15 +122,8 @@ def _senders(
 ) -> dict[int, tuple[set[str], set[str]]]:
     """Per model: the versions and deployment types of the devices that sent it in the period."""
     found: dict[int, tuple[set[str], set[str]]] = {}
-    segments = cover(*period.bounds)
-    for resolution in {segment[0] for segment in segments}:
+    for resolution, segments in by_resolution(cover(*period.bounds)).items():
         table = rollups[resolution]
-        bucket = type_coerce(table.c.bucket, BigInteger)
-        ranges = [
-            and_(bucket >= to_micros(start), bucket < to_micros(end))
-            for name, start, end in segments
-            if name == resolution
-        ]
         query = (
             select(table.c.model_id, devices.c.version, devices.c.info)
             .distinct()
@@ -132,7 +131,7 @@ def _senders(
             .where(
                 table.c.workspace_id == workspace_id,
                 table.c.device_id != ALL_DEVICES,
-                or_(*ranges),
+                in_segments(table, segments),
             )
         )
         for row in conn.execute(query):

@@ -60,20 +60,24 @@ def cover(start: datetime, end: datetime, coarsest: str = "day") -> list[Segment
     return segments
 
 
-def _where(table: Table, scope: Scope, segments: list[Segment]) -> list[ColumnElement[bool]]:
+def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
+    """The table's buckets that lie in `segments` (all of the table's resolution)."""
     bucket = type_coerce(table.c.bucket, BigInteger)
-    ranges = [and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments]
+    return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
+
+
+def _where(table: Table, scope: Scope, segments: list[Segment]) -> list[ColumnElement[bool]]:
     conditions = [
         table.c.workspace_id == scope.workspace_id,
         table.c.device_id == scope.device_id,
-        or_(*ranges),
+        in_segments(table, segments),
     ]
     if scope.model_id is not None:
         conditions.append(table.c.model_id == scope.model_id)
     return conditions
 
 
-def _by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
+def by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
     grouped: dict[str, list[Segment]] = {}
     for segment in segments:
         grouped.setdefault(segment[0], []).append(segment)
@@ -97,7 +101,7 @@ def sum_rollups(
         coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
     result: dict[Any, Delta] = {}
     bins = (CONFIDENCE_COLUMNS + TIME_COLUMNS) if with_bins else ()
-    for resolution, segments in _by_resolution(cover(start, end, coarsest)).items():
+    for resolution, segments in by_resolution(cover(start, end, coarsest)).items():
         table = rollups[resolution]
         query = select(*_sums(table, ROLLUP_SUMS + bins)).where(*_where(table, scope, segments))
         if group is not None:
@@ -126,7 +130,7 @@ def sum_classes(
     """Per (model, class) totals over [start, end)."""
     result: dict[tuple[int, str], ClassDelta] = {}
     bins = CONFIDENCE_COLUMNS if with_bins else ()
-    for resolution, segments in _by_resolution(cover(start, end)).items():
+    for resolution, segments in by_resolution(cover(start, end)).items():
         table = class_rollups[resolution]
         query = (
             select(table.c.model_id, table.c.class_name, *_sums(table, CLASS_SUMS + bins))
