@@ -1,5 +1,6 @@
 """The SDK against a real visionwatch server on loopback, and its retry rules on a scripted one."""
 
+import gzip
 import logging
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import auth
@@ -189,6 +191,12 @@ def test_importing_the_sdk_imports_no_server_dependency() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def scripted(script: "Script", **options: Any) -> Client:
+    """A client whose HTTP peer is `script` (an in-process transport): retry rules, no network."""
+    settings: dict[str, Any] = {"flush_interval": 0.01, "heartbeat_interval": None, **options}
+    return Client("http://peer.invalid", "vw_k", transport=httpx.MockTransport(script), **settings)
+
+
 class Script:
     """A scripted HTTP peer, by httpx's transport: the statuses to answer, in order."""
 
@@ -205,13 +213,7 @@ class Script:
 
 def test_retry_rules(caplog: pytest.LogCaptureFixture) -> None:
     script = Script((503, {}), (429, {"Retry-After": "0.2"}), (200, {}))
-    client = Client(
-        "http://peer.invalid",
-        "vw_k",
-        transport=httpx.MockTransport(script),
-        flush_interval=0.01,
-        heartbeat_interval=None,
-    )
+    client = scripted(script)
     began = time.monotonic()
     client.log("m/1", detection(1))
     assert client.flush(timeout=30)
@@ -222,14 +224,7 @@ def test_retry_rules(caplog: pytest.LogCaptureFixture) -> None:
 
     refused = Script(*[(401, {})] * 5)
     caplog.set_level(logging.WARNING, logger="visionwatch.client")
-    client = Client(
-        "http://peer.invalid",
-        "vw_k",
-        transport=httpx.MockTransport(refused),
-        batch_size=1,
-        flush_interval=0.01,
-        heartbeat_interval=None,
-    )
+    client = scripted(refused, batch_size=1)
     for i in range(3):
         client.log("m/1", detection(i))
     assert client.flush(timeout=10)
@@ -241,22 +236,12 @@ def test_retry_rules(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_a_batch_too_large_is_split() -> None:
     script = Script((413, {}))
-    client = Client(
-        "http://peer.invalid",
-        "vw_k",
-        transport=httpx.MockTransport(script),
-        batch_size=10,
-        flush_interval=0.01,
-        heartbeat_interval=None,
-    )
+    client = scripted(script, batch_size=10)
     for i in range(10):
         client.log("m/1", detection(i))
     assert client.flush(timeout=10)
     assert client.stats.sent == 10
-    sizes = [
-        len(__import__("orjson").loads(__import__("gzip").decompress(r.content))["inferences"])
-        for r in script.requests
-    ]
+    sizes = [len(orjson.loads(gzip.decompress(r.content))["inferences"]) for r in script.requests]
     assert sizes == [10, 5, 5]
     client.close()
 

@@ -69,6 +69,11 @@ class Batch:
     count: int  # inferences, metadata updates or 1 for a heartbeat
     path: Any = None  # its spool file, when spooled
 
+    @property
+    def inferences(self) -> int:
+        """What the counters count: inferences, not metadata updates or heartbeats."""
+        return self.count if self.endpoint == INFERENCES else 0
+
     def encoded(self) -> bytes:
         return gzip.compress(orjson.dumps(self.body), compresslevel=5)
 
@@ -243,13 +248,14 @@ class Sender(threading.Thread):
         if outcome.split:
             self._split(batch)
             return True
+        counted = batch.inferences
         with self.lock:
             if outcome.ok:
-                self.state.counters.sent += batch.count if batch.endpoint == INFERENCES else 0
+                self.state.counters.sent += counted
             else:
-                self.state.counters.failed += batch.count if batch.endpoint == INFERENCES else 0
+                self.state.counters.failed += counted
             if batch.path is not None:
-                self.spooled -= batch.count if batch.endpoint == INFERENCES else 0
+                self.spooled -= counted
         if batch.path is not None and self.spool is not None:
             self.spool.remove(batch.path)
         else:
@@ -330,7 +336,7 @@ class Sender(threading.Thread):
                 continue
             self.spool.put(batch.endpoint, batch.encoded())
             with self.lock:
-                self.spooled += batch.count if batch.endpoint == INFERENCES else 0
+                self.spooled += batch.inferences
 
     def _warn_once(self, status: int, message: str) -> None:
         if (status, message) not in self.warned:
