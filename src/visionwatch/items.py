@@ -9,6 +9,7 @@ Every error names the item's index and the JSON path of the bad value.
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -278,8 +279,7 @@ def parse_batch(
     except ValidationError as error:
         for e in error.errors():
             index, *location = e["loc"]
-            message = e["msg"].removeprefix("Value error, ")
-            errors.append(ItemError(int(index), _path(tuple(location)), message))
+            errors.append(ItemError(int(index), _path(tuple(location)), message_of(e)))
         raise InvalidBatch(errors) from None
     for index, (raw, item) in enumerate(zip(raw_items, validated, strict=True)):
         try:
@@ -295,7 +295,7 @@ def parse_item(raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inferen
     try:
         item = ItemIn.model_validate(raw)
     except ValidationError as error:
-        raise InvalidBatch(_errors(error)) from None
+        raise InvalidBatch(field_errors(error)) from None
     return normalize(item, raw, now=now, max_clock_skew=max_clock_skew)
 
 
@@ -423,11 +423,19 @@ def decode_metadata_value(text: str, kind: str) -> MetadataValue:
     return text
 
 
-def _errors(error: ValidationError) -> list[ItemError]:
-    return [
-        ItemError(None, _path(e["loc"]), e["msg"].removeprefix("Value error, "))
-        for e in error.errors()
-    ]
+def field_errors(error: ValidationError, prefix: str = "") -> list[ItemError]:
+    """Pydantic's errors as ItemErrors, their paths under `prefix`."""
+    result = []
+    for e in error.errors():
+        path = _path(e["loc"])
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        result.append(ItemError(None, full, message_of(e)))
+    return result
+
+
+def message_of(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message, without the "Value error, " of our own validators."""
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 def _path(location: tuple[int | str, ...]) -> str:

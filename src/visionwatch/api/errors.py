@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from visionwatch.api.responses import JSON
-from visionwatch.items import InvalidBatch, ItemError, json_path
+from visionwatch.items import InvalidBatch, ItemError, json_path, message_of
 
 
 class ErrorBody(BaseModel):
@@ -85,8 +85,7 @@ def install_handlers(app: FastAPI) -> None:
             location = tuple(e.get("loc", ()))
             # ("query", "limit") -> "limit"; ("body", "data", 0, "x") -> "data[0].x"
             path = json_path(location[1:]) if len(location) > 1 else "body"
-            message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-            errors.append(ItemError(None, path, message))
+            errors.append(ItemError(None, path, message_of(e)))
         return JSON(_errors_body(errors), status_code=422)
 
     @app.exception_handler(HTTPException)

@@ -51,7 +51,7 @@ async def post_inferences(
 
     The body may be gzip-compressed (`Content-Encoding: gzip`).
     """
-    body = await read_json(request, settings.max_body_bytes)
+    body = await read_json(request)
     now = utcnow()
     batch = parse_batch(
         body,

@@ -17,7 +17,7 @@ from visionwatch.api.ingest import MetadataIn
 from visionwatch.api.responses import JSON
 from visionwatch.compat import roboflow
 from visionwatch.db.engine import Database
-from visionwatch.items import InvalidBatch, json_path
+from visionwatch.items import InvalidBatch, json_path, message_of
 from visionwatch.store import accounts
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
@@ -80,17 +80,17 @@ async def _key(database: Database, secret: str | None, scope: str, workspace: st
     return key
 
 
-async def _body(request: Request, limit: int) -> Any:
+async def _body(request: Request) -> Any:
     try:
-        return await read_json(request, limit)
+        return await read_json(request)
     except HTTPException as error:
         raise CompatError(error.status_code, str(error.detail)) from None
 
 
 async def _report(
-    request: Request, database: Database, limit: int, skew: timedelta, workspace: str | None
+    request: Request, database: Database, skew: timedelta, workspace: str | None
 ) -> JSON:
-    body = await _body(request, limit)
+    body = await _body(request)
     key = await _key(database, _presented(request, roboflow.api_key_of(body)), "ingest", workspace)
     now = utcnow()
     try:
@@ -116,7 +116,7 @@ async def post_report(request: Request, database: DatabaseDep, settings: Setting
 
     An empty `inference_results` is a heartbeat of the server."""
     skew = timedelta(seconds=settings.max_clock_skew_seconds)
-    return await _report(request, database, settings.max_body_bytes, skew, None)
+    return await _report(request, database, skew, None)
 
 
 @router.post(
@@ -127,7 +127,7 @@ async def post_workspace_report(
 ) -> JSON:
     """The Inference Server's report, or the workflow model-monitoring aggregator's."""
     skew = timedelta(seconds=settings.max_clock_skew_seconds)
-    return await _report(request, database, settings.max_body_bytes, skew, workspace)
+    return await _report(request, database, skew, workspace)
 
 
 def _roboflow_period(start: str | None, end: str | None) -> Period:
@@ -175,7 +175,7 @@ async def post_metadata(
 ) -> JSON:
     """Roboflow's custom-metadata call; metadata sent before its inference is kept until it
     arrives."""
-    body = await _body(request, settings.max_body_bytes)
+    body = await _body(request)
     in_body = body.get("api_key") if isinstance(body, dict) else None
     key = await _key(database, _presented(request, in_body), "ingest", workspace)
     try:
@@ -183,8 +183,7 @@ async def post_metadata(
     except ValidationError as error:
         first = error.errors()[0]
         path = json_path(first["loc"]) or "body"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise CompatError(400, f"{path}: {message}") from None
+        raise CompatError(400, f"{path}: {message_of(first)}") from None
     updates = [
         metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
         for entry in parsed.data

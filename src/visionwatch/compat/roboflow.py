@@ -23,7 +23,7 @@ from visionwatch.items import (
     ItemError,
     ModelName,
     NoNul,
-    json_path,
+    field_errors,
     parse_item,
 )
 from visionwatch.timeutil import parse_time
@@ -147,7 +147,7 @@ def parse_report(body: Any, *, now: datetime, max_clock_skew: timedelta) -> Repo
     try:
         report = ReportIn.model_validate(body)
     except ValidationError as error:
-        raise InvalidBatch(_errors(error, "")) from None
+        raise InvalidBatch(field_errors(error)) from None
     workflow = report.source == "workflow"
     sender = _sender(report, workflow)
     default_device = sender.device if sender else None
@@ -334,13 +334,4 @@ def _validated(model: type[ModelT], raw: Any, prefix: str) -> ModelT:
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise InvalidBatch(_errors(error, prefix)) from None
-
-
-def _errors(error: ValidationError, prefix: str) -> list[ItemError]:
-    result = []
-    for e in error.errors():
-        path = json_path(e["loc"])
-        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
-        result.append(ItemError(None, full, e["msg"].removeprefix("Value error, ")))
-    return result
+        raise InvalidBatch(field_errors(error, prefix)) from None
