@@ -49,6 +49,17 @@ def test_hostile_items_are_named(
     assert [e["path"] for e in response.json()["errors"]] == [path]
 
 
+@pytest.mark.parametrize(("item", "path"), [case for case in ITEMS if "\\x00" in repr(case[0])])
+def test_nul_characters_are_named_as_such(
+    client: TestClient, new_key: NewKey, item: dict[str, Any], path: str
+) -> None:
+    response = client.post(
+        "/api/v1/inferences", json={"inferences": [item]}, headers=auth(new_key())
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["message"] == "must not contain NUL characters"
+
+
 def test_hostile_values_that_are_fine_are_stored(client: TestClient, new_key: NewKey) -> None:
     key = auth(new_key())
     item = {

@@ -151,27 +151,36 @@ def _upsert_devices(
     return upsert_devices(conn, dialect, workspace_id, [{"name": n} for n in names], now)
 
 
+_PREDICTION_COLUMNS = (
+    "workspace_id",
+    "inference_pk",
+    "idx",
+    "ts",
+    "class_name",
+    "class_id",
+    "confidence",
+    "x",
+    "y",
+    "width",
+    "height",
+)
+_METADATA_COLUMNS = ("workspace_id", "inference_pk", "field", "value", "kind", "ts")
+
+
 def _insert_predictions(
     conn: Connection, workspace_id: int, new: list[Inference], pks: dict[str, int]
 ) -> None:
-    rows = [
-        {
-            "workspace_id": workspace_id,
-            "inference_pk": pks[i.inference_id],
-            "idx": index,
-            "ts": to_micros(i.timestamp),
-            "class_name": p.class_name,
-            "class_id": p.class_id,
-            "confidence": p.confidence,
-            "x": p.x,
-            "y": p.y,
-            "width": p.width,
-            "height": p.height,
-        }
-        for i in new
-        for index, p in enumerate(i.predictions)
-    ]
-    bulk.executemany(conn, "insert predictions", predictions.insert, rows)
+    rows: list[tuple[Any, ...]] = []
+    for i in new:
+        pk, ts = pks[i.inference_id], to_micros(i.timestamp)
+        rows.extend(
+            (
+                *(workspace_id, pk, index, ts),
+                *(p.class_name, p.class_id, p.confidence, p.x, p.y, p.width, p.height),
+            )
+            for index, p in enumerate(i.predictions)
+        )
+    bulk.executemany(conn, "insert predictions", predictions.insert, _PREDICTION_COLUMNS, rows)
 
 
 def _insert_metadata(
@@ -200,25 +209,20 @@ def _insert_metadata(
     if not values:
         return
     timestamps = {i.inference_id: to_micros(i.timestamp) for i in new}
-    bulk.executemany(
-        conn,
-        "insert metadata",
-        inference_metadata.insert,
-        [
-            {
-                "workspace_id": workspace_id,
-                "inference_pk": pks[inference_id],
-                "field": field,
-                "value": value,
-                "kind": kind,
-                "ts": timestamps[inference_id],
-            }
-            for (inference_id, field), (value, kind) in values.items()
-        ],
-    )
+    rows = [
+        (workspace_id, pks[inference_id], field, value, kind, timestamps[inference_id])
+        for (inference_id, field), (value, kind) in values.items()
+    ]
+    bulk.executemany(conn, "insert metadata", inference_metadata.insert, _METADATA_COLUMNS, rows)
 
 
 def _pending_for(conn: Connection, workspace_id: int, ids: list[str]) -> Iterable[Row[Any]]:
+    # Pending metadata is rare: one indexed probe spares the lookup of every id.
+    probe = select(pending_metadata.c.inference_id).where(
+        pending_metadata.c.workspace_id == workspace_id
+    )
+    if conn.execute(probe.limit(1)).first() is None:
+        return
     # Chunks keep the statement under SQLite's and PostgreSQL's parameter limits.
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]

@@ -1,6 +1,7 @@
 """Apply rollup deltas with additive upserts: no read-modify-write, safe across replicas."""
 
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, case, func, literal_column
@@ -23,8 +24,15 @@ _ROLLUP_KEY = ("workspace_id", "bucket", "model_id", "device_id")
 _CLASS_KEY = (*_ROLLUP_KEY, "class_name")
 
 
+# A delta's sums in the order of the table's columns (the attributes share the names).
+_rollup_sums = attrgetter(*ROLLUP_SUMS)
+_class_sums = attrgetter(*CLASS_SUMS)
+_ROLLUP_COLUMNS = (*_ROLLUP_KEY, *ROLLUP_SUMS, *CONFIDENCE_COLUMNS, *TIME_COLUMNS)
+_CLASS_COLUMNS = (*_CLASS_KEY, *CLASS_SUMS, *CONFIDENCE_COLUMNS)
+
+
 def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: Deltas) -> None:
-    by_resolution: dict[str, list[dict[str, Any]]] = {}
+    by_resolution: dict[str, list[tuple[Any, ...]]] = {}
     # Sorted keys: concurrent transactions lock rows in one order, so they
     # cannot deadlock on PostgreSQL.
     for key in sorted(deltas.rollups):
@@ -36,12 +44,13 @@ def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: 
             conn,
             dialect,
             rollups[resolution],
+            _ROLLUP_COLUMNS,
             rows,
             _ROLLUP_KEY,
             ROLLUP_SUMS,
             CONFIDENCE_COLUMNS + TIME_COLUMNS,
         )
-    class_rows: dict[str, list[dict[str, Any]]] = {}
+    class_rows: dict[str, list[tuple[Any, ...]]] = {}
     for class_key in sorted(deltas.classes):
         resolution, bucket, model, device, name = class_key
         row = _class_row(workspace_id, bucket, model, device, name, deltas.classes[class_key])
@@ -51,6 +60,7 @@ def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: 
             conn,
             dialect,
             class_rollups[resolution],
+            _CLASS_COLUMNS,
             rows,
             _CLASS_KEY,
             CLASS_SUMS,
@@ -60,57 +70,48 @@ def apply_deltas(conn: Connection, dialect: Dialect, workspace_id: int, deltas: 
 
 def _rollup_row(
     workspace_id: int, bucket: datetime, model: int, device: int, delta: Delta
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "workspace_id": workspace_id,
-        "bucket": to_micros(bucket),
-        "model_id": model,
-        "device_id": device,
-        "requests": delta.requests,
-        "errors": delta.errors,
-        "empty": delta.empty,
-        "predictions": delta.predictions,
-        "confidence_sum": delta.confidence_sum,
-        "timed": delta.timed,
-        "inference_time_sum": delta.inference_time_sum,
-    }
-    _put_bins(row, CONFIDENCE_COLUMNS, delta.confidence_bins)
-    _put_bins(row, TIME_COLUMNS, delta.time_bins)
-    return row
+) -> tuple[Any, ...]:
+    """A row in _ROLLUP_COLUMNS order."""
+    return (
+        workspace_id,
+        to_micros(bucket),
+        model,
+        device,
+        *_rollup_sums(delta),
+        *_bins(len(CONFIDENCE_COLUMNS), delta.confidence_bins),
+        *_bins(len(TIME_COLUMNS), delta.time_bins),
+    )
 
 
 def _class_row(
     workspace_id: int, bucket: datetime, model: int, device: int, name: str, delta: ClassDelta
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "workspace_id": workspace_id,
-        "bucket": to_micros(bucket),
-        "model_id": model,
-        "device_id": device,
-        "class_name": name,
-        "inferences": delta.inferences,
-        "predictions": delta.predictions,
-        "confidence_sum": delta.confidence_sum,
-        "errors": delta.errors,
-        "timed": delta.timed,
-        "inference_time_sum": delta.inference_time_sum,
-    }
-    _put_bins(row, CONFIDENCE_COLUMNS, delta.confidence_bins)
-    return row
+) -> tuple[Any, ...]:
+    """A row in _CLASS_COLUMNS order."""
+    return (
+        workspace_id,
+        to_micros(bucket),
+        model,
+        device,
+        name,
+        *_class_sums(delta),
+        *_bins(len(CONFIDENCE_COLUMNS), delta.confidence_bins),
+    )
 
 
-def _put_bins(row: dict[str, Any], columns: tuple[str, ...], bins: dict[int, int]) -> None:
-    row.update(dict.fromkeys(columns))  # null means zero
-    for index, count in bins.items():
+def _bins(size: int, counts: dict[int, int]) -> list[int | None]:
+    values: list[int | None] = [None] * size  # null means zero
+    for index, count in counts.items():
         if count:
-            row[columns[index]] = count
+            values[index] = count
+    return values
 
 
 def _upsert(
     conn: Connection,
     dialect: Dialect,
     table: Table,
-    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
     key: tuple[str, ...],
     sums: tuple[str, ...],
     bins: tuple[str, ...],
@@ -128,4 +129,4 @@ def _upsert(
             )
         return statement.on_conflict_do_update(index_elements=list(key), set_=assignments)
 
-    bulk.executemany(conn, f"upsert {table.name}", build, rows)
+    bulk.executemany(conn, f"upsert {table.name}", build, columns, rows)
