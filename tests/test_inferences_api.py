@@ -1,6 +1,7 @@
 """GET /api/v1/inferences (filters, cursor pagination) and the detail of one inference."""
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -177,6 +178,28 @@ def test_list_rows_and_detail_carry_what_was_sent(client: TestClient, new_key: N
         ).json()["inferences"]
         == []
     )
+
+
+def test_summaries_cover_every_prediction(client: TestClient, new_key: NewKey) -> None:
+    # More predictions than a list row carries: the mean and top classes still cover all.
+    key = auth(new_key())
+    rng = random.Random(3)
+    sent = [
+        {"class": rng.choice(["car", "bus", "van", "truck"]), "confidence": rng.random()}
+        for _ in range(250)
+    ]
+    item = {"inference_id": "many", "model_id": "m/1", "predictions": sent}
+    response = client.post("/api/v1/inferences", json={"inferences": [item]}, headers=key)
+    assert response.status_code == 200
+    row = client.get("/api/v1/inferences", headers=key).json()["inferences"][0]
+    assert len(row["predictions"]) < len(sent)
+    assert row["mean_confidence"] == pytest.approx(sum(p["confidence"] for p in sent) / len(sent))
+    counts = Counter(p["class"] for p in sent)
+    expected = sorted(counts, key=lambda name: (-counts[name], name))[:3]
+    assert row["top_classes"] == expected
+    detail = client.get("/api/v1/inferences/many", headers=key).json()
+    assert detail["mean_confidence"] == row["mean_confidence"]
+    assert detail["top_classes"] == expected
 
 
 def test_unknown_inference_is_404(client: TestClient, new_key: NewKey) -> None:

@@ -26,6 +26,10 @@ def key_display_prefix(key: str) -> str:
     return key[: len(KEY_PREFIX) + 6]
 
 
+# Verified against when no user has the email, so a wrong email costs what a wrong password does.
+DUMMY_PASSWORD_HASH = f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${'00' * 16}${'00' * 32}"
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)

@@ -84,6 +84,8 @@ class InferenceOut(BaseModel):
     image: dict[str, int | None] | None
     error: str | None
     prediction_count: int
+    mean_confidence: float | None = Field(description="over all of its predictions")
+    top_classes: list[str] = Field(description="its most predicted classes, at most 3")
     predictions: list[dict[str, Any]]
     metadata: dict[str, str | int | float | bool]
     has_image: bool

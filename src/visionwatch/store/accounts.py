@@ -30,6 +30,13 @@ class Workspace:
 
 
 @dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str
+    workspace: Workspace
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     id: int
     workspace: Workspace
@@ -203,3 +210,33 @@ def create_user(db: Database, workspace_name: str, email: str, password: str) ->
     except IntegrityError:
         raise AccountError(f"{email} is already a user of {workspace_name}") from None
     return int(row.id)
+
+
+def _user_query() -> Select[Any]:
+    return select(
+        users.c.id,
+        users.c.email,
+        users.c.password_hash,
+        workspaces.c.id.label("ws_id"),
+        workspaces.c.name.label("ws_name"),
+    ).join(workspaces, workspaces.c.id == users.c.workspace_id)
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.email, Workspace(row.ws_id, row.ws_name))
+
+
+def get_user(db: Database, user_id: int) -> User | None:
+    with db.read() as conn:
+        row = conn.execute(_user_query().where(users.c.id == user_id)).one_or_none()
+    return None if row is None else _user(row)
+
+
+def authenticate_user(db: Database, email: str, password: str) -> list[User]:
+    """The users with this email whose password this is (one per workspace that has them)."""
+    with db.read() as conn:
+        rows = conn.execute(_user_query().where(users.c.email == email.strip())).all()
+    # Check every row, found or not, so the time taken does not tell which emails exist.
+    if not rows:
+        security.verify_password(password, security.DUMMY_PASSWORD_HASH)
+    return [_user(row) for row in rows if security.verify_password(password, row.password_hash)]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, and_, exists, or_, select, type_coerce
+from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, type_coerce
 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, inference_metadata, inferences, models, predictions
@@ -18,6 +18,8 @@ from visionwatch.store.stats import Period
 MAX_LIMIT = 500
 # A list row carries at most this many predictions; the detail has them all.
 LIST_PREDICTIONS = 100
+# Classes named in a summary, most predicted first.
+TOP_CLASSES = 3
 
 
 class BadCursor(ValueError):
@@ -82,7 +84,11 @@ def list_inferences(
         pks = [row.id for row in page]
         by_pk = _predictions(conn, workspace_id, pks, LIST_PREDICTIONS)
         meta = _metadata(conn, workspace_id, pks)
-    items = [_summary(row, by_pk.get(row.id, []), meta.get(row.id, {})) for row in page]
+        classes = _class_counts(conn, workspace_id, pks)
+    items = [
+        _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), classes.get(row.id, {}))
+        for row in page
+    ]
     next_cursor = encode_cursor(page[-1].ts, page[-1].id) if len(rows) > query.limit else None
     return items, next_cursor
 
@@ -159,14 +165,22 @@ def get_inference(db: Database, workspace_id: int, inference_id: str) -> dict[st
             return None
         found = _predictions(conn, workspace_id, [row.id], None).get(row.id, [])
         meta = _metadata(conn, workspace_id, [row.id]).get(row.id, {})
-    detail = _summary(row, found, meta)
+        classes = _class_counts(conn, workspace_id, [row.id]).get(row.id, {})
+    detail = _summary(row, found, meta, classes)
     detail["item"] = orjson.loads(row.item)
     return detail
 
 
 def _summary(
-    row: Any, found: list[dict[str, Any]], meta: dict[str, MetadataValue]
+    row: Any,
+    found: list[dict[str, Any]],
+    meta: dict[str, MetadataValue],
+    classes: dict[str, tuple[int, float]],
 ) -> dict[str, Any]:
+    count = sum(n for n, _ in classes.values())
+    mean = sum(total for _, total in classes.values()) / count if count else None
+    # Most predicted first; ties by name, so the order is stable.
+    ranked = sorted(classes.items(), key=lambda item: (-item[1][0], item[0]))
     image = None
     if row.image_width is not None or row.image_height is not None:
         image = {"width": row.image_width, "height": row.image_height}
@@ -181,6 +195,8 @@ def _summary(
         "image": image,
         "error": row.error,
         "prediction_count": row.prediction_count,
+        "mean_confidence": mean,
+        "top_classes": [name for name, _ in ranked[:TOP_CLASSES]],
         "predictions": found,
         "metadata": meta,
         "has_image": row.image_key is not None,
@@ -212,6 +228,28 @@ def _predictions(
             if value is not None:
                 prediction[name] = value
         result.setdefault(r.inference_pk, []).append(prediction)
+    return result
+
+
+def _class_counts(
+    conn: Connection, workspace_id: int, pks: Sequence[int]
+) -> dict[int, dict[str, tuple[int, float]]]:
+    """Per inference: class -> (predictions, sum of their confidences), over all its predictions."""
+    if not pks:
+        return {}
+    rows = conn.execute(
+        select(
+            predictions.c.inference_pk,
+            predictions.c.class_name,
+            func.count(),
+            func.sum(predictions.c.confidence),
+        )
+        .where(predictions.c.workspace_id == workspace_id, predictions.c.inference_pk.in_(pks))
+        .group_by(predictions.c.inference_pk, predictions.c.class_name)
+    )
+    result: dict[int, dict[str, tuple[int, float]]] = {}
+    for pk, name, count, total in rows:
+        result.setdefault(pk, {})[name] = (int(count), float(total))
     return result
 
 

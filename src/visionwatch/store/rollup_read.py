@@ -150,6 +150,27 @@ def sum_classes(
     return result
 
 
+def device_requests(
+    conn: Connection, workspace_id: int, start: datetime, end: datetime
+) -> dict[int, int]:
+    """Requests per device id over [start, end), from the per-device rollup rows."""
+    result: Counter[int] = Counter()
+    for resolution, segments in by_resolution(cover(start, end)).items():
+        table = rollups[resolution]
+        query = (
+            select(table.c.device_id, func.sum(table.c.requests))
+            .where(
+                table.c.workspace_id == workspace_id,
+                table.c.device_id != ALL_DEVICES,
+                in_segments(table, segments),
+            )
+            .group_by(table.c.device_id)
+        )
+        for device, requests in conn.execute(query):
+            result[device] += int(requests or 0)
+    return dict(result)
+
+
 @cache
 def _sums(table: Table, names: tuple[str, ...]) -> list[ColumnElement[Any]]:
     # Built once: over two hundred SUM() expressions cost more to build than to run.

@@ -14,7 +14,7 @@ from visionwatch.histograms import (
     time_bin_value,
 )
 from visionwatch.rollups import NO_CLASS, ClassDelta, Delta
-from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
+from visionwatch.store.rollup_read import Scope, device_requests, sum_classes, sum_rollups
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 
@@ -203,6 +203,38 @@ def class_stats(
     ]
     result.sort(key=lambda c: (-c.count, c.name))
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Distributions:
+    """Counts per histogram bin over a period (bin index -> count, empty bins left out)."""
+
+    confidence: dict[int, int]
+    inference_time: dict[int, int]
+
+
+def distributions(
+    db: Database, workspace_id: int, filters: Filters, period: Period
+) -> Distributions:
+    with db.read() as conn:
+        totals = _totals(conn, resolve_scope(conn, workspace_id, filters), period, bins=True)
+    return Distributions(dict(totals.confidence_bins), dict(totals.time_bins))
+
+
+def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[str, int]:
+    """Inferences per device name over the period (devices with none are left out)."""
+    with db.read() as conn:
+        counts = device_requests(conn, workspace_id, period.start, period.end)
+        if not counts:
+            return {}
+        names = dict(
+            conn.execute(
+                select(devices.c.id, devices.c.name).where(
+                    devices.c.workspace_id == workspace_id, devices.c.id.in_(list(counts))
+                )
+            ).tuples()
+        )
+    return {names[device]: count for device, count in counts.items() if device in names}
 
 
 METRICS = ("requests", "avg_confidence", "avg_inference_time", "errors")
