@@ -17,6 +17,7 @@ from visionwatch.config import Settings
 from visionwatch.db.engine import Database, create_database
 from visionwatch.items import BatchIn
 from visionwatch.metrics import Metrics
+from visionwatch.web.app import install_dashboard
 
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
@@ -45,6 +46,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     roboflow.install_handlers(app)
     for module in (ingest, reads, inferences, devices, ops, roboflow):
         app.include_router(module.router)
+    install_dashboard(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # A timestamp this far ahead of the server's clock is refused: it would
     # poison the rollups of a period nobody has reached yet.
     max_clock_skew_seconds: int = Field(default=24 * 3600, ge=0)
+    # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
+    # Replicas behind one load balancer must share one.
+    secret_key: str | None = Field(default=None, min_length=32)
 
     def database_url_or_default(self) -> str:
         if self.database_url:

@@ -90,4 +90,8 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSON:
-        return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return json_error(error)
+
+
+def json_error(error: HTTPException) -> JSON:
+    return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

@@ -5,9 +5,14 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(content: Any, *, line: bool = False) -> bytes:
+    """JSON as the API writes it; `line` ends it with a newline (JSON Lines)."""
+    return orjson.dumps(content, option=_OPTIONS | (orjson.OPT_APPEND_NEWLINE if line else 0))
+
 
 class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(
-            content, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
-        )
+        return dumps(content)

@@ -227,13 +227,12 @@ def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[
         counts = device_requests(conn, workspace_id, period.start, period.end)
         if not counts:
             return {}
-        names = dict(
-            conn.execute(
-                select(devices.c.id, devices.c.name).where(
-                    devices.c.workspace_id == workspace_id, devices.c.id.in_(list(counts))
-                )
-            ).tuples()
+        rows = conn.execute(
+            select(devices.c.id, devices.c.name).where(
+                devices.c.workspace_id == workspace_id, devices.c.id.in_(list(counts))
+            )
         )
+        names = {row.id: row.name for row in rows}
     return {names[device]: count for device, count in counts.items() if device in names}
 
 

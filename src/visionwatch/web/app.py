@@ -1,0 +1,56 @@
+"""Mount the dashboard on the app: its routes, static files, sessions and error pages."""
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from visionwatch.api.errors import json_error
+from visionwatch.config import Settings
+from visionwatch.web import auth, exports, pages
+from visionwatch.web.errors import LoginRequired, PageError, wants_page
+from visionwatch.web.rendering import render
+from visionwatch.web.sessions import Signer, load_secret
+
+STATIC = Path(__file__).parent / "static"
+STATUS_TITLES = {
+    404: "Page not found",
+    405: "Not allowed here",
+    401: "Sign in first",
+    403: "Not allowed",
+}
+
+
+def install_dashboard(app: FastAPI, settings: Settings) -> None:
+    app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (auth, exports, pages):
+        app.include_router(module.router)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(_: Request, error: LoginRequired) -> Response:
+        return auth.login_redirect(error.target)
+
+    @app.exception_handler(PageError)
+    async def page_error(request: Request, error: PageError) -> Response:
+        return error_page(request, error.status_code, error.title, error.message)
+
+    # Replaces the API's handler: the same JSON for programs, a page for browsers.
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        if wants_page(request):
+            title = STATUS_TITLES.get(error.status_code, "Something went wrong")
+            message = (
+                str(error.detail)
+                if error.status_code != 404
+                else (f"Nothing lives at {request.url.path}.")
+            )
+            return error_page(request, error.status_code, title, message)
+        return json_error(error)
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+    context = {"user": None, "status_code": status_code, "title": title, "message": message}
+    return render(request, "error.html", context, status_code=status_code)

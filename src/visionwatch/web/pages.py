@@ -1,0 +1,283 @@
+"""The dashboard's pages: the workspace, a model, the inferences table and one inference."""
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from visionwatch.api.deps import DatabaseDep, SettingsDep
+from visionwatch.db.engine import Database
+from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
+from visionwatch.store import devices as device_store
+from visionwatch.store import inferences as inference_store
+from visionwatch.store import stats as stats_store
+from visionwatch.store.inferences import BadCursor, InferenceQuery
+from visionwatch.store.stats import Distributions, Filters, Period
+from visionwatch.timeutil import utcnow
+from visionwatch.web.auth import UserDep
+from visionwatch.web.errors import PageError
+from visionwatch.web.params import (
+    PRESET_NAMES,
+    chart_interval,
+    filter_params,
+    inference_query,
+    page_period,
+    url_with,
+)
+from visionwatch.web.rendering import percent, plain, render, seconds, when_exact
+
+router = APIRouter(include_in_schema=False)
+RECENT = 20
+PAGE_SIZE = 50
+# Confidence histograms show 20 bars of 0.05 (five rollup bins each).
+CONFIDENCE_BARS = 20
+SEARCH_PERIOD = "30d"
+
+
+@router.get("/")
+def workspace_page(
+    request: Request, user: UserDep, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    page = page_period(request.query_params)
+    workspace = user.workspace.id
+    models = stats_store.model_stats(database, workspace, Filters(), page.period)
+    now = utcnow()
+    devices = device_store.list_devices(
+        database, workspace, now, timedelta(seconds=settings.device_offline_after)
+    )
+    context: dict[str, Any] = {
+        "user": user,
+        "page": page,
+        "presets": PRESET_NAMES,
+        "models": models,
+        "devices": devices,
+        "empty": not models,
+    }
+    if models:
+        recent, _ = inference_store.list_inferences(
+            database, workspace, InferenceQuery(period=page.period, limit=RECENT)
+        )
+        context.update(
+            stats=stats_store.stats(database, workspace, Filters(), page.period),
+            series=_series(database, workspace, Filters(), page.period),
+            recent=recent,
+            device_requests=stats_store.requests_by_device(database, workspace, page.period),
+        )
+    return render(request, "workspace.html", context)
+
+
+@router.get("/models/{model_id:path}")
+def model_page(request: Request, model_id: str, user: UserDep, database: DatabaseDep) -> Response:
+    page = page_period(request.query_params)
+    workspace = user.workspace.id
+    filters = Filters(model=model_id)
+    found = stats_store.model_stats(database, workspace, filters, page.period)
+    if not found:
+        raise PageError(404, "No such model", f"This workspace has no model {model_id!r}.")
+    classes = stats_store.class_stats(database, workspace, filters, page.period)
+    shown = stats_store.distributions(database, workspace, filters, page.period)
+    context = {
+        "user": user,
+        "page": page,
+        "presets": PRESET_NAMES,
+        "model": found[0],
+        "stats": stats_store.stats(database, workspace, filters, page.period),
+        "series": _series(database, workspace, filters, page.period),
+        "classes": classes,
+        "max_share": max((c.share for c in classes), default=0.0),
+        "confidence_bars": _confidence_bars(shown),
+        "time_bars": _time_bars(shown),
+        "inferences_url": url_with("/inferences", {"model_id": model_id}, page.params()),
+    }
+    return render(request, "model.html", context)
+
+
+@router.get("/inferences")
+def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
+    page = page_period(request.query_params)
+    query = inference_query(request.query_params, page.period, limit=PAGE_SIZE)
+    try:
+        rows, next_cursor = inference_store.list_inferences(database, user.workspace.id, query)
+    except BadCursor:
+        raise PageError(400, "Bad page link", "This link to a next page is broken.") from None
+    fields = sorted({name for row in rows for name in row["metadata"]})
+    filters = filter_params(query)
+    here = {**filters, **page.params()}
+    context = {
+        "user": user,
+        "page": page,
+        "presets": PRESET_NAMES,
+        "query": query,
+        "rows": rows,
+        "fields": fields,
+        "filters": filters,
+        "here": here,
+        "next_url": url_with("/inferences", here, {"cursor": next_cursor}) if next_cursor else None,
+        "first_url": url_with("/inferences", here) if query.cursor else None,
+        "csv_url": url_with("/inferences.csv", here),
+        "jsonl_url": url_with("/inferences.jsonl", here),
+    }
+    return render(request, "inferences.html", context)
+
+
+@router.get("/inferences/{inference_id:path}")
+def inference_page(
+    request: Request, inference_id: str, user: UserDep, database: DatabaseDep
+) -> Response:
+    found = inference_store.get_inference(database, user.workspace.id, inference_id)
+    if found is None:
+        raise PageError(
+            404, "No such inference", f"This workspace has no inference {inference_id!r}."
+        )
+    context = {
+        "user": user,
+        "inference": found,
+        "drawing": _drawing(found),
+        "fields": _fields(found),
+    }
+    return render(request, "inference.html", context)
+
+
+def _series(database: Database, workspace: int, filters: Filters, period: Period) -> dict[str, Any]:
+    """Requests and average confidence per interval, as uPlot wants them (columns)."""
+    interval = chart_interval(period)
+    requests = stats_store.timeseries(database, workspace, filters, period, "requests", interval)
+    confidence = stats_store.timeseries(
+        database, workspace, filters, period, "avg_confidence", interval
+    )
+    return {
+        "interval": interval,
+        "t": [int(moment.timestamp()) for moment, _ in requests],
+        "requests": [value for _, value in requests],
+        "confidence": [value for _, value in confidence],
+    }
+
+
+def _confidence_bars(shown: Distributions) -> list[dict[str, Any]]:
+    width = CONFIDENCE_BINS // CONFIDENCE_BARS
+    counts = [
+        sum(shown.confidence.get(index, 0) for index in range(bar * width, (bar + 1) * width))
+        for bar in range(CONFIDENCE_BARS)
+    ]
+    return _bars(
+        counts,
+        [
+            f"{bar * width / 100:.2f}\u2013{(bar + 1) * width / 100:.2f}"
+            for bar in range(CONFIDENCE_BARS)
+        ],
+    )
+
+
+def _time_bars(shown: Distributions) -> list[dict[str, Any]]:
+    used = [index for index, count in shown.inference_time.items() if count]
+    if not used:
+        return []
+    first, last = min(used), max(used)
+    indexes = range(first, last + 1)
+    labels = [_time_range(index) for index in indexes]
+    return _bars([shown.inference_time.get(index, 0) for index in indexes], labels)
+
+
+def _time_range(index: int) -> str:
+    low = time_bin_lower_edge(index)
+    if index == TIME_BINS - 1:
+        return f"≥ {low * 1000:.0f} ms"
+    high = time_bin_lower_edge(index + 1)
+    return f"{low * 1000:.3g}\u2013{high * 1000:.3g} ms"
+
+
+def _bars(counts: list[int], labels: list[str]) -> list[dict[str, Any]]:
+    tallest = max(counts, default=0) or 1
+    return [
+        {"label": label, "count": count, "height": round(100 * count / tallest, 1)}
+        for label, count in zip(labels, counts, strict=True)
+    ]
+
+
+def _fields(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The detail panel's rows: key (for hiding), label, value, and a search link or None."""
+
+    def search(params: dict[str, str]) -> str:
+        # A month around now: wide enough for the neighbours people look for.
+        return url_with("/inferences", params, {"period": SEARCH_PERIOD})
+
+    image = found["image"] or {}
+    size = f"{image.get('width') or '?'} \u00d7 {image.get('height') or '?'}" if image else "\u2013"
+    model, device = found["model_id"], found["device_id"]
+    rows: list[dict[str, Any]] = [
+        _field("inference_id", "Inference id", found["inference_id"]),
+        _field("timestamp", "Time", when_exact(found["timestamp"])),
+        _field("received_at", "Received", when_exact(found["received_at"])),
+        _field("model", "Model", model, search({"model_id": model}), "model"),
+        _field(
+            "device",
+            "Device",
+            device or "\u2013",
+            search({"device_id": device}) if device else None,
+            "device",
+        ),
+        _field("task", "Task", found["task"] or "\u2013"),
+        _field("inference_time", "Inference time", seconds(found["inference_time"])),
+        _field("image_size", "Image size", size),
+        _field("prediction_count", "Predictions", str(found["prediction_count"])),
+        _field("mean_confidence", "Mean confidence", percent(found["mean_confidence"])),
+        _field("error", "Error", found["error"] or "\u2013"),
+    ]
+    for name, value in found["metadata"].items():
+        shown = plain(value)
+        rows.append(
+            _field(
+                f"metadata.{name}",
+                name,
+                shown,
+                search({f"metadata.{name}": shown}),
+                "value",
+            )
+        )
+    return rows
+
+
+def _field(
+    key: str, label: str, value: str, search: str | None = None, noun: str = ""
+) -> dict[str, Any]:
+    return {"key": key, "label": label, "value": value, "search": search, "noun": noun}
+
+
+def _drawing(found: dict[str, Any]) -> dict[str, Any]:
+    """The boxes, polygons and keypoints to draw, in image coordinates (centre-based boxes)."""
+    item = found["item"]
+    raw = item.get("predictions") if isinstance(item.get("predictions"), list) else []
+    shapes = []
+    extent_w, extent_h = 0.0, 0.0
+    for index, prediction in enumerate(found["predictions"]):
+        shape: dict[str, Any] = {
+            "index": index,
+            "class": prediction["class"],
+            "confidence": prediction["confidence"],
+        }
+        if all(name in prediction for name in ("x", "y", "width", "height")):
+            x, y, w, h = (prediction[n] for n in ("x", "y", "width", "height"))
+            shape["box"] = {"x": x - w / 2, "y": y - h / 2, "width": w, "height": h}
+            extent_w, extent_h = max(extent_w, x + w / 2), max(extent_h, y + h / 2)
+        source = raw[index] if index < len(raw) and isinstance(raw[index], dict) else {}
+        points = source.get("points")
+        if isinstance(points, list):
+            shape["points"] = " ".join(
+                f"{p['x']},{p['y']}" for p in points if isinstance(p, dict) and _xy(p)
+            )
+        keypoints = source.get("keypoints")
+        if isinstance(keypoints, list):
+            shape["keypoints"] = [p for p in keypoints if isinstance(p, dict) and _xy(p)]
+        shapes.append(shape)
+    image = found.get("image") or {}
+    width = image.get("width") or extent_w or 640
+    height = image.get("height") or extent_h or 480
+    return {"width": width, "height": height, "shapes": shapes}
+
+
+def _xy(point: dict[str, Any]) -> bool:
+    return all(
+        isinstance(point.get(n), int | float) and not isinstance(point.get(n), bool)
+        for n in ("x", "y")
+    )

@@ -1,0 +1,118 @@
+"""Render templates: one Jinja2 environment, number formats, and the headers every page gets."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from visionwatch.store.stats import Change
+from visionwatch.web.sessions import CSRF_COOKIE, new_csrf_token
+
+TEMPLATES = Path(__file__).parent / "templates"
+# Scripts only from our own files (no inline script can run, whatever a name holds);
+# inline styles are allowed for the widths of bars.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: blob:; frame-ancestors 'none'; form-action 'self'; "
+        "base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "\u2013"
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "\u2013" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "\u2013"
+    if value < 1:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def plain(value: object) -> str:
+    """A metadata value as it was sent: booleans as true and false, as in JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def when(value: datetime | None) -> str:
+    return "\u2013" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def when_exact(value: datetime | None) -> str:
+    return "\u2013" if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def change_of(change: Change, higher_is_better: bool = True) -> dict[str, Any]:
+    """The text and the colour class of a change against the previous period."""
+    pct = change.change_pct
+    if pct is None:
+        return {"text": "no previous data", "direction": "none", "tone": "neutral"}
+    direction = "up" if pct > 0 else "down" if pct < 0 else "flat"
+    if direction == "flat":
+        tone = "neutral"
+    else:
+        tone = "good" if (direction == "up") == higher_is_better else "bad"
+    arrow = {"up": "▲", "down": "▼", "flat": "■"}[direction]
+    return {"text": f"{arrow} {pct:+.1f}%", "direction": direction, "tone": tone, "pct": pct}
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(
+        number=number,
+        plain=plain,
+        percent=percent,
+        seconds=seconds,
+        when=when,
+        when_exact=when_exact,
+    )
+    environment.globals.update(change_of=change_of)
+    return environment
+
+
+_environment_instance = _environment()
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """The page `template` with `context`, the CSRF token for its forms, and safe headers."""
+    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+    body = _environment_instance.get_template(template).render(
+        request=request, csrf_token=token, **context
+    )
+    response = HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+    if request.cookies.get(CSRF_COOKIE) != token:
+        response.set_cookie(
+            CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+    return response
