@@ -2,8 +2,8 @@
 
 import csv
 import io
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
