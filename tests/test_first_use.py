@@ -1,0 +1,61 @@
+"""The first-use page's snippets work as printed, against a real server."""
+
+import html
+import re
+import shlex
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.dashboard import PASSWORD, sign_in
+from tests.support.server import cli
+from tests.support.workspaces import server_total
+
+
+def snippet(page: str, name: str) -> str:
+    found = re.search(rf'<code id="snippet-{name}">(.*?)</code>', page, re.DOTALL)
+    assert found, f"no {name} snippet"
+    return html.unescape(found.group(1))
+
+
+@pytest.fixture
+def first_page(server: tuple[str, dict[str, str]]) -> tuple[str, str, str]:
+    """(base URL, the empty overview of a new workspace, a key of it)."""
+    base, env = server
+    workspace = f"first-{uuid.uuid4().hex[:8]}"
+    email = f"{workspace}@example.com"
+    assert cli(env, "workspaces", "create", workspace).returncode == 0
+    assert (
+        cli(env, "users", "create", workspace, email, "--password-stdin", stdin=PASSWORD).returncode
+        == 0
+    )
+    key = cli(env, "keys", "create", workspace).stdout.strip().splitlines()[-1]
+    with httpx.Client(base_url=base) as browser:
+        assert sign_in(browser, email).status_code == 303
+        page = browser.get("/", headers={"accept": "text/html"}).text
+    assert "Send your first inference" in page
+    assert snippet(page, "key") == f"visionwatch keys create {workspace}"
+    return base, page, key
+
+
+def test_the_sdk_snippet_sends_an_inference(first_page: tuple[str, str, str]) -> None:
+    base, page, key = first_page
+    code = snippet(page, "sdk")
+    assert f'Client("{base}"' in code
+    exec(code.replace("YOUR_KEY", key), {})
+    assert server_total(base, key) == 1
+    stats = httpx.get(f"{base}/api/v1/stats", headers={"Authorization": f"Bearer {key}"}).json()
+    assert stats["avg_confidence"]["current"] == pytest.approx(0.91)
+
+
+def test_the_curl_snippet_sends_an_inference(first_page: tuple[str, str, str]) -> None:
+    base, page, key = first_page
+    words = shlex.split(snippet(page, "curl").replace("YOUR_KEY", key))
+    assert words[:3] == ["curl", "-X", "POST"]
+    url = words[3]
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    body = words[words.index("-d") + 1]
+    response = httpx.post(url, headers=headers, content=body)
+    assert response.status_code == 200, response.text
+    assert server_total(base, key) == 1
