@@ -10,6 +10,7 @@ are checked to agree.
 
 import csv
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -27,6 +28,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from tests.support.dashboard import HTML, PASSWORD, sign_in
+
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
@@ -35,11 +38,14 @@ from visionwatch.items import Inference, Prediction
 from visionwatch.store import accounts
 from visionwatch.store.ingest import ingest
 
+USER = "bench@example.com"
+
 DEFAULT_SIZE = 1_000_000
 BATCH = 1000
 DAYS = 30
 CLASSES = [f"class-{i:02d}" for i in range(20)]
 REPEAT = 30
+MODEL = "model-3/1"
 
 
 def generate(database_url: str, folder: Path, size: int, seed: int = 7) -> tuple[str, datetime]:
@@ -49,6 +55,7 @@ def generate(database_url: str, folder: Path, size: int, seed: int = 7) -> tuple
     migrate.upgrade(database)
     accounts.create_workspace(database, "bench")
     _, key = accounts.create_key(database, "bench")
+    accounts.create_user(database, "bench", USER, PASSWORD)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=DAYS)
     batches = max(size // BATCH, 1)
@@ -118,6 +125,65 @@ def _load_duckdb(folder: Path) -> duckdb.DuckDBPyConnection:
         [str(folder / "predictions.csv")],
     )
     return conn
+
+
+def _model_page_by_hand(
+    duck: duckdb.DuckDBPyConnection, model: str, lo: int, hi: int, before: int
+) -> dict[str, Any]:
+    """What the model dashboard shows, computed from the raw rows."""
+    joined = (
+        "predictions p JOIN inferences i USING (id) WHERE i.model = ? AND p.ts >= ? AND p.ts < ?"
+    )
+
+    def rows(text: str, *args: Any) -> list[Any]:
+        return duck.execute(text, list(args)).fetchall()
+
+    return {
+        "figures": rows(
+            "SELECT count(*), avg(time), (SELECT count(*) FROM inferences WHERE model = ? "
+            "AND ts >= ? AND ts < ?) FROM inferences WHERE model = ? AND ts >= ? AND ts < ?",
+            model,
+            before,
+            lo,
+            model,
+            lo,
+            hi,
+        ),
+        "classes": rows(
+            f"SELECT class, count(*), avg(confidence) FROM {joined} GROUP BY class", model, lo, hi
+        ),
+        "hourly": rows(
+            f"SELECT p.ts // 3600000000 AS h, count(DISTINCT id), avg(confidence) FROM {joined} "
+            "GROUP BY h",
+            model,
+            lo,
+            hi,
+        ),
+        "confidence bins": rows(
+            f"SELECT least(floor(confidence * 100), 99) AS b, count(*) FROM {joined} GROUP BY b",
+            model,
+            lo,
+            hi,
+        ),
+        "time bins": rows(
+            "SELECT floor(log10(time / 0.0001) * 20) + 1 AS b, count(*) FROM inferences "
+            "WHERE model = ? AND ts >= ? AND ts < ? GROUP BY b",
+            model,
+            lo,
+            hi,
+        ),
+    }
+
+
+def _same_model_page(page: str, by_hand: dict[str, Any]) -> bool:
+    shown = re.search(r'data-metric="total_requests" data-current="(\d+)"', page)
+    classes = dict(re.findall(r'class="bar-row" data-class="([^"]+)" data-count="(\d+)"', page))
+    return (
+        shown is not None
+        and int(shown.group(1)) == by_hand["figures"][0][0]
+        and {name: int(count) for name, count in classes.items()}
+        == {row[0]: row[1] for row in by_hand["classes"]}
+    )
 
 
 def _micros(moment: datetime) -> int:
@@ -231,6 +297,12 @@ def run(size: int | None, repeat: int = REPEAT) -> dict[str, dict[str, float]]:
                     lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
                 ),
             }
+            assert sign_in(client, USER).status_code == 303
+            reads["model dashboard page"] = (
+                lambda: client.get(f"/models/{MODEL}", params=week, headers=HTML).text,
+                lambda: _model_page_by_hand(duck, MODEL, lo, hi, before),
+                _same_model_page,
+            )
             for name, (ours, theirs, agree) in reads.items():
                 p50, p95, answer = _timed(ours, repeat)
                 d50, d95, duck_answer = _timed(theirs, repeat)

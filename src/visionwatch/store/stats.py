@@ -62,6 +62,7 @@ class Stats:
     inference_time_p50: float | None
     inference_time_p95: float | None
     inference_time_p99: float | None
+    distributions: "Distributions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,24 @@ def stats(db: Database, workspace_id: int, filters: Filters, period: Period) -> 
         inference_time_p50=_percentile(current.time_bins, 50, time_bin_value),
         inference_time_p95=_percentile(current.time_bins, 95, time_bin_value),
         inference_time_p99=_percentile(current.time_bins, 99, time_bin_value),
+        distributions=Distributions(dict(current.confidence_bins), dict(current.time_bins)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    task: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+def find_model(db: Database, workspace_id: int, name: str) -> ModelInfo | None:
+    with db.read() as conn:
+        row = conn.execute(
+            select(models).where(models.c.workspace_id == workspace_id, models.c.name == name)
+        ).one_or_none()
+    return None if row is None else ModelInfo(row.name, row.task, row.first_seen, row.last_seen)
 
 
 def model_stats(
@@ -213,14 +231,6 @@ class Distributions:
     inference_time: dict[int, int]
 
 
-def distributions(
-    db: Database, workspace_id: int, filters: Filters, period: Period
-) -> Distributions:
-    with db.read() as conn:
-        totals = _totals(conn, resolve_scope(conn, workspace_id, filters), period, bins=True)
-    return Distributions(dict(totals.confidence_bins), dict(totals.time_bins))
-
-
 def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[str, int]:
     """Inferences per device name over the period (devices with none are left out)."""
     with db.read() as conn:
@@ -248,6 +258,18 @@ def timeseries(
     interval: str,
 ) -> list[tuple[datetime, float | None]]:
     """One point per interval from the one holding `start` to the one before `end`."""
+    return series(db, workspace_id, filters, period, (metric,), interval)[metric]
+
+
+def series(
+    db: Database,
+    workspace_id: int,
+    filters: Filters,
+    period: Period,
+    metrics: tuple[str, ...],
+    interval: str,
+) -> dict[str, list[tuple[datetime, float | None]]]:
+    """Several metrics' time series from one read of the rollups."""
     step = RESOLUTION_STEPS[interval]
     with db.read() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
@@ -264,12 +286,15 @@ def timeseries(
                 with_bins=False,
             )
         )
-    points = []
+    moments = []
     moment = floor_to(period.start, step)
     while moment < period.end:
-        points.append((moment, _metric(groups.get(moment, Delta()), metric)))
+        moments.append(moment)
         moment += step
-    return points
+    return {
+        metric: [(m, _metric(groups.get(m, Delta()), metric)) for m in moments]
+        for metric in metrics
+    }
 
 
 def _metric(totals: Delta, metric: str) -> float | None:

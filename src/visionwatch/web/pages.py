@@ -72,22 +72,22 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
     page = page_period(request.query_params)
     workspace = user.workspace.id
     filters = Filters(model=model_id)
-    found = stats_store.model_stats(database, workspace, filters, page.period)
-    if not found:
+    found = stats_store.find_model(database, workspace, model_id)
+    if found is None:
         raise PageError(404, "No such model", f"This workspace has no model {model_id!r}.")
     classes = stats_store.class_stats(database, workspace, filters, page.period)
-    shown = stats_store.distributions(database, workspace, filters, page.period)
+    stats = stats_store.stats(database, workspace, filters, page.period)
     context = {
         "user": user,
         "page": page,
         "presets": PRESET_NAMES,
-        "model": found[0],
-        "stats": stats_store.stats(database, workspace, filters, page.period),
+        "model": found,
+        "stats": stats,
         "series": _series(database, workspace, filters, page.period),
         "classes": classes,
         "max_share": max((c.share for c in classes), default=0.0),
-        "confidence_bars": _confidence_bars(shown),
-        "time_bars": _time_bars(shown),
+        "confidence_bars": _confidence_bars(stats.distributions),
+        "time_bars": _time_bars(stats.distributions),
         "inferences_url": url_with("/inferences", {"model_id": model_id}, page.params()),
     }
     return render(request, "model.html", context)
@@ -142,15 +142,13 @@ def inference_page(
 def _series(database: Database, workspace: int, filters: Filters, period: Period) -> dict[str, Any]:
     """Requests and average confidence per interval, as uPlot wants them (columns)."""
     interval = chart_interval(period)
-    requests = stats_store.timeseries(database, workspace, filters, period, "requests", interval)
-    confidence = stats_store.timeseries(
-        database, workspace, filters, period, "avg_confidence", interval
-    )
+    metrics = ("requests", "avg_confidence")
+    found = stats_store.series(database, workspace, filters, period, metrics, interval)
     return {
         "interval": interval,
-        "t": [int(moment.timestamp()) for moment, _ in requests],
-        "requests": [value for _, value in requests],
-        "confidence": [value for _, value in confidence],
+        "t": [int(moment.timestamp()) for moment, _ in found["requests"]],
+        "requests": [value for _, value in found["requests"]],
+        "confidence": [value for _, value in found["avg_confidence"]],
     }
 
 
