@@ -271,3 +271,51 @@ def test_pages_forbid_inline_scripts_and_framing(client: TestClient) -> None:
     assert "script-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_details_draw_boxes_masks_and_keypoints_where_they_were_predicted(
+    client: TestClient, database: Database, new_key: NewKey
+) -> None:
+    key = new_key("acme")
+    segmentation = {
+        "inference_id": "seg-1",
+        "model_id": "parts/2",
+        "image": {"width": 800, "height": 600},
+        "predictions": [
+            {
+                "class": "bolt",
+                "confidence": 0.8,
+                "x": 100,
+                "y": 50,
+                "width": 40,
+                "height": 20,
+                "points": [{"x": 80, "y": 40}, {"x": 120, "y": 40}, {"x": 100, "y": 60}],
+            }
+        ],
+    }
+    keypoints = {
+        "inference_id": "pose-1",
+        "model_id": "pose/1",
+        "predictions": [
+            {
+                "class": "person",
+                "confidence": 0.7,
+                "x": 300,
+                "y": 200,
+                "width": 100,
+                "height": 300,
+                "keypoints": [{"x": 290, "y": 90, "confidence": 0.9, "class": "nose"}],
+            }
+        ],
+    }
+    send(client, key, [segmentation, keypoints])
+    new_user(database, "acme", "ops@example.com")
+    sign_in(client, "ops@example.com")
+    page = client.get("/inferences/seg-1", headers=HTML).text
+    assert 'viewBox="0 0 800 600"' in page
+    assert '<rect x="80.0" y="40.0" width="40.0" height="20.0"/>' in page
+    assert '<polygon points="80,40 120,40 100,60"/>' in page
+    page = client.get("/inferences/pose-1", headers=HTML).text
+    # No image size sent: the drawing spans the boxes.
+    assert 'viewBox="0 0 350.0 350.0"' in page
+    assert '<circle cx="290" cy="90" r="3"/>' in page
