@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from visionwatch import __version__
-from visionwatch.api import devices, inferences, ingest, ops, reads, roboflow
+from visionwatch.api import devices, images, inferences, ingest, ops, reads, roboflow
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database, create_database
+from visionwatch.images.blobs import FilesystemStore
 from visionwatch.items import BatchIn
 from visionwatch.metrics import Metrics
 from visionwatch.web.app import install_dashboard
@@ -41,10 +42,12 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = db
+    app.state.blobs = FilesystemStore(settings.images_dir())
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
     roboflow.install_handlers(app)
-    for module in (ingest, reads, inferences, devices, ops, roboflow):
+    # images before inferences: its paths end in /image, which the detail's path would swallow.
+    for module in (ingest, reads, images, inferences, devices, ops, roboflow):
         app.include_router(module.router)
     install_dashboard(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

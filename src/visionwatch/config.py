@@ -21,9 +21,15 @@ class Settings(BaseSettings):
     # A timestamp this far ahead of the server's clock is refused: it would
     # poison the rollups of a period nobody has reached yet.
     max_clock_skew_seconds: int = Field(default=24 * 3600, ge=0)
+    # Images: the largest accepted, in bytes and in pixels (decompression bombs stop here).
+    max_image_bytes: int = Field(default=10 * MIB, ge=1024)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
     # Replicas behind one load balancer must share one.
     secret_key: str | None = Field(default=None, min_length=32)
+
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
 
     def database_url_or_default(self) -> str:
         if self.database_url:

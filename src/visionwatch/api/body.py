@@ -7,7 +7,10 @@ from fastapi import HTTPException, Request
 
 
 async def read_json(request: Request) -> Any:
-    body = await request.body()
+    return parse_json(request, await request.body())
+
+
+def parse_json(request: Request, body: bytes) -> Any:
     # gzip was undone by the middleware; any other encoding is not understood.
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":

@@ -1,20 +1,27 @@
 """Writes: inferences, heartbeats and custom metadata (scope ingest)."""
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from visionwatch.api.body import read_json
+from visionwatch.api.body import parse_json, read_json
 from visionwatch.api.deps import DatabaseDep, IngestKey, SettingsDep
-from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS
+from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, InvalidParams
+from visionwatch.api.images import blobs_of
 from visionwatch.api.responses import JSON
+from visionwatch.config import Settings
+from visionwatch.images.blobs import keep
+from visionwatch.images.decode import BadImage, check_image
 from visionwatch.items import (
     DeviceName,
     FieldName,
+    Inference,
     InferenceId,
+    ItemError,
     MetadataValueIn,
     NoNul,
     parse_batch,
@@ -22,6 +29,7 @@ from visionwatch.items import (
 from visionwatch.store import devices as device_store
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
+from visionwatch.store.images import StoredImage
 from visionwatch.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -51,7 +59,11 @@ async def post_inferences(
 
     The body may be gzip-compressed (`Content-Encoding: gzip`).
     """
-    body = await read_json(request)
+    images: dict[str, bytes] = {}
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body, images = await read_multipart(request, settings)
+    else:
+        body = await read_json(request)
 
     def validate_and_store() -> ingest_store.IngestResult:
         # In a worker thread: validating 500 items takes milliseconds the event loop
@@ -63,11 +75,65 @@ async def post_inferences(
             max_items=settings.max_batch_items,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
-        return ingest_store.ingest(database, key.workspace.id, batch, now)
+        stored = keep_images(request, settings, batch, images)
+        return ingest_store.ingest(database, key.workspace.id, batch, now, images=stored)
 
     result = await run_in_threadpool(validate_and_store)
     request.app.state.metrics.record_ingest(result.accepted, result.duplicates)
     return JSON({"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+async def read_multipart(request: Request, settings: Settings) -> tuple[Any, dict[str, bytes]]:
+    """The batch of a multipart body (its `inferences` part) and its images by inference id."""
+    try:
+        form = await request.form(
+            max_files=settings.max_batch_items,
+            max_fields=settings.max_batch_items + 1,
+            max_part_size=settings.max_body_bytes,
+        )
+    except HTTPException:
+        raise
+    except Exception as error:  # python-multipart's own errors: a broken body
+        raise HTTPException(400, f"the multipart body cannot be read: {error}") from None
+    batch: Any = None
+    images: dict[str, bytes] = {}
+    try:
+        for name, value in form.multi_items():
+            data = await value.read() if isinstance(value, UploadFile) else value.encode()
+            if name == "inferences":
+                batch = parse_json(request, data)
+            elif isinstance(value, UploadFile):
+                images[name] = data
+            else:
+                message = "parts are `inferences` (JSON) and images by inference id"
+                raise InvalidParams.one(name, message)
+    finally:
+        await form.close()  # the parts spooled to temporary files
+    if batch is None:
+        raise InvalidParams.one("inferences", "a multipart body needs an `inferences` JSON part")
+    return batch, images
+
+
+def keep_images(
+    request: Request, settings: Settings, batch: list[Inference], images: dict[str, bytes]
+) -> dict[str, StoredImage]:
+    """Check every image of the batch, then keep them; nothing is kept if one is bad."""
+    ids = {inference.inference_id for inference in batch}
+    checked, errors = {}, []
+    for inference_id, data in images.items():
+        if inference_id not in ids:
+            errors.append(ItemError(None, f"images.{inference_id}", "no inference has this id"))
+            continue
+        try:
+            checked[inference_id] = check_image(
+                data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            )
+        except BadImage as error:
+            errors.append(ItemError(None, f"images.{inference_id}", str(error)))
+    if errors:
+        raise InvalidParams(errors)
+    blobs = blobs_of(request)
+    return {inference_id: keep(blobs, image) for inference_id, image in checked.items()}
 
 
 class HeartbeatIn(BaseModel):

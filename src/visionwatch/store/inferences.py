@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, type_coerce
@@ -200,8 +201,11 @@ def _summary(
         "predictions": found,
         "metadata": meta,
         "has_image": row.image_key is not None,
-        # Served by the images feature once it stores them.
-        "image_url": None,
+        "image_url": (
+            f"/api/v1/inferences/{quote(row.inference_id, safe='')}/image"
+            if row.image_key is not None
+            else None
+        ),
     }
 
 

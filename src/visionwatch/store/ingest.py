@@ -23,6 +23,7 @@ from visionwatch.db.types import to_micros
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.rollups import compute_deltas
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
+from visionwatch.store.images import StoredImage
 from visionwatch.store.rollup_write import apply_deltas
 
 
@@ -38,13 +39,17 @@ def ingest(
     batch: list[Inference],
     now: datetime,
     heartbeat: Heartbeat | None = None,
+    images: dict[str, StoredImage] | None = None,
 ) -> IngestResult:
     """Store a validated batch whole or not at all; an inference id already stored counts once.
 
     A `heartbeat` of the sender (an inference server's report) is recorded
-    in the same transaction.
+    in the same transaction. `images` (by inference id) are already in the blob
+    store; the inferences point at them.
     """
-    result: IngestResult = db.run_write(_ingest, db.dialect, workspace_id, batch, now, heartbeat)
+    result: IngestResult = db.run_write(
+        _ingest, db.dialect, workspace_id, batch, now, heartbeat, images or {}
+    )
     return result
 
 
@@ -55,6 +60,7 @@ def _ingest(
     batch: list[Inference],
     now: datetime,
     heartbeat: Heartbeat | None,
+    images: dict[str, StoredImage],
 ) -> IngestResult:
     if heartbeat is not None:
         upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
@@ -79,11 +85,11 @@ def _ingest(
                 "received_at": now,
                 "inference_time": i.inference_time,
                 "task": i.task,
-                "image_width": i.image_width,
-                "image_height": i.image_height,
+                "image_width": i.image_width or _image_size(images, i, "width"),
+                "image_height": i.image_height or _image_size(images, i, "height"),
                 "error": i.error,
                 "prediction_count": len(i.predictions),
-                "image_key": None,
+                "image_key": images[i.inference_id].key if i.inference_id in images else None,
                 "item": orjson.dumps(i.item).decode(),
             }
             # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
@@ -100,6 +106,11 @@ def _ingest(
         )
         apply_deltas(conn, dialect, workspace_id, deltas)
     return IngestResult(accepted=len(new), duplicates=len(batch) - len(new))
+
+
+def _image_size(images: dict[str, StoredImage], inference: Inference, side: str) -> int | None:
+    image = images.get(inference.inference_id)
+    return None if image is None else int(getattr(image, side))
 
 
 def _upsert_models(

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from visionwatch.api.errors import json_error
+from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
 from visionwatch.web import auth, exports, pages
 from visionwatch.web.errors import LoginRequired, PageError, wants_page
@@ -37,6 +38,8 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
     async def page_error(request: Request, error: PageError) -> Response:
         return error_page(request, error.status_code, error.title, error.message)
 
+    app.add_exception_handler(Exception, _server_error)
+
     # Replaces the API's handler: the same JSON for programs, a page for browsers.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
@@ -49,6 +52,18 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
             )
             return error_page(request, error.status_code, title, message)
         return json_error(error)
+
+
+def _server_error(request: Request, error: Exception) -> Response:
+    # Starlette logs the exception itself; people get a page, programs JSON.
+    if wants_page(request):
+        return error_page(
+            request,
+            500,
+            "Something went wrong",
+            "The server failed to show this page. It has been logged; try again in a moment.",
+        )
+    return JSON({"detail": "internal server error"}, status_code=500)
 
 
 def error_page(request: Request, status_code: int, title: str, message: str) -> Response:

@@ -2,14 +2,17 @@
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from visionwatch.api.deps import DatabaseDep, SettingsDep
+from visionwatch.api.images import image_response
 from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
 from visionwatch.store import devices as device_store
+from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.inferences import BadCursor, InferenceQuery
@@ -121,6 +124,20 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
     return render(request, "inferences.html", context)
 
 
+@router.get("/images/{inference_id:path}")
+def image(request: Request, inference_id: str, user: UserDep, database: DatabaseDep) -> Response:
+    key = image_store.image_key(database, user.workspace.id, inference_id)
+    return image_response(request.app.state.blobs, key, thumbnail=False)
+
+
+@router.get("/thumbnails/{inference_id:path}")
+def thumbnail(
+    request: Request, inference_id: str, user: UserDep, database: DatabaseDep
+) -> Response:
+    key = image_store.image_key(database, user.workspace.id, inference_id)
+    return image_response(request.app.state.blobs, key, thumbnail=True)
+
+
 @router.get("/inferences/{inference_id:path}")
 def inference_page(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
@@ -130,6 +147,9 @@ def inference_page(
         raise PageError(
             404, "No such inference", f"This workspace has no inference {inference_id!r}."
         )
+    if found["has_image"]:
+        # The dashboard's own route: the signed-in user's cookie, not an API key.
+        found["image_url"] = f"/images/{quote(inference_id, safe='')}"
     context = {
         "user": user,
         "inference": found,

@@ -1,0 +1,109 @@
+"""Images of inferences: upload after the fact (scope ingest), original and thumbnail (read)."""
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from visionwatch.api.deps import DatabaseDep, IngestKey, ReadKey, SettingsDep
+from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, NOT_FOUND, InvalidParams
+from visionwatch.api.responses import JSON
+from visionwatch.images.blobs import BlobStore, keep
+from visionwatch.images.decode import CONTENT_TYPES, BadImage, check_image
+from visionwatch.images.thumbnails import thumbnail_of
+from visionwatch.store import images as image_store
+
+router = APIRouter(prefix="/api/v1", tags=["images"])
+# Images never change under a key (keys are content hashes); an inference may get
+# another image, so browsers revalidate after a while.
+CACHE = "private, max-age=300"
+
+
+def blobs_of(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobs
+    return blobs
+
+
+@router.put(
+    "/inferences/{inference_id:path}/image",
+    responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_FOUND},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                content_type: {"schema": {"type": "string", "format": "binary"}}
+                for content_type in ("image/jpeg", "image/png", "image/webp")
+            },
+        }
+    },
+    summary="Attach an image to a stored inference (raw JPEG, PNG or WebP bytes)",
+)
+async def put_image(
+    inference_id: str,
+    request: Request,
+    key: IngestKey,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> JSON:
+    data = await request.body()
+
+    def check_and_store() -> dict[str, object]:
+        try:
+            checked = check_image(
+                data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            )
+        except BadImage as error:
+            raise InvalidParams.one("image", str(error)) from None
+        # Checked before the bytes are kept, so a wrong id stores nothing.
+        if not image_store.inference_exists(database, key.workspace.id, inference_id):
+            raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
+        stored = keep(blobs_of(request), checked)
+        if not image_store.attach_image(database, key.workspace.id, inference_id, stored):
+            raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
+        return {
+            "inference_id": inference_id,
+            "width": checked.width,
+            "height": checked.height,
+            "content_type": checked.content_type,
+            "bytes": len(data),
+        }
+
+    return JSON(await run_in_threadpool(check_and_store))
+
+
+def image_response(blobs: BlobStore, key: str | None, thumbnail: bool) -> Response:
+    """The image under `key` (or its thumbnail), or 404."""
+    if key is None:
+        raise HTTPException(404, "this inference has no image")
+    data = thumbnail_of(blobs, key) if thumbnail else blobs.get(key)
+    if data is None:
+        raise HTTPException(404, "this inference's image is no longer stored")
+    extension = "thumb.jpg" if thumbnail else key.split(".", 1)[1]
+    return Response(
+        data,
+        media_type=CONTENT_TYPES[extension],
+        headers={"Cache-Control": CACHE, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get(
+    "/inferences/{inference_id:path}/image",
+    responses={**AUTH_ERRORS, **NOT_FOUND, 200: {"content": {"image/*": {}}}},
+    response_class=Response,
+    summary="The image of an inference, as it was sent",
+)
+def get_image(inference_id: str, request: Request, key: ReadKey, database: DatabaseDep) -> Response:
+    found = image_store.image_key(database, key.workspace.id, inference_id)
+    return image_response(blobs_of(request), found, thumbnail=False)
+
+
+@router.get(
+    "/inferences/{inference_id:path}/thumbnail",
+    responses={**AUTH_ERRORS, **NOT_FOUND, 200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+    summary="A thumbnail (at most 320 pixels a side, JPEG) of the image of an inference",
+)
+def get_thumbnail(
+    inference_id: str, request: Request, key: ReadKey, database: DatabaseDep
+) -> Response:
+    found = image_store.image_key(database, key.workspace.id, inference_id)
+    return image_response(blobs_of(request), found, thumbnail=True)

@@ -1,0 +1,1 @@
+"""Inference images: validation, content-addressed storage and thumbnails."""
