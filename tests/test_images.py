@@ -122,7 +122,12 @@ def test_images_come_with_their_inferences_in_a_multipart_body(
         headers=auth(key),
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"accepted": 2, "duplicates": 0}
+    assert response.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "images_kept": 1,
+        "images_over_cap": 0,
+    }
     listed = client.get(
         "/api/v1/inferences", params={"has_image": "true"}, headers=auth(key)
     ).json()

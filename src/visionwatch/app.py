@@ -9,7 +9,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from visionwatch import __version__
-from visionwatch.api import devices, images, inferences, ingest, ops, reads, roboflow
+from visionwatch.api import (
+    capture,
+    devices,
+    images,
+    inferences,
+    ingest,
+    ops,
+    reads,
+    roboflow,
+)
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.api.responses import JSON
@@ -47,7 +56,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     install_handlers(app)
     roboflow.install_handlers(app)
     # images before inferences: its paths end in /image, which the detail's path would swallow.
-    for module in (ingest, reads, images, inferences, devices, ops, roboflow):
+    for module in (ingest, reads, capture, images, inferences, devices, ops, roboflow):
         app.include_router(module.router)
     install_dashboard(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -58,10 +58,13 @@ async def authenticate(request: Request, database: DatabaseDep) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[..., ApiKey]:
+def require(*scopes: str) -> Callable[..., ApiKey]:
+    """A key with any of `scopes` (admin has them all)."""
+
     def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
-        if scope not in key.scopes and "admin" not in key.scopes:
-            raise HTTPException(403, f"this API key lacks the {scope!r} scope")
+        if not key.scopes & {*scopes, "admin"}:
+            wanted = " or ".join(repr(scope) for scope in scopes)
+            raise HTTPException(403, f"this API key lacks the {wanted} scope")
         return key
 
     return check
@@ -69,6 +72,9 @@ def require(scope: str) -> Callable[..., ApiKey]:
 
 IngestKey = Annotated[ApiKey, Depends(require("ingest"))]
 ReadKey = Annotated[ApiKey, Depends(require("read"))]
+AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+# What senders need to read: their capture rules.
+SenderKey = Annotated[ApiKey, Depends(require("ingest", "read"))]
 
 
 def period(

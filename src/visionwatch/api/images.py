@@ -7,10 +7,11 @@ from starlette.responses import Response
 from visionwatch.api.deps import DatabaseDep, IngestKey, ReadKey, SettingsDep
 from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, NOT_FOUND, InvalidParams
 from visionwatch.api.responses import JSON
-from visionwatch.images.blobs import BlobStore, keep
+from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import CONTENT_TYPES, BadImage, check_image
 from visionwatch.images.thumbnails import thumbnail_of
 from visionwatch.store import images as image_store
+from visionwatch.timeutil import DAY, ceil_to, utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 # Images never change under a key (keys are content hashes); an inference may get
@@ -25,7 +26,12 @@ def blobs_of(request: Request) -> BlobStore:
 
 @router.put(
     "/inferences/{inference_id:path}/image",
-    responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_FOUND},
+    responses={
+        **AUTH_ERRORS,
+        **BODY_ERRORS,
+        **NOT_FOUND,
+        429: {"description": "The model's capture rule allows no more images today"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -53,12 +59,19 @@ async def put_image(
             )
         except BadImage as error:
             raise InvalidParams.one("image", str(error)) from None
-        # Checked before the bytes are kept, so a wrong id stores nothing.
-        if not image_store.inference_exists(database, key.workspace.id, inference_id):
-            raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
-        stored = keep(blobs_of(request), checked)
-        if not image_store.attach_image(database, key.workspace.id, inference_id, stored):
-            raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
+        try:
+            image_store.attach_image(
+                database, blobs_of(request), key.workspace.id, inference_id, checked, utcnow()
+            )
+        except image_store.NoInference:
+            raise HTTPException(404, f"no inference {inference_id!r} in this workspace") from None
+        except image_store.OverCap as error:
+            raise HTTPException(
+                429,
+                f"model {error.args[0]!r} has kept as many images today as its capture rule "
+                "allows; the count starts again at midnight UTC",
+                headers={"Retry-After": str(seconds_to_midnight())},
+            ) from None
         return {
             "inference_id": inference_id,
             "width": checked.width,
@@ -68,6 +81,11 @@ async def put_image(
         }
 
     return JSON(await run_in_threadpool(check_and_store))
+
+
+def seconds_to_midnight() -> int:
+    now = utcnow()
+    return max(1, int((ceil_to(now, DAY) - now).total_seconds()))
 
 
 def image_response(blobs: BlobStore, key: str | None, thumbnail: bool) -> Response:

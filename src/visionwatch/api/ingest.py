@@ -14,8 +14,7 @@ from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, InvalidParams
 from visionwatch.api.images import blobs_of
 from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
-from visionwatch.images.blobs import keep
-from visionwatch.images.decode import BadImage, check_image
+from visionwatch.images.decode import BadImage, CheckedImage, check_image
 from visionwatch.items import (
     DeviceName,
     FieldName,
@@ -29,7 +28,6 @@ from visionwatch.items import (
 from visionwatch.store import devices as device_store
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
-from visionwatch.store.images import StoredImage
 from visionwatch.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -38,6 +36,12 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 class IngestResult(BaseModel):
     accepted: int = Field(description="inferences stored by this request")
     duplicates: int = Field(description="inferences whose inference_id was already stored")
+    images_kept: int | None = Field(
+        default=None, description="multipart only: images stored with their inferences"
+    )
+    images_over_cap: int | None = Field(
+        default=None, description="multipart only: images not kept, past a daily cap"
+    )
 
 
 @router.post(
@@ -75,12 +79,17 @@ async def post_inferences(
             max_items=settings.max_batch_items,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
-        stored = keep_images(request, settings, batch, images)
-        return ingest_store.ingest(database, key.workspace.id, batch, now, images=stored)
+        checked = check_images(settings, batch, images)
+        return ingest_store.ingest(
+            database, key.workspace.id, batch, now, images=checked, blobs=blobs_of(request)
+        )
 
     result = await run_in_threadpool(validate_and_store)
     request.app.state.metrics.record_ingest(result.accepted, result.duplicates)
-    return JSON({"accepted": result.accepted, "duplicates": result.duplicates})
+    answer = {"accepted": result.accepted, "duplicates": result.duplicates}
+    if images:
+        answer.update(images_kept=result.images_kept, images_over_cap=result.images_over_cap)
+    return JSON(answer)
 
 
 async def read_multipart(request: Request, settings: Settings) -> tuple[Any, dict[str, bytes]]:
@@ -114,10 +123,10 @@ async def read_multipart(request: Request, settings: Settings) -> tuple[Any, dic
     return batch, images
 
 
-def keep_images(
-    request: Request, settings: Settings, batch: list[Inference], images: dict[str, bytes]
-) -> dict[str, StoredImage]:
-    """Check every image of the batch, then keep them; nothing is kept if one is bad."""
+def check_images(
+    settings: Settings, batch: list[Inference], images: dict[str, bytes]
+) -> dict[str, CheckedImage]:
+    """Every image of the batch decoded and within the limits, or a 422 naming each bad one."""
     ids = {inference.inference_id for inference in batch}
     checked, errors = {}, []
     for inference_id, data in images.items():
@@ -132,8 +141,7 @@ def keep_images(
             errors.append(ItemError(None, f"images.{inference_id}", str(error)))
     if errors:
         raise InvalidParams(errors)
-    blobs = blobs_of(request)
-    return {inference_id: keep(blobs, image) for inference_id, image in checked.items()}
+    return checked
 
 
 class HeartbeatIn(BaseModel):

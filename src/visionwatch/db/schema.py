@@ -64,6 +64,9 @@ workspaces = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
+    # Retention in days; null: the server's defaults.
+    Column("retention_days", Integer),
+    Column("image_retention_days", Integer),
 )
 
 api_keys = Table(
@@ -193,6 +196,29 @@ pending_metadata = Table(
     Column("kind", String(1), nullable=False),
     Column("received_at", Timestamp, nullable=False),
     PrimaryKeyConstraint("workspace_id", "inference_id", "field"),
+)
+
+
+# Which images the SDK uploads: one rule per workspace ("" model: every model) and per model.
+capture_rules = Table(
+    "capture_rules",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("rule", Text, nullable=False),  # the rule's JSON, validated by its model
+    Column("updated_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "model"),
+)
+
+# Images kept per model and UTC day, for the daily caps of capture rules.
+image_counts = Table(
+    "image_counts",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("day", Integer, nullable=False),  # days since the epoch
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "model", "day"),
 )
 
 

@@ -11,9 +11,6 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
-from visionwatch.images.decode import CheckedImage
-from visionwatch.store.images import StoredImage
-
 # An image (hash.ext) or the thumbnail made from it (hash.thumb.jpg).
 KEY = re.compile(r"^[0-9a-f]{64}(\.thumb\.jpg|\.jpg|\.png|\.webp)$")
 
@@ -24,13 +21,6 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def delete(self, key: str) -> None: ...
-
-
-def keep(blobs: BlobStore, image: CheckedImage) -> StoredImage:
-    """Store a checked image once (by content) and say where it is."""
-    key = content_key(image.data, image.extension)
-    blobs.put(key, image.data)
-    return StoredImage(key, image.width, image.height)
 
 
 def content_key(data: bytes, extension: str) -> str:

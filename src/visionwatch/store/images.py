@@ -1,39 +1,94 @@
-"""Which image an inference has: its blob key, and its size when the inference lacked one."""
+"""Which image an inference has, kept within the capture rules' daily caps."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
+from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import inferences
+from visionwatch.db.schema import inferences, models
+from visionwatch.images.blobs import BlobStore, content_key
+from visionwatch.images.decode import CheckedImage
+from visionwatch.store.capture import take_image_slot
 
 
 @dataclass(frozen=True, slots=True)
 class StoredImage:
-    """An image already in the blob store."""
+    """An image in the blob store."""
 
     key: str
     width: int
     height: int
 
 
-def attach_image(db: Database, workspace_id: int, inference_id: str, image: StoredImage) -> bool:
-    """Point the inference at the image (replacing any before); False if there is no inference."""
-    with db.write() as conn:
-        result = conn.execute(
-            update(inferences)
+class NoInference(LookupError):
+    pass
+
+
+class OverCap(Exception):
+    """The model has kept as many images today as its capture rule allows."""
+
+
+def keep_image(
+    conn: Connection,
+    dialect: Dialect,
+    blobs: BlobStore,
+    workspace_id: int,
+    model: str,
+    image: CheckedImage,
+    now: datetime,
+) -> StoredImage | None:
+    """Store the image (once, by content) if the model's daily cap allows; None if not.
+
+    Called inside the transaction that points an inference at it: the slot is
+    only taken if that commits, and the bytes are on disk before it does.
+    """
+    if not take_image_slot(conn, dialect, workspace_id, model, now):
+        return None
+    key = content_key(image.data, image.extension)
+    blobs.put(key, image.data)
+    return StoredImage(key, image.width, image.height)
+
+
+def attach_image(
+    db: Database,
+    blobs: BlobStore,
+    workspace_id: int,
+    inference_id: str,
+    image: CheckedImage,
+    now: datetime,
+) -> StoredImage:
+    """Give a stored inference this image (replacing any before). NoInference, OverCap."""
+
+    def work(conn: Connection) -> StoredImage:
+        found = conn.execute(
+            select(inferences.c.id, models.c.name)
+            .join(models, models.c.id == inferences.c.model_id)
             .where(
                 inferences.c.workspace_id == workspace_id,
                 inferences.c.inference_id == inference_id,
             )
+        ).first()
+        if found is None:
+            raise NoInference(inference_id)
+        stored = keep_image(conn, db.dialect, blobs, workspace_id, found.name, image, now)
+        if stored is None:
+            raise OverCap(found.name)
+        conn.execute(
+            update(inferences)
+            .where(inferences.c.id == found.id)
             .values(
-                image_key=image.key,
+                image_key=stored.key,
                 # The sizes sent with the inference win; the image fills them in when absent.
-                image_width=func.coalesce(inferences.c.image_width, image.width),
-                image_height=func.coalesce(inferences.c.image_height, image.height),
+                image_width=func.coalesce(inferences.c.image_width, stored.width),
+                image_height=func.coalesce(inferences.c.image_height, stored.height),
             )
         )
-        return result.rowcount == 1
+        return stored
+
+    result: StoredImage = db.run_write(work)
+    return result
 
 
 def image_key(db: Database, workspace_id: int, inference_id: str) -> str | None:
@@ -46,14 +101,3 @@ def image_key(db: Database, workspace_id: int, inference_id: str) -> str | None:
             )
         ).scalar_one_or_none()
     return key
-
-
-def inference_exists(db: Database, workspace_id: int, inference_id: str) -> bool:
-    with db.read() as conn:
-        found = conn.execute(
-            select(inferences.c.id).where(
-                inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id == inference_id,
-            )
-        ).first()
-    return found is not None

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, delete, func, select
+from sqlalchemy import Connection, Row, delete, func, select, update
 
 from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
@@ -20,10 +20,12 @@ from visionwatch.db.schema import (
     predictions,
 )
 from visionwatch.db.types import to_micros
+from visionwatch.images.blobs import BlobStore
+from visionwatch.images.decode import CheckedImage
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.rollups import compute_deltas
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
-from visionwatch.store.images import StoredImage
+from visionwatch.store.images import keep_image
 from visionwatch.store.rollup_write import apply_deltas
 
 
@@ -31,6 +33,8 @@ from visionwatch.store.rollup_write import apply_deltas
 class IngestResult:
     accepted: int
     duplicates: int
+    images_kept: int = 0
+    images_over_cap: int = 0
 
 
 def ingest(
@@ -39,16 +43,17 @@ def ingest(
     batch: list[Inference],
     now: datetime,
     heartbeat: Heartbeat | None = None,
-    images: dict[str, StoredImage] | None = None,
+    images: dict[str, CheckedImage] | None = None,
+    blobs: BlobStore | None = None,
 ) -> IngestResult:
     """Store a validated batch whole or not at all; an inference id already stored counts once.
 
     A `heartbeat` of the sender (an inference server's report) is recorded
-    in the same transaction. `images` (by inference id) are already in the blob
-    store; the inferences point at them.
+    in the same transaction. `images` (checked, by inference id) go to `blobs`
+    for the new inferences, as far as their models' daily caps allow.
     """
     result: IngestResult = db.run_write(
-        _ingest, db.dialect, workspace_id, batch, now, heartbeat, images or {}
+        _ingest, db.dialect, workspace_id, batch, now, heartbeat, images or {}, blobs
     )
     return result
 
@@ -60,7 +65,8 @@ def _ingest(
     batch: list[Inference],
     now: datetime,
     heartbeat: Heartbeat | None,
-    images: dict[str, StoredImage],
+    images: dict[str, CheckedImage],
+    blobs: BlobStore | None,
 ) -> IngestResult:
     if heartbeat is not None:
         upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
@@ -85,11 +91,11 @@ def _ingest(
                 "received_at": now,
                 "inference_time": i.inference_time,
                 "task": i.task,
-                "image_width": i.image_width or _image_size(images, i, "width"),
-                "image_height": i.image_height or _image_size(images, i, "height"),
+                "image_width": i.image_width,
+                "image_height": i.image_height,
                 "error": i.error,
                 "prediction_count": len(i.predictions),
-                "image_key": images[i.inference_id].key if i.inference_id in images else None,
+                "image_key": None,
                 "item": orjson.dumps(i.item).decode(),
             }
             # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
@@ -105,12 +111,47 @@ def _ingest(
             (i, model_ids[i.model], device_ids.get(i.device) if i.device else None) for i in new
         )
         apply_deltas(conn, dialect, workspace_id, deltas)
-    return IngestResult(accepted=len(new), duplicates=len(batch) - len(new))
+    kept = 0
+    if images and blobs is not None:
+        kept = _keep_images(conn, dialect, blobs, workspace_id, new, pks, images, now)
+    return IngestResult(
+        accepted=len(new),
+        duplicates=len(batch) - len(new),
+        images_kept=kept,
+        images_over_cap=sum(1 for i in new if i.inference_id in images) - kept,
+    )
 
 
-def _image_size(images: dict[str, StoredImage], inference: Inference, side: str) -> int | None:
-    image = images.get(inference.inference_id)
-    return None if image is None else int(getattr(image, side))
+def _keep_images(
+    conn: Connection,
+    dialect: Dialect,
+    blobs: BlobStore,
+    workspace_id: int,
+    new: list[Inference],
+    pks: dict[str, int],
+    images: dict[str, CheckedImage],
+    now: datetime,
+) -> int:
+    """Point new inferences at their images, as far as the daily caps allow; how many kept."""
+    kept = 0
+    for inference in new:
+        image = images.get(inference.inference_id)
+        if image is None:
+            continue
+        stored = keep_image(conn, dialect, blobs, workspace_id, inference.model, image, now)
+        if stored is None:
+            continue
+        conn.execute(
+            update(inferences)
+            .where(inferences.c.id == pks[inference.inference_id])
+            .values(
+                image_key=stored.key,
+                image_width=inference.image_width or stored.width,
+                image_height=inference.image_height or stored.height,
+            )
+        )
+        kept += 1
+    return kept
 
 
 def _upsert_models(
