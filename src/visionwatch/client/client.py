@@ -30,6 +30,9 @@ class ClientStats:
     dropped: int  # pushed out of the full queue, oldest first
     retried: int  # sends that failed and will be tried again
     failed: int  # refused by the server (a 4xx other than 429) or unreadable
+    images_sent: int = 0  # kept by the capture rules and stored by the server
+    images_over_cap: int = 0  # kept by the rules, refused by the model's daily cap
+    images_failed: int = 0  # could not be encoded, or refused or lost on the way
 
 
 class Client:
@@ -53,6 +56,7 @@ class Client:
         timeout: float = 10.0,
         heartbeat_interval: float | None = 60.0,
         exit_timeout: float = 5.0,
+        capture_refresh: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -80,6 +84,7 @@ class Client:
             timeout=timeout,
             heartbeat_interval=heartbeat_interval if device_id else None,
             device_id=device_id,
+            capture_refresh=capture_refresh,
             transport=transport,
         )
         self._sender.start()
@@ -223,6 +228,9 @@ class Client:
                 dropped=counters.dropped,
                 retried=counters.retried,
                 failed=counters.failed,
+                images_sent=counters.images_sent,
+                images_over_cap=counters.images_over_cap,
+                images_failed=counters.images_failed,
             )
 
     def flush(self, timeout: float | None = None) -> bool:

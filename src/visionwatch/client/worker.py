@@ -19,11 +19,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
 
 from visionwatch.client import adapters, images
+from visionwatch.client.capture import CannotEncode, CaptureRules, encode_image
 from visionwatch.client.spool import Spool
 
 log = logging.getLogger("visionwatch.client")
@@ -37,6 +39,7 @@ ENDPOINTS = {
     HEARTBEATS: "/api/v1/heartbeats",
 }
 MAX_METADATA_ENTRIES = 1000
+IMAGE_ATTEMPTS = 3
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 
 
@@ -60,6 +63,9 @@ class Counters:
     dropped: int = 0
     retried: int = 0
     failed: int = 0
+    images_sent: int = 0
+    images_over_cap: int = 0
+    images_failed: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +74,9 @@ class Batch:
     body: dict[str, Any]
     count: int  # inferences, metadata updates or 1 for a heartbeat
     path: Any = None  # its spool file, when spooled
+    # Images the capture rules keep, by inference id; uploaded once the batch is stored.
+    # They are not spooled: a spooled batch is sent without them.
+    images: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def inferences(self) -> int:
@@ -104,9 +113,11 @@ class Sender(threading.Thread):
         timeout: float,
         heartbeat_interval: float | None,
         device_id: str | None,
+        capture_refresh: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(name="visionwatch-sender", daemon=True)
+        self.capture = CaptureRules(refresh=capture_refresh)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -128,6 +139,7 @@ class Sender(threading.Thread):
         self.wake = threading.Condition(self.lock)
         self.state = State()
         self.in_flight: Batch | None = None
+        self.preparing = False  # a batch taken from the queue is being built
         self.spooled = 0
         self.stopping = False
         self.flushes = 0
@@ -153,7 +165,7 @@ class Sender(threading.Thread):
     def idle(self) -> bool:
         """Nothing left to deliver: the queue, the batch in flight and the spool are empty."""
         with self.lock:
-            if self.state.queue or self.in_flight is not None:
+            if self.state.queue or self.in_flight is not None or self.preparing:
                 return False
         return self.spool is None or not self.spool.pending()
 
@@ -229,6 +241,8 @@ class Sender(threading.Thread):
             else:
                 if self.in_flight is None:
                     self.in_flight = self._next_batch()
+                    with self.lock:
+                        self.preparing = False
                     if self.in_flight is None:
                         return
                 batch = self.in_flight
@@ -248,6 +262,8 @@ class Sender(threading.Thread):
         if outcome.split:
             self._split(batch)
             return True
+        if outcome.ok and batch.images:
+            self._upload_images(batch.images)
         counted = batch.inferences
         with self.lock:
             if outcome.ok:
@@ -282,7 +298,10 @@ class Sender(threading.Thread):
         key = "inferences" if batch.endpoint == INFERENCES else "data"
         entries = batch.body[key]
         halves = [entries[: len(entries) // 2], entries[len(entries) // 2 :]]
-        parts = [Batch(batch.endpoint, {key: half}, len(half)) for half in halves]
+        parts = [
+            Batch(batch.endpoint, {key: half}, len(half), images=_images_of(half, batch.images))
+            for half in halves
+        ]
         if batch.path is not None and self.spool is not None:
             for part in parts:
                 self.spool.put(part.endpoint, part.encoded())
@@ -305,6 +324,9 @@ class Sender(threading.Thread):
                 taken.append(queue.popleft())
                 if kind == HEARTBEATS:
                     break
+            # Out of the queue, not yet in flight or spooled: still not idle. The caller
+            # clears this once the batch is where idle() looks.
+            self.preparing = True
         return self._batch(kind, taken)
 
     def _batch(self, kind: str, taken: list[Entry | tuple[str, Any]]) -> Batch | None:
@@ -314,29 +336,69 @@ class Sender(threading.Thread):
         if kind == METADATA:
             data = [payload for _, payload in taken]  # type: ignore[misc]
             return Batch(METADATA, {"data": data}, len(data))
-        items = []
+        items, kept = [], {}
+        if any(isinstance(entry, Entry) and entry.image is not None for entry in taken):
+            self.capture.refresh_if_due(self.http)
         for entry in taken:
             assert isinstance(entry, Entry)
             try:
-                items.append(_item(entry))
+                item = _item(entry)
             except Exception as error:  # an object that looked right but is not
                 with self.lock:
                     self.state.counters.failed += 1
                 self._warn_once(-1, f"cannot read a {type(entry.result).__name__}: {error}")
-        return Batch(INFERENCES, {"inferences": items}, len(items)) if items else None
+                continue
+            items.append(item)
+            if entry.image is not None and self.capture.keeps(item):
+                try:
+                    kept[entry.inference_id] = encode_image(entry.image)
+                except (CannotEncode, OSError) as error:
+                    self._count_image("images_failed")
+                    self._warn_once(-1, f"cannot upload an image: {error}")
+        if not items:
+            return None
+        return Batch(INFERENCES, {"inferences": items}, len(items), images=kept)
+
+    def _upload_images(self, images: dict[str, bytes]) -> None:
+        headers = {"Content-Type": "application/octet-stream", "Content-Encoding": "identity"}
+        for inference_id, data in images.items():
+            path = f"{ENDPOINTS[INFERENCES]}/{quote(inference_id, safe='')}/image"
+            status = 0
+            for attempt in range(IMAGE_ATTEMPTS):
+                try:
+                    status = self.http.put(path, content=data, headers=headers).status_code
+                except httpx.HTTPError:
+                    status = 0
+                if status and status < 500:
+                    break
+                time.sleep(BACKOFF_FIRST * (attempt + 1))
+            if status == 200:
+                self._count_image("images_sent")
+            elif status == 429:
+                self._count_image("images_over_cap")
+            else:
+                self._count_image("images_failed")
+                self._warn_once(status, f"an image upload failed (HTTP {status or 'none'})")
+
+    def _count_image(self, counter: str) -> None:
+        with self.lock:
+            setattr(self.state.counters, counter, getattr(self.state.counters, counter) + 1)
 
     def _spool_all(self) -> None:
         assert self.spool is not None
         while True:
             batch = self._next_batch()
             if batch is None:
+                with self.lock:
+                    self.preparing = False
                 return
             if batch.endpoint == HEARTBEATS:
                 self._send(batch)  # a late heartbeat would lie: send it now or never
-                continue
-            self.spool.put(batch.endpoint, batch.encoded())
+            else:
+                self.spool.put(batch.endpoint, batch.encoded())
             with self.lock:
                 self.spooled += batch.inferences
+                self.preparing = False
 
     def _warn_once(self, status: int, message: str) -> None:
         if (status, message) not in self.warned:
@@ -364,6 +426,11 @@ def _item(entry: Entry) -> dict[str, Any]:
         if size is not None:
             item["image"] = {"width": size[0], "height": size[1]}
     return item
+
+
+def _images_of(items: list[dict[str, Any]], images: dict[str, bytes]) -> dict[str, bytes]:
+    ids = {item.get("inference_id") for item in items}
+    return {key: data for key, data in images.items() if key in ids}
 
 
 def _from_spool(path: Any) -> Batch:
