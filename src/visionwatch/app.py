@@ -26,7 +26,10 @@ from visionwatch.config import Settings
 from visionwatch.db.engine import Database, create_database
 from visionwatch.images.blobs import FilesystemStore
 from visionwatch.items import BatchIn
+from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
+from visionwatch.store.retention import prune
+from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
 
 
@@ -35,10 +38,25 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     owned = database is None
     db = database or create_database(settings.database_url_or_default())
 
+    blobs = FilesystemStore(settings.images_dir())
+    jobs = []
+    if settings.prune_interval_seconds:
+        jobs.append(
+            PeriodicJob(
+                "retention",
+                db,
+                lambda: prune(db, blobs, settings, utcnow()),
+                interval=settings.prune_interval_seconds,
+            )
+        )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Background daemons (alerts, retention) will start and stop here.
+        for job in jobs:
+            job.start()
         yield
+        for job in jobs:
+            job.stop()
         if owned:
             db.dispose()
 
@@ -51,7 +69,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = db
-    app.state.blobs = FilesystemStore(settings.images_dir())
+    app.state.blobs = blobs
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
     roboflow.install_handlers(app)

@@ -129,6 +129,28 @@ def workspaces_list(ctx: click.Context) -> None:
         click.echo(workspace.name)
 
 
+@workspaces.command("retention")
+@click.argument("name")
+@click.option("--days", type=click.IntRange(min=1), help="Keep inferences this many days.")
+@click.option("--image-days", type=click.IntRange(min=1), help="Keep images this many days.")
+@click.pass_context
+@_account_errors
+def workspaces_retention(
+    ctx: click.Context, name: str, days: int | None, image_days: int | None
+) -> None:
+    """Show or set how long the workspace NAME keeps inferences and images."""
+    settings = _settings(ctx)
+    database = _database(ctx)
+    if days is not None or image_days is not None:
+        accounts.set_retention(database, name, days, image_days)
+    rows, images = accounts.retention(database, name)
+    click.echo(
+        f"{name}: inferences {rows or settings.retention_days} days"
+        f"{'' if rows else ' (default)'}, images {images or settings.image_retention_days} days"
+        f"{'' if images else ' (default)'}"
+    )
+
+
 @cli.group()
 def keys() -> None:
     """Create, list and revoke API keys."""
@@ -214,6 +236,29 @@ def db_upgrade(ctx: click.Context) -> None:
     """Create the schema or upgrade it to the latest revision."""
     database = _database(ctx)  # upgrades on open
     click.echo(f"Database at revision {migrate.current_revision(database)}")
+
+
+@db.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would go; delete nothing.")
+@click.pass_context
+def db_prune(ctx: click.Context, dry_run: bool) -> None:
+    """Delete inferences and images past their retention (rollups are kept longer)."""
+    from visionwatch.images.blobs import FilesystemStore
+    from visionwatch.store.retention import prune
+    from visionwatch.timeutil import utcnow
+
+    settings = _settings(ctx)
+    blobs = FilesystemStore(settings.images_dir())
+    report = prune(_database(ctx), blobs, settings, utcnow(), dry_run=dry_run)
+    verb = "Would delete" if dry_run else "Deleted"
+    for name in sorted(report.inferences):
+        click.echo(
+            f"{name}: {verb.lower()} {report.inferences[name]} inferences, "
+            f"unlink {report.images[name]} images"
+        )
+    if not dry_run:
+        click.echo(f"{verb} {report.files} image files")
+    click.echo(f"{verb} {report.rollup_rows} rollup rows past rollup retention")
 
 
 def main() -> None:

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     # Images: the largest accepted, in bytes and in pixels (decompression bombs stop here).
     max_image_bytes: int = Field(default=10 * MIB, ge=1024)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    # Retention in days (a workspace may set its own for rows and images). Rollups
+    # outlive the raw rows so that dashboards of old periods keep working.
+    retention_days: int = Field(default=30, ge=1)
+    image_retention_days: int = Field(default=14, ge=1)
+    rollup_retention_days: int = Field(default=365, ge=1)
+    # Seconds between runs of the retention job inside the server; 0: never.
+    prune_interval_seconds: int = Field(default=24 * 3600, ge=0)
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
     # Replicas behind one load balancer must share one.
     secret_key: str | None = Field(default=None, min_length=32)

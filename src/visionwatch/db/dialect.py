@@ -71,6 +71,31 @@ def lock_for_metadata(dialect: Dialect, conn: Connection, workspace_id: int) -> 
     assert_never(dialect)
 
 
+def try_job_lock(dialect: Dialect, conn: Connection, job: str) -> bool:
+    """Take the lock of a background job on this connection (held until released or closed).
+
+    Several replicas on one PostgreSQL: exactly one runs a job at a time. SQLite
+    has one server process and one writer: always granted.
+    """
+    if dialect is Dialect.SQLITE:
+        return True
+    if dialect is Dialect.POSTGRESQL:
+        key = zlib.crc32(f"visionwatch.job.{job}".encode())
+        found = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        return bool(found)
+    assert_never(dialect)
+
+
+def release_job_lock(dialect: Dialect, conn: Connection, job: str) -> None:
+    if dialect is Dialect.SQLITE:
+        return
+    if dialect is Dialect.POSTGRESQL:
+        key = zlib.crc32(f"visionwatch.job.{job}".encode())
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    assert_never(dialect)
+
+
 def is_retryable(dialect: Dialect, error: BaseException) -> bool:
     """A transaction that lost a deadlock or serialization race, safe to run again."""
     if dialect is Dialect.SQLITE:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from visionwatch.db.types import BigId, Timestamp
@@ -147,6 +148,13 @@ inferences = Table(
     Index(None, "workspace_id", "ts", "id"),
     Index(None, "workspace_id", "model_id", "ts"),
     Index(None, "workspace_id", "device_id", "ts"),
+    # Retention asks whether anyone still points at an image before deleting its file.
+    Index(
+        None,
+        "image_key",
+        sqlite_where=text("image_key IS NOT NULL"),
+        postgresql_where=text("image_key IS NOT NULL"),
+    ),
 )
 
 predictions = Table(

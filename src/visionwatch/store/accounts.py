@@ -240,3 +240,29 @@ def authenticate_user(db: Database, email: str, password: str) -> list[User]:
     if not rows:
         security.verify_password(password, security.DUMMY_PASSWORD_HASH)
     return [_user(row) for row in rows if security.verify_password(password, row.password_hash)]
+
+
+def set_retention(
+    db: Database, workspace_name: str, days: int | None, image_days: int | None
+) -> None:
+    """Set the workspace's retention; a None leaves that one as it is."""
+    values = {
+        name: value
+        for name, value in (("retention_days", days), ("image_retention_days", image_days))
+        if value is not None
+    }
+    with db.write() as conn:
+        workspace = _require_workspace(conn, workspace_name)
+        conn.execute(update(workspaces).where(workspaces.c.id == workspace.id).values(**values))
+
+
+def retention(db: Database, workspace_name: str) -> tuple[int | None, int | None]:
+    """(inference days, image days) set for the workspace; None: the server's default."""
+    with db.read() as conn:
+        workspace = _require_workspace(conn, workspace_name)
+        row = conn.execute(
+            select(workspaces.c.retention_days, workspaces.c.image_retention_days).where(
+                workspaces.c.id == workspace.id
+            )
+        ).one()
+    return row.retention_days, row.image_retention_days

@@ -41,9 +41,17 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "model", "day", name=op.f("pk_image_counts")),
     )
+    op.create_index(
+        "ix_inferences_image_key",
+        "inferences",
+        ["image_key"],
+        sqlite_where=sa.text("image_key IS NOT NULL"),
+        postgresql_where=sa.text("image_key IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inferences_image_key", table_name="inferences")
     op.drop_table("image_counts")
     op.drop_table("capture_rules")
     with op.batch_alter_table("workspaces") as batch:

@@ -1,0 +1,181 @@
+"""Retention: delete raw inferences and images past their retention; keep rollups longer.
+
+Rows go in chunks, each in its own transaction, so a large prune never holds
+the writer for long. An image file goes only when no inference anywhere
+points at it any more (files are shared by content).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from visionwatch.config import Settings
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import (
+    class_rollups,
+    image_counts,
+    inference_metadata,
+    inferences,
+    pending_metadata,
+    predictions,
+    rollups,
+    workspaces,
+)
+from visionwatch.db.types import EPOCH
+from visionwatch.images.blobs import BlobStore, thumbnail_key
+
+CHUNK = 2000
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed, or would remove (`dry_run`)."""
+
+    dry_run: bool
+    inferences: dict[str, int] = field(default_factory=dict)  # by workspace name
+    images: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    rollup_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    rows: datetime
+    images: datetime
+
+
+def cutoffs(settings: Settings, now: datetime, rows: int | None, images: int | None) -> Cutoffs:
+    return Cutoffs(
+        rows=now - timedelta(days=rows or settings.retention_days),
+        images=now - timedelta(days=images or settings.image_retention_days),
+    )
+
+
+def prune(
+    db: Database, blobs: BlobStore, settings: Settings, now: datetime, dry_run: bool = False
+) -> PruneReport:
+    report = PruneReport(dry_run=dry_run)
+    with db.read() as conn:
+        spaces = conn.execute(select(workspaces)).all()
+    for space in spaces:
+        limits = cutoffs(settings, now, space.retention_days, space.image_retention_days)
+        report.images[space.name] = _prune_images(db, blobs, space.id, limits, dry_run, report)
+        report.inferences[space.name] = _prune_rows(db, blobs, space.id, limits, dry_run, report)
+    report.rollup_rows = _prune_rollups(
+        db, now - timedelta(days=settings.rollup_retention_days), dry_run
+    )
+    if not dry_run:
+        with db.write() as conn:
+            old_day = (now - EPOCH).days - 7
+            conn.execute(delete(image_counts).where(image_counts.c.day < old_day))
+            conn.execute(
+                delete(pending_metadata).where(
+                    pending_metadata.c.received_at < now - timedelta(days=settings.retention_days)
+                )
+            )
+    return report
+
+
+def _prune_images(
+    db: Database,
+    blobs: BlobStore,
+    workspace_id: int,
+    limits: Cutoffs,
+    dry_run: bool,
+    report: PruneReport,
+) -> int:
+    """Unlink images older than the image retention from their inferences; delete orphan files."""
+    old = (
+        inferences.c.workspace_id == workspace_id,
+        inferences.c.ts < limits.images,
+        inferences.c.image_key.is_not(None),
+    )
+    if dry_run:
+        with db.read() as conn:
+            return int(conn.execute(select(func.count()).where(*old)).scalar_one())
+    unlinked = 0
+    while True:
+        with db.write() as conn:
+            rows = conn.execute(
+                select(inferences.c.id, inferences.c.image_key).where(*old).limit(CHUNK)
+            ).all()
+            if not rows:
+                return unlinked
+            conn.execute(
+                update(inferences)
+                .where(inferences.c.id.in_([row.id for row in rows]))
+                .values(image_key=None)
+            )
+            orphans = _orphans(conn, {row.image_key for row in rows})
+        # After the commit: a file goes only once nothing points at it.
+        for key in orphans:
+            blobs.delete(key)
+            blobs.delete(thumbnail_key(key))
+        report.files += len(orphans)
+        unlinked += len(rows)
+
+
+def _orphans(conn: Connection, keys: set[str]) -> list[str]:
+    still = set(
+        conn.execute(
+            select(inferences.c.image_key).where(inferences.c.image_key.in_(sorted(keys)))
+        ).scalars()
+    )
+    return sorted(keys - still)
+
+
+def _prune_rows(
+    db: Database,
+    blobs: BlobStore,
+    workspace_id: int,
+    limits: Cutoffs,
+    dry_run: bool,
+    report: PruneReport,
+) -> int:
+    """Delete inferences older than the retention, with their predictions and metadata."""
+    old = (inferences.c.workspace_id == workspace_id, inferences.c.ts < limits.rows)
+    if dry_run:
+        with db.read() as conn:
+            return int(conn.execute(select(func.count()).where(*old)).scalar_one())
+    deleted = 0
+    while True:
+        with db.write() as conn:
+            rows = conn.execute(
+                select(inferences.c.id, inferences.c.image_key).where(*old).limit(CHUNK)
+            ).all()
+            if not rows:
+                return deleted
+            _delete_inferences(conn, workspace_id, [row.id for row in rows])
+            keys = {row.image_key for row in rows if row.image_key is not None}
+            orphans = _orphans(conn, keys) if keys else []
+        for key in orphans:
+            blobs.delete(key)
+            blobs.delete(thumbnail_key(key))
+        report.files += len(orphans)
+        deleted += len(rows)
+
+
+def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) -> None:
+    for table in (predictions, inference_metadata):
+        conn.execute(
+            delete(table).where(table.c.workspace_id == workspace_id, table.c.inference_pk.in_(pks))
+        )
+    conn.execute(delete(inferences).where(inferences.c.id.in_(pks)))
+
+
+def _prune_rollups(db: Database, cutoff: datetime, dry_run: bool) -> int:
+    tables = [*rollups.values(), *class_rollups.values()]
+    total = 0
+    with db.read() if dry_run else db.write() as conn:
+        for table in tables:
+            if dry_run:
+                total += int(
+                    conn.execute(
+                        select(func.count()).select_from(table).where(table.c.bucket < cutoff)
+                    ).scalar_one()
+                )
+            else:
+                total += conn.execute(delete(table).where(table.c.bucket < cutoff)).rowcount
+    return total
