@@ -1,18 +1,54 @@
 """Raw inferences (scope read): the filtered list with cursor pagination, and one in full."""
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.responses import StreamingResponse
 
 from visionwatch.api.deps import DatabaseDep, FiltersDep, PeriodDep, ReadKey
 from visionwatch.api.errors import AUTH_ERRORS, NOT_FOUND, VALIDATION_ERRORS, InvalidParams
 from visionwatch.api.responses import JSON
 from visionwatch.api.schemas import InferenceDetailOut, InferencesOut
+from visionwatch.db.engine import Database
+from visionwatch.images.exports import export_zip
 from visionwatch.items import MAX_FIELD_NAME, MAX_FIELD_VALUE
 from visionwatch.store import inferences as store
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 METADATA_PREFIX = "metadata."
+
+
+def inference_filters(
+    request: Request,
+    period: PeriodDep,
+    filters: FiltersDep,
+    class_: Annotated[str | None, Query(alias="class", max_length=256)] = None,
+    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    has_image: bool | None = None,
+) -> store.InferenceQuery:
+    """The filters of the inferences list, also used by exports."""
+    metadata = {}
+    for name, value in request.query_params.items():
+        if name.startswith(METADATA_PREFIX):
+            field = name.removeprefix(METADATA_PREFIX)
+            if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
+                raise InvalidParams.one(name, "metadata filters name a field and its value")
+            metadata[field] = value
+    return store.InferenceQuery(
+        period=period,
+        model=filters.model,
+        device=filters.device,
+        class_name=class_,
+        min_confidence=min_confidence,
+        max_confidence=max_confidence,
+        has_image=has_image,
+        metadata=metadata,
+    )
+
+
+InferenceFilters = Annotated[store.InferenceQuery, Depends(inference_filters)]
 
 
 @router.get(
@@ -22,45 +58,55 @@ METADATA_PREFIX = "metadata."
     summary="Inferences, newest first",
 )
 def list_inferences(
-    request: Request,
     key: ReadKey,
     database: DatabaseDep,
-    period: PeriodDep,
-    filters: FiltersDep,
-    class_: Annotated[str | None, Query(alias="class", max_length=256)] = None,
-    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
-    max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
-    has_image: bool | None = None,
+    query: InferenceFilters,
     limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSON:
     """Filters combine with AND. `class`, `min_confidence` and `max_confidence` must hold for one
     same prediction. `metadata.<field>=<value>` (repeatable over fields) matches custom metadata
     exactly. Pass `next_cursor` back as `cursor` for the next page."""
-    metadata = {}
-    for name, value in request.query_params.items():
-        if name.startswith(METADATA_PREFIX):
-            field = name.removeprefix(METADATA_PREFIX)
-            if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
-                raise InvalidParams.one(name, "metadata filters name a field and its value")
-            metadata[field] = value
-    query = store.InferenceQuery(
-        period=period,
-        model=filters.model,
-        device=filters.device,
-        class_name=class_,
-        min_confidence=min_confidence,
-        max_confidence=max_confidence,
-        has_image=has_image,
-        metadata=metadata,
-        limit=limit,
-        cursor=cursor,
-    )
     try:
-        items, next_cursor = store.list_inferences(database, key.workspace.id, query)
+        items, next_cursor = store.list_inferences(
+            database, key.workspace.id, replace(query, limit=limit, cursor=cursor)
+        )
     except store.BadCursor as error:
         raise InvalidParams.one("cursor", str(error)) from None
     return JSON({"inferences": items, "next_cursor": next_cursor})
+
+
+@router.get(
+    "/exports",
+    responses={
+        **AUTH_ERRORS,
+        **VALIDATION_ERRORS,
+        200: {"content": {"application/zip": {}}, "description": "a zip, streamed"},
+    },
+    response_class=StreamingResponse,
+    summary="The filtered inferences that have images, as a dataset for retraining",
+)
+def export_dataset(
+    request: Request,
+    key: ReadKey,
+    database: DatabaseDep,
+    query: InferenceFilters,
+    format: Annotated[Literal["coco", "yolo", "jsonl"], Query()] = "coco",
+) -> StreamingResponse:
+    """A zip of `images/` and the predictions as annotations: COCO (`annotations.json`),
+    YOLO (`labels/`, `data.yaml`) or JSON Lines (`annotations.jsonl`)."""
+    return dataset_response(request, database, key.workspace.id, query, format)
+
+
+def dataset_response(
+    request: Request, database: Database, workspace_id: int, query: store.InferenceQuery, fmt: str
+) -> StreamingResponse:
+    rows = store.export_rows(database, workspace_id, query)
+    return StreamingResponse(
+        export_zip(rows, request.app.state.blobs, fmt),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="visionwatch-{fmt}.zip"'},
+    )
 
 
 @router.get(

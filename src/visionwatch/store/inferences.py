@@ -1,8 +1,8 @@
 """Raw inferences: the filtered, keyset-paginated list and the detail of one."""
 
 import base64
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -92,6 +92,32 @@ def list_inferences(
     ]
     next_cursor = encode_cursor(page[-1].ts, page[-1].id) if len(rows) > query.limit else None
     return items, next_cursor
+
+
+def export_rows(
+    db: Database, workspace_id: int, query: InferenceQuery, page_size: int = 200
+) -> Iterator[dict[str, Any]]:
+    """Every matching inference with an image, newest first: all predictions, the item as
+    sent, and its image key. One page in memory at a time."""
+    position = None
+    with_images = replace(query, has_image=True, cursor=None)
+    while True:
+        with db.read() as conn:
+            statement = _filtered(workspace_id, with_images, position)
+            if statement is None:
+                return
+            rows = conn.execute(statement.add_columns(inferences.c.item).limit(page_size)).all()
+            pks = [row.id for row in rows]
+            by_pk = _predictions(conn, workspace_id, pks, None)
+            meta = _metadata(conn, workspace_id, pks)
+        for row in rows:
+            found = _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), {})
+            found["item"] = orjson.loads(row.item)
+            found["image_key"] = row.image_key
+            yield found
+        if len(rows) < page_size:
+            return
+        position = (to_micros(rows[-1].ts), rows[-1].id)
 
 
 def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int] | None) -> Any:

@@ -11,11 +11,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from visionwatch.api.deps import DatabaseDep
+from visionwatch.api.inferences import dataset_response
 from visionwatch.api.responses import dumps
 from visionwatch.db.engine import Database
+from visionwatch.images.exports import FORMATS
 from visionwatch.store import inferences as inference_store
 from visionwatch.store.inferences import InferenceQuery
 from visionwatch.web.auth import UserDep
+from visionwatch.web.errors import PageError
 from visionwatch.web.params import inference_query, page_period
 
 router = APIRouter(include_in_schema=False)
@@ -95,3 +98,13 @@ def _csv_values(row: dict[str, Any]) -> list[Any]:
 def _download(body: Iterator[Any], media_type: str, filename: str) -> StreamingResponse:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return StreamingResponse(body, media_type=media_type, headers=headers)
+
+
+@router.get("/dataset.zip")
+def export_dataset(
+    request: Request, user: UserDep, database: DatabaseDep, format: str = "coco"
+) -> StreamingResponse:
+    """The filtered inferences that have images, as a dataset for retraining."""
+    if format not in FORMATS:
+        raise PageError(400, "Unknown export format", f"Choose one of {', '.join(FORMATS)}.")
+    return dataset_response(request, database, user.workspace.id, _query(request), format)

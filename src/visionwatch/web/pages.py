@@ -120,6 +120,10 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
         "first_url": url_with("/inferences", here) if query.cursor else None,
         "csv_url": url_with("/inferences.csv", here),
         "jsonl_url": url_with("/inferences.jsonl", here),
+        "dataset_urls": {
+            name: url_with("/dataset.zip", here, {"format": fmt})
+            for name, fmt in (("COCO", "coco"), ("YOLO", "yolo"), ("JSON Lines", "jsonl"))
+        },
     }
     return render(request, "inferences.html", context)
 
