@@ -238,7 +238,7 @@ def test_model_dashboard_matches_the_api(page: Any, site: dict[str, Any]) -> Non
     )
     page.click("a.see-all")
     page.wait_for_url(re.compile(r"/inferences\?"))
-    models = page.locator("table.inferences tbody tr td:nth-child(2)")
+    models = page.locator("table.inferences tbody tr td:nth-child(3)")
     assert models.count() > 0
     assert set(models.all_inner_texts()) == {"vehicles/3"}
 
@@ -321,7 +321,7 @@ def test_inference_details(page: Any, site: dict[str, Any]) -> None:
 
     page.click('.field[data-field="device"] a.search')
     page.wait_for_url(re.compile(r"/inferences\?"))
-    devices = page.locator("table.inferences tbody tr td:nth-child(3)").all_inner_texts()
+    devices = page.locator("table.inferences tbody tr td:nth-child(4)").all_inner_texts()
     assert len(devices) > 0
     assert set(devices) == {chosen["device_id"]}
 

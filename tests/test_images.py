@@ -281,3 +281,76 @@ def test_the_detail_page_shows_the_image_under_its_boxes(
     served = client.get("/images/a%2Fb%20c", headers=HTML)
     assert served.content == data
     assert client.get("/thumbnails/a%2Fb%20c", headers=HTML).headers["content-type"] == "image/jpeg"
+
+
+def test_capture_rules_are_edited_on_their_page(
+    client: TestClient, new_key: NewKey, database: Database
+) -> None:
+    from tests.support.dashboard import csrf_token
+
+    key = new_key("acme")
+    new_user(database, "acme", "ops@example.com")
+    sign_in(client, "ops@example.com")
+    page = client.get("/capture-rules", headers=HTML)
+    assert "No rule yet" in page.text
+    form = {
+        "csrf_token": csrf_token(page.text),
+        "model_id": "vehicles/3",
+        "confidence_min": "0.3",
+        "confidence_max": "0.6",
+        "classes": "forklift, ladder",
+        "metadata": "camera=north",
+        "daily_cap": "50",
+        "enabled": "on",
+    }
+    saved = client.post("/capture-rules", data=form, follow_redirects=False)
+    assert saved.status_code == 303
+    rules = client.get("/api/v1/capture-rules", headers=auth(key)).json()["rules"]
+    assert rules == [
+        {
+            "model_id": "vehicles/3",
+            "sample_rate": None,
+            "confidence_min": 0.3,
+            "confidence_max": 0.6,
+            "classes": ["forklift", "ladder"],
+            "metadata": {"camera": "north"},
+            "daily_cap": 50,
+            "enabled": True,
+        }
+    ]
+    bad = client.post("/capture-rules", data={**form, "confidence_min": "0.9"}, headers=HTML)
+    assert bad.status_code == 400
+    assert "confidence_min must not exceed confidence_max" in bad.text
+    worse = client.post("/capture-rules", data={**form, "sample_rate": "lots"}, headers=HTML)
+    assert worse.status_code == 400
+    assert "sample_rate" in worse.text
+    assert len(client.get("/api/v1/capture-rules", headers=auth(key)).json()["rules"]) == 1
+    forged = client.post("/capture-rules", data={**form, "csrf_token": "x"}, headers=HTML)
+    assert forged.status_code == 403
+    token = csrf_token(client.get("/capture-rules", headers=HTML).text)
+    deleted = client.post(
+        "/capture-rules/delete",
+        data={"csrf_token": token, "model_id": "vehicles/3"},
+        follow_redirects=False,
+    )
+    assert deleted.status_code == 303
+    assert client.get("/api/v1/capture-rules", headers=auth(key)).json() == {"rules": []}
+
+
+def test_the_table_shows_thumbnails_of_rows_with_images(
+    client: TestClient, new_key: NewKey, database: Database
+) -> None:
+    key = new_key("acme")
+    send(
+        client,
+        key,
+        {"inference_id": "a/1", "model_id": "m/1"},
+        {"inference_id": "b", "model_id": "m/1"},
+    )
+    client.put("/api/v1/inferences/a/1/image", content=picture(), headers=auth(key))
+    new_user(database, "acme", "ops@example.com")
+    sign_in(client, "ops@example.com")
+    page = client.get("/inferences", headers=HTML).text
+    assert page.count('<img src="/thumbnails/') == 1
+    assert '<img src="/thumbnails/a%2F1"' in page
+    assert client.get("/thumbnails/a%2F1", headers=HTML).headers["content-type"] == "image/jpeg"
