@@ -4,8 +4,9 @@ A generator writes `size` inferences (5 predictions each) over 30 days across
 10 models, 50 devices and 20 classes through the real ingest code
 (`store.ingest`, in process, on SQLite), and the same rows to CSV files that
 DuckDB loads into memory (its load is not timed). Each read is then timed
-`repeat` times through the HTTP API in process and in DuckDB; the answers
-are checked to agree.
+`repeat` times (after one untimed call) through the HTTP API in process, the
+model dashboard page signed in as a user, and in DuckDB; the answers are
+checked to agree.
 """
 
 import csv
