@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.server import cli, serving  # noqa: E402
+
 from visionwatch.client import Client  # noqa: E402
 
 EMAIL, PASSWORD = "ops@example.com", "screenshots only"

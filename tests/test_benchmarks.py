@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("sdk_overhead", ["Client.log()", "Counter.inc()"]),
         ("ingest", ["sqlite", "postgresql"]),
-        ("reads", ["stats", "first page, class filter"]),  # also checks DuckDB agrees
+        ("reads", ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
     ],
 )
 def test_benchmark_runs(name: str, expected: list[str]) -> None:
