@@ -1,15 +1,17 @@
 """create_app(settings, database) -> the FastAPI application; nothing is built at import."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from visionwatch import __version__
+from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.api import (
+    alerts,
     capture,
     devices,
     images,
@@ -33,8 +35,15 @@ from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
 
 
-def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
-    """The app on `database` (made from the settings when not given; the app then owns it)."""
+def create_app(
+    settings: Settings,
+    database: Database | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """The app on `database` (made from the settings when not given; the app then owns it).
+
+    `clock` is the time of the background jobs (tests pass their own).
+    """
     owned = database is None
     db = database or create_database(settings.database_url_or_default())
 
@@ -47,6 +56,18 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
                 db,
                 lambda: prune(db, blobs, settings, utcnow()),
                 interval=settings.prune_interval_seconds,
+            )
+        )
+
+    if settings.alert_interval_seconds:
+        evaluator = Evaluator(db, settings, clock)
+        jobs.append(
+            PeriodicJob(
+                "alerts",
+                db,
+                evaluator.run_once,
+                interval=settings.alert_interval_seconds,
+                delay=settings.alert_interval_seconds,
             )
         )
 
@@ -70,11 +91,13 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = db
     app.state.blobs = blobs
+    app.state.clock = clock
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
     roboflow.install_handlers(app)
     # images before inferences: its paths end in /image, which the detail's path would swallow.
-    for module in (ingest, reads, capture, images, inferences, devices, ops, roboflow):
+    routers = (ingest, reads, capture, images, inferences, devices, alerts, ops, roboflow)
+    for module in routers:
         app.include_router(module.router)
     install_dashboard(app, settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

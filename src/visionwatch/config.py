@@ -1,6 +1,7 @@
 """Settings read from the environment (prefix VISIONWATCH_), built in main(), never at import."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,18 @@ class Settings(BaseSettings):
     rollup_retention_days: int = Field(default=365, ge=1)
     # Seconds between runs of the retention job inside the server; 0: never.
     prune_interval_seconds: int = Field(default=24 * 3600, ge=0)
+    # Alerting: how often rules are evaluated, where email goes out, and the address
+    # links in notifications point at.
+    alert_interval_seconds: int = Field(default=30, ge=0)
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "visionwatch@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
     # Replicas behind one load balancer must share one.
     secret_key: str | None = Field(default=None, min_length=32)

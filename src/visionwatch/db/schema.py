@@ -230,6 +230,68 @@ image_counts = Table(
 )
 
 
+# Alert rules, their current state, the history of their states, and the outbox of
+# notifications (kept until sent, retried when a channel is down).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("definition", Text, nullable=False),  # the rule's JSON
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("muted_until", Timestamp),
+    Index(None, "workspace_id"),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("since", Timestamp),
+    Column("pending_since", Timestamp),
+    Column("last_notified", Timestamp),
+    Column("last_value", Float),
+    Column("evaluated_at", Timestamp),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("value", Float),
+    Column("window_start", Timestamp, nullable=False),
+    Column("window_end", Timestamp, nullable=False),
+    Index(None, "rule_id", "at"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # firing, repeat, resolved, test
+    Column("channel", String(16), nullable=False),  # email, json, slack
+    Column("target", String(1024), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, sent, failed, suppressed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    Column("last_error", Text),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "rule_id", "created_at"),
+)
+
+
 def _rollup_table(resolution: str) -> Table:
     # Histogram bins are nullable, null meaning zero: a sparse bucket then
     # costs a null bit per empty bin on PostgreSQL and one byte on SQLite.

@@ -1,0 +1,161 @@
+"""Measure a rule's metric over its window (and baseline) from the rollups."""
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from visionwatch.alerts.drift import js_distance, psi
+from visionwatch.alerts.rules import DRIFT, Measurement, Rule, compared_value
+from visionwatch.db.schema import devices, models
+from visionwatch.histograms import percentile_bin, time_bin_value
+from visionwatch.rollups import ALL_DEVICES, NO_CLASS, ClassDelta, Delta
+from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
+from visionwatch.timeutil import MINUTE, floor_to
+
+# Confidence drift compares 10 bins of 0.1: finer bins are mostly noise in a window.
+CONFIDENCE_DRIFT_BINS = 10
+
+
+def window(rule: Rule, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the rule's window: whole minutes, the rollups' grain, up to now."""
+    end = floor_to(now, MINUTE)
+    return end - timedelta(seconds=rule.window_seconds), end
+
+
+def measure(conn: Connection, workspace_id: int, rule: Rule, now: datetime) -> Measurement:
+    if rule.metric == "device_silence":
+        return _silence(conn, workspace_id, rule, now)
+    scopes = _scopes(conn, workspace_id, rule)
+    start, end = window(rule, now)
+    if scopes is None:
+        return Measurement(None, 0)
+    before = start - timedelta(seconds=rule.baseline_seconds)
+    baseline = None
+    if rule.metric in DRIFT:
+        current, samples = _drift(conn, scopes, rule, start, end, before)
+    else:
+        current, samples = _value(conn, scopes, rule, start, end)
+        if rule.uses_baseline:
+            baseline, base_samples = _value(conn, scopes, rule, before, start)
+            if base_samples < rule.min_samples and rule.metric != "request_count":
+                baseline = None
+    if rule.metric != "request_count" and samples < rule.min_samples:
+        return Measurement(None, samples)
+    return Measurement(current, samples, baseline, compared_value(rule, current, baseline))
+
+
+def _scopes(conn: Connection, workspace_id: int, rule: Rule) -> list[Scope] | None:
+    """The rollup scopes the rule reads (one per model version), or None if it names nothing."""
+    device = ALL_DEVICES
+    if rule.device is not None:
+        found = conn.execute(
+            select(devices.c.id).where(
+                devices.c.workspace_id == workspace_id, devices.c.name == rule.device
+            )
+        ).scalar_one_or_none()
+        if found is None:
+            return None
+        device = found
+    if rule.model is None and rule.project is None:
+        return [Scope(workspace_id, None, device)]
+    query = select(models.c.id).where(models.c.workspace_id == workspace_id)
+    if rule.model is not None:
+        query = query.where(models.c.name == rule.model)
+    else:
+        query = query.where(models.c.project == rule.project)
+    ids = list(conn.execute(query).scalars())
+    return [Scope(workspace_id, model, device) for model in ids] or None
+
+
+def _totals(
+    conn: Connection, scopes: list[Scope], start: datetime, end: datetime, bins: bool
+) -> Delta:
+    total = Delta()
+    for scope in scopes:
+        total.add(sum_rollups(conn, scope, start, end, with_bins=bins).get(None, Delta()))
+    return total
+
+
+def _classes(
+    conn: Connection, scopes: list[Scope], start: datetime, end: datetime
+) -> dict[str, ClassDelta]:
+    merged: dict[str, ClassDelta] = {}
+    for scope in scopes:
+        for (_, name), totals in sum_classes(conn, scope, start, end, with_bins=False).items():
+            if name != NO_CLASS:
+                merged.setdefault(name, ClassDelta()).add(totals)
+    return merged
+
+
+def _value(
+    conn: Connection, scopes: list[Scope], rule: Rule, start: datetime, end: datetime
+) -> tuple[float | None, int]:
+    """(the metric over [start, end), the samples it rests on)."""
+    metric = rule.metric
+    if rule.class_name is not None and metric in ("avg_confidence", "class_share"):
+        classes = _classes(conn, scopes, start, end)
+        mine = classes.get(rule.class_name, ClassDelta())
+        if metric == "avg_confidence":
+            return (mine.confidence_sum / mine.predictions if mine.predictions else None), (
+                mine.predictions
+            )
+        total = sum(c.predictions for c in classes.values())
+        return (mine.predictions / total if total else None), total
+    totals = _totals(conn, scopes, start, end, bins=metric == "p95_inference_time")
+    if metric == "request_count":
+        return float(totals.requests), totals.requests
+    if metric == "avg_confidence":
+        return totals.avg_confidence, totals.predictions
+    if metric == "error_rate":
+        return (totals.errors / totals.requests if totals.requests else None), totals.requests
+    if metric == "avg_inference_time":
+        return totals.avg_inference_time, totals.timed
+    if metric == "p95_inference_time":
+        index = percentile_bin(totals.time_bins, 95)
+        return (None if index is None else time_bin_value(index)), totals.timed
+    raise ValueError(f"{metric} needs a class")  # class_share without a class: refused on input
+
+
+def _drift(
+    conn: Connection,
+    scopes: list[Scope],
+    rule: Rule,
+    start: datetime,
+    end: datetime,
+    before: datetime,
+) -> tuple[float | None, int]:
+    """The drift of the window against the baseline, and the samples on the smaller side."""
+    now: dict[Any, int]
+    then: dict[Any, int]
+    if rule.metric.startswith("class_"):
+        now = {n: c.predictions for n, c in _classes(conn, scopes, start, end).items()}
+        then = {n: c.predictions for n, c in _classes(conn, scopes, before, start).items()}
+    else:
+        now = _coarse(_totals(conn, scopes, start, end, bins=True).confidence_bins)
+        then = _coarse(_totals(conn, scopes, before, start, bins=True).confidence_bins)
+    samples = min(sum(now.values()), sum(then.values()))
+    score = psi(now, then) if rule.metric.endswith("_psi") else js_distance(now, then)
+    return score, samples
+
+
+def _coarse(bins: Counter[int]) -> dict[int, int]:
+    width = 100 // CONFIDENCE_DRIFT_BINS
+    coarse: Counter[int] = Counter()
+    for index, count in bins.items():
+        coarse[index // width] += count
+    return dict(coarse)
+
+
+def _silence(conn: Connection, workspace_id: int, rule: Rule, now: datetime) -> Measurement:
+    """Seconds since the device last sent an inference or a heartbeat."""
+    last = conn.execute(
+        select(devices.c.last_seen).where(
+            devices.c.workspace_id == workspace_id, devices.c.name == rule.device
+        )
+    ).scalar_one_or_none()
+    if last is None:
+        return Measurement(None, 0)
+    seconds = max((now - last).total_seconds(), 0.0)
+    return Measurement(seconds, 1, None, seconds)
