@@ -1,0 +1,77 @@
+"""Two `visionwatch serve` processes on one PostgreSQL: one notification per event."""
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import _drop_postgres, _fresh_postgres
+from tests.support.postgres import PostgresServer
+from tests.support.receivers import smtp_server
+from tests.support.server import cli, serving
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    url = _fresh_postgres(postgres, migrated=True)
+    yield url
+    _drop_postgres(postgres, url)
+
+
+def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path) -> None:
+    with smtp_server() as (port, mailbox), ExitStack() as servers:
+        env = {
+            "VISIONWATCH_DATABASE_URL": postgres_url,
+            "VISIONWATCH_ALERT_INTERVAL_SECONDS": "1",
+            "VISIONWATCH_SMTP_HOST": "127.0.0.1",
+            "VISIONWATCH_SMTP_PORT": str(port),
+            "VISIONWATCH_SMTP_SECURITY": "none",
+        }
+        assert (
+            cli(
+                {**env, "VISIONWATCH_DATA_DIR": str(tmp_path)}, "workspaces", "create", "acme"
+            ).returncode
+            == 0
+        )
+        key = cli({**env, "VISIONWATCH_DATA_DIR": str(tmp_path)}, "keys", "create", "acme")
+        headers = {"Authorization": f"Bearer {key.stdout.strip().splitlines()[-1]}"}
+        bases = [
+            servers.enter_context(serving({**env, "VISIONWATCH_DATA_DIR": str(tmp_path / name)}))
+            for name in ("a", "b")
+        ]
+        now = datetime.now(UTC)
+        items = [
+            {
+                "model_id": "cam/1",
+                "timestamp": (now - timedelta(seconds=30 + 10 * n)).isoformat(),
+                "predictions": [{"class": "car", "confidence": 0.2}],
+            }
+            for n in range(50)
+        ]
+        sent = httpx.post(
+            f"{bases[0]}/api/v1/inferences", json={"inferences": items}, headers=headers
+        )
+        assert sent.status_code == 200
+        rule = {
+            "name": "replicas",
+            "metric": "avg_confidence",
+            "condition": "below",
+            "threshold": 0.5,
+            "model_id": "cam/1",
+            "window_seconds": 1800,
+            "recipients": ["ops@example.com"],
+        }
+        created = httpx.post(f"{bases[1]}/api/v1/alerts", json=rule, headers=headers)
+        assert created.status_code == 201, created.text
+        assert mailbox.wait_for(1, timeout=60)
+        time.sleep(5)  # several more evaluations by both servers
+        assert len(mailbox.messages) == 1
+        for base in bases:
+            shown = httpx.get(f"{base}/api/v1/alerts/{created.json()['id']}", headers=headers)
+            assert shown.json()["state"] == "firing"
