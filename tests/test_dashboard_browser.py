@@ -347,3 +347,24 @@ def test_unknown_inference_is_a_page_that_says_so(page: Any) -> None:
     assert page.inner_text("h1") == "No such inference"
     assert "no-such-id" in page.inner_text(".message")
     page.problems.clear()  # the browser logs the 404 itself
+
+
+def test_alert_pages_show_the_rule_its_preview_and_the_overview_tab(
+    page: Any, site: dict[str, Any]
+) -> None:
+    rule = {
+        "name": "<b>vehicles</b> confidence",
+        "metric": "avg_confidence",
+        "condition": "below",
+        "threshold": 0.5,
+        "model_id": "vehicles/3",
+    }
+    created = site["api"].post("/api/v1/alerts", json=rule)
+    assert created.status_code == 201, created.text
+    page.goto(f"/alerts/{created.json()['id']}")
+    assert page.locator("#alert-preview canvas").count() == 1
+    assert page.inner_text("#rule-state") == "ok"
+    assert page.get_by_text("<b>vehicles</b> confidence").count() >= 1  # shown as text
+    page.goto("/")
+    page.click("#tab-alerts")
+    assert page.locator(f'#pane-alerts tr[data-rule="{created.json()["id"]}"]').is_visible()

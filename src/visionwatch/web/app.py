@@ -10,7 +10,7 @@ from starlette.staticfiles import StaticFiles
 from visionwatch.api.errors import json_error
 from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
-from visionwatch.web import auth, capture, exports, pages
+from visionwatch.web import alerts, auth, capture, exports, pages
 from visionwatch.web.errors import LoginRequired, PageError, wants_page
 from visionwatch.web.rendering import render
 from visionwatch.web.sessions import Signer, load_secret
@@ -27,7 +27,7 @@ STATUS_TITLES = {
 def install_dashboard(app: FastAPI, settings: Settings) -> None:
     app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, capture, exports, pages):
+    for module in (auth, alerts, capture, exports, pages):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

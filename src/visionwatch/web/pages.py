@@ -11,6 +11,7 @@ from visionwatch.api.deps import DatabaseDep, SettingsDep
 from visionwatch.api.images import image_response
 from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
+from visionwatch.store import alerts as alert_store
 from visionwatch.store import devices as device_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
@@ -56,6 +57,8 @@ def workspace_page(
         "models": models,
         "devices": devices,
         "empty": not models,
+        "rules": alert_store.list_rules(database, workspace),
+        "now": request.app.state.clock(),
     }
     if models:
         recent, _ = inference_store.list_inferences(

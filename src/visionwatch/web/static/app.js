@@ -53,6 +53,23 @@ function setUpCharts() {
        (v) => (v * 100).toFixed(1) + "%", "#2b8a3e");
 }
 
+function setUpAlertPreview() {
+  const data = document.getElementById("alert-series");
+  const target = document.getElementById("alert-preview");
+  if (!data || !target || typeof uPlot === "undefined") return;
+  const series = JSON.parse(data.textContent);
+  const threshold = series.t.map(() => series.threshold);
+  const options = {
+    width: target.clientWidth || 600,
+    height: 220,
+    scales: { x: { time: true } },
+    series: [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false },
+             { label: "threshold", stroke: "#c92a2a", dash: [6, 4], width: 1 }],
+  };
+  const plot = new uPlot(options, [series.t, series.value, threshold], target);
+  new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
+}
+
 // The cog menu hides detail fields; the choice is remembered in this browser.
 function setUpFieldMenu() {
   const boxes = document.querySelectorAll("[data-toggle-field]");
@@ -138,6 +155,7 @@ function setUpCopying() {
 ready(() => {
   setUpTabs();
   setUpCharts();
+  setUpAlertPreview();
   setUpFieldMenu();
   setUpSorting();
   setUpPredictionToggle();

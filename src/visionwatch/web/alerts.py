@@ -1,0 +1,214 @@
+"""Alert pages: the rules with their states, a rule with its preview and history, the form."""
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from visionwatch.alerts.evaluator import Evaluator
+from visionwatch.api.alerts import AlertRuleIn, preview_points
+from visionwatch.api.deps import DatabaseDep, SettingsDep
+from visionwatch.items import json_path, message_of
+from visionwatch.store import alerts as store
+from visionwatch.timeutil import parse_time
+from visionwatch.web.auth import UserDep, read_form
+from visionwatch.web.errors import PageError
+from visionwatch.web.rendering import render
+
+router = APIRouter(include_in_schema=False)
+NUMBERS = (
+    "threshold",
+    "window_seconds",
+    "baseline_seconds",
+    "min_samples",
+    "pending_seconds",
+    "repeat_seconds",
+    "max_per_hour",
+    "max_per_day",
+)
+TEXTS = ("name", "metric", "condition", "model_id", "project", "class", "device_id")
+METRICS = AlertRuleIn.model_fields["metric"].annotation.__args__  # type: ignore[union-attr]
+CONDITIONS = ("above", "below", "drops_by", "rises_by")
+
+
+def _found(database: DatabaseDep, user: Any, rule_id: int) -> store.StoredRule:
+    found = store.get_rule(database, user.workspace.id, rule_id)
+    if found is None:
+        raise PageError(404, "No such alert rule", f"This workspace has no alert rule {rule_id}.")
+    return found
+
+
+def window_link(rule: dict[str, Any], start: Any, end: Any) -> str:
+    """The dashboard view of an event's window."""
+    period = urlencode(
+        {"start": start.strftime("%Y-%m-%dT%H:%M"), "end": end.strftime("%Y-%m-%dT%H:%M")}
+    )
+    if rule.get("model_id"):
+        return f"/models/{rule['model_id']}?{period}"
+    return f"/?{period}"
+
+
+@router.get("/alerts")
+def alerts_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
+    rules = store.list_rules(database, user.workspace.id)
+    context = {"user": user, "rules": rules, "now": request.app.state.clock()}
+    return render(request, "alerts.html", context)
+
+
+@router.get("/alerts/new")
+def new_rule_page(request: Request, user: UserDep) -> Response:
+    return _form(request, user, None, {}, [])
+
+
+@router.post("/alerts/new")
+async def create_rule(request: Request, user: UserDep, database: DatabaseDep) -> Response:
+    form = await read_form(request)
+    body, errors = parse_rule_form(form)
+    if body is None:
+        return _form(request, user, None, form, errors, status_code=400)
+    now = request.app.state.clock()
+    rule_id = await run_in_threadpool(
+        store.create_rule, database, user.workspace.id, body.rule(), now
+    )
+    return RedirectResponse(f"/alerts/{rule_id}", status_code=303)
+
+
+@router.get("/alerts/{rule_id}")
+def rule_page(request: Request, rule_id: int, user: UserDep, database: DatabaseDep) -> Response:
+    found = _found(database, user, rule_id)
+    events = store.history(database, user.workspace.id, rule_id)
+    definition = found.rule.as_dict()
+    points = preview_points(database, found, request.app.state.clock())
+    series = {
+        "t": [int(p["t"].timestamp()) for p in points],  # type: ignore[attr-defined]
+        "value": [p["value"] for p in points],
+        "threshold": found.rule.threshold,
+        "metric": found.rule.metric,
+    }
+    context = {
+        "user": user,
+        "stored": found,
+        "definition": definition,
+        "events": [
+            {"event": e, "link": window_link(definition, e.window_start, e.window_end)}
+            for e in events
+        ],
+        "series": series,
+        "form": _form_values(definition),
+        "metrics": METRICS,
+        "conditions": CONDITIONS,
+        "errors": [],
+        "notice": request.query_params.get("notice"),
+        "now": request.app.state.clock(),
+    }
+    return render(request, "alert.html", context)
+
+
+@router.post("/alerts/{rule_id}")
+async def update_rule(
+    request: Request, rule_id: int, user: UserDep, database: DatabaseDep
+) -> Response:
+    form = await read_form(request)
+    found = await run_in_threadpool(_found, database, user, rule_id)
+    body, errors = parse_rule_form(form)
+    if body is None:
+        return _form(request, user, found, form, errors, status_code=400)
+    now = request.app.state.clock()
+    await run_in_threadpool(
+        store.replace_rule, database, user.workspace.id, rule_id, body.rule(), now
+    )
+    return RedirectResponse(f"/alerts/{rule_id}?notice=saved", status_code=303)
+
+
+@router.post("/alerts/{rule_id}/action")
+async def rule_action(
+    request: Request, rule_id: int, user: UserDep, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    form = await read_form(request)
+    found = await run_in_threadpool(_found, database, user, rule_id)
+    action = form.get("action")
+    notice = action or ""
+    if action == "mute":
+        try:
+            until = parse_time(form.get("until", ""))
+        except ValueError:
+            raise PageError(400, "Bad mute time", "Mute for an hour or a day.") from None
+        await run_in_threadpool(store.mute, database, user.workspace.id, rule_id, until)
+    elif action == "unmute":
+        await run_in_threadpool(store.mute, database, user.workspace.id, rule_id, None)
+    elif action == "test":
+        evaluator = Evaluator(database, settings, request.app.state.clock)
+        results = await run_in_threadpool(evaluator.send_test, found, request.app.state.clock())
+        failed = [r["target"] for r in results if not r["ok"]]
+        notice = f"test sent to {len(results) - len(failed)} of {len(results)}"
+        if failed:
+            notice += f"; failed: {', '.join(failed)}"
+    elif action == "delete":
+        await run_in_threadpool(store.delete_rule, database, user.workspace.id, rule_id)
+        return RedirectResponse("/alerts", status_code=303)
+    else:
+        raise PageError(400, "Unknown action", "Mute, unmute, test or delete.")
+    return RedirectResponse(f"/alerts/{rule_id}?{urlencode({'notice': notice})}", status_code=303)
+
+
+def parse_rule_form(form: dict[str, str]) -> tuple[AlertRuleIn | None, list[str]]:
+    """The form as a rule, or None and what is wrong with it."""
+    data: dict[str, Any] = {}
+    errors: list[str] = []
+    for name in TEXTS:
+        value = form.get(name, "").strip()
+        if value:
+            data[name] = value
+    for name in NUMBERS:
+        raw = form.get(name, "").strip()
+        if raw:
+            try:
+                data[name] = float(raw) if name == "threshold" else int(raw)
+            except ValueError:
+                errors.append(f"{name}: {raw!r} is not a number")
+    data["recipients"] = [a.strip() for a in form.get("recipients", "").split(",") if a.strip()]
+    data["webhooks"] = [
+        {"url": line.split()[0], "kind": "slack" if line.split()[1:] == ["slack"] else "json"}
+        for line in form.get("webhooks", "").splitlines()
+        if line.strip()
+    ]
+    if errors:
+        return None, errors
+    try:
+        return AlertRuleIn.model_validate(data), []
+    except ValidationError as error:
+        return None, [
+            f"{json_path(tuple(e['loc'])) or 'rule'}: {message_of(e)}" for e in error.errors()
+        ]
+
+
+def _form_values(definition: dict[str, Any]) -> dict[str, str]:
+    values = {k: "" if v is None else str(v) for k, v in definition.items() if k in TEXTS + NUMBERS}
+    values["recipients"] = ", ".join(definition.get("recipients", []))
+    values["webhooks"] = "\n".join(
+        f"{w['url']} {w['kind']}" if w["kind"] != "json" else w["url"]
+        for w in definition.get("webhooks", [])
+    )
+    return values
+
+
+def _form(
+    request: Request,
+    user: Any,
+    found: store.StoredRule | None,
+    form: dict[str, str],
+    errors: list[str],
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "user": user,
+        "stored": found,
+        "form": form,
+        "errors": errors,
+        "metrics": METRICS,
+        "conditions": CONDITIONS,
+    }
+    return render(request, "alert_form.html", context, status_code=status_code)
