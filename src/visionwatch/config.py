@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "visionwatch@localhost"
+    # A CA bundle to trust for the SMTP server's certificate (a private CA); default: the system's.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.

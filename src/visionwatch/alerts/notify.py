@@ -107,8 +107,9 @@ def send_email(settings: Settings, to: str, body: dict[str, Any]) -> None:
     message = email_message(settings, to, body)
     timeout = settings.smtp_timeout_seconds
     smtp: smtplib.SMTP
+    # Certificates are always verified; a private CA is trusted through smtp_ca_file.
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     if settings.smtp_security == "tls":
-        context = ssl.create_default_context()
         smtp = smtplib.SMTP_SSL(
             settings.smtp_host, settings.smtp_port, timeout=timeout, context=context
         )
@@ -116,7 +117,7 @@ def send_email(settings: Settings, to: str, body: dict[str, Any]) -> None:
         smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
     with smtp:
         if settings.smtp_security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=context)
         if settings.smtp_user:
             smtp.login(settings.smtp_user, settings.smtp_password or "")
         smtp.send_message(message)
