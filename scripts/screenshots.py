@@ -4,8 +4,8 @@
 
 Starts `visionwatch serve` on a throwaway SQLite data dir, sends ten days of
 traffic from three models through the SDK, signs in with Debian's Chromium
-(through Playwright) and saves the overview, a model, the inferences table
-and one inference.
+(through Playwright) and saves the overview, a model, the inferences table,
+one inference and an alert rule.
 """
 
 import random
@@ -15,6 +15,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,20 @@ def main() -> None:
         key = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
         with serving(env) as base:
             send_traffic(base, key)
+            rule = {
+                "name": "vehicles/3 confidence",
+                "metric": "avg_confidence",
+                "condition": "drops_by",
+                "threshold": 15,
+                "model_id": "vehicles/3",
+                "window_seconds": 3600,
+                "min_samples": 1,
+                "recipients": ["ops@example.com"],
+            }
+            created = httpx.post(
+                f"{base}/api/v1/alerts", json=rule, headers={"Authorization": f"Bearer {key}"}
+            )
+            alert = created.json()["id"]
             with sync_playwright() as driver:
                 browser = driver.chromium.launch(executable_path="/usr/bin/chromium")
                 page = browser.new_page(viewport={"width": 1280, "height": 860}, base_url=base)
@@ -90,6 +105,7 @@ def main() -> None:
                     ("model", "/models/vehicles/3"),
                     ("inferences", "/inferences?class=truck"),
                     ("inference", f"/inferences/{first}"),
+                    ("alert", f"/alerts/{alert}"),
                 ):
                     page.goto(path)
                     page.wait_for_load_state("networkidle")

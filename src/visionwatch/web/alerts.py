@@ -85,7 +85,8 @@ def rule_page(request: Request, rule_id: int, user: UserDep, database: DatabaseD
     series = {
         "t": [int(p["t"].timestamp()) for p in points],  # type: ignore[attr-defined]
         "value": [p["value"] for p in points],
-        "threshold": found.rule.threshold,
+        # A line only where the threshold is on the metric's own scale.
+        "threshold": found.rule.threshold if found.rule.condition in ("above", "below") else None,
         "metric": found.rule.metric,
     }
     context = {

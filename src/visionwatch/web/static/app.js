@@ -58,15 +58,15 @@ function setUpAlertPreview() {
   const target = document.getElementById("alert-preview");
   if (!data || !target || typeof uPlot === "undefined") return;
   const series = JSON.parse(data.textContent);
-  const threshold = series.t.map(() => series.threshold);
-  const options = {
-    width: target.clientWidth || 600,
-    height: 220,
-    scales: { x: { time: true } },
-    series: [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false },
-             { label: "threshold", stroke: "#c92a2a", dash: [6, 4], width: 1 }],
-  };
-  const plot = new uPlot(options, [series.t, series.value, threshold], target);
+  const lines = [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false }];
+  const columns = [series.t, series.value];
+  if (series.threshold !== null) {
+    lines.push({ label: "threshold", stroke: "#c92a2a", dash: [6, 4], width: 1 });
+    columns.push(series.t.map(() => series.threshold));
+  }
+  const options = { width: target.clientWidth || 600, height: 220,
+                    scales: { x: { time: true } }, series: lines };
+  const plot = new uPlot(options, columns, target);
   new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
 }
 
