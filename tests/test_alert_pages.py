@@ -164,3 +164,37 @@ def test_mute_test_and_delete_from_the_page(site: dict[str, Any]) -> None:
     )
     assert gone.headers["location"] == "/alerts"
     assert client.get(rule_url, headers=HTML).status_code == 404
+
+
+def test_a_new_rule_can_be_previewed_before_it_is_saved(site: dict[str, Any]) -> None:
+    client = site["client"]
+    hour = T0.replace(minute=0) - timedelta(hours=2)
+    items = [
+        {
+            "model_id": "cam/1",
+            "timestamp": (hour + timedelta(minutes=m)).isoformat(),
+            "predictions": [{"class": "car", "confidence": 0.25 if m % 2 else 0.75}],
+        }
+        for m in range(60)
+    ]
+    client.post("/api/v1/inferences", json={"inferences": items}, headers=site["key"])
+    page = client.get("/alerts/new", headers=HTML).text
+    fields = {
+        "name": "draft",
+        "metric": "avg_confidence",
+        "condition": "below",
+        "threshold": "0.4",
+        "model_id": "cam/1",
+        "window_seconds": "3600",
+        "min_samples": "1",
+    }
+    shown = client.post("/alerts/new", data=form_of(page, action="preview", **fields))
+    assert shown.status_code == 200
+    series = re.search(r'id="alert-series">(.*?)</script>', shown.text)
+    assert series
+    preview = json.loads(html.unescape(series.group(1)))
+    by_time = dict(zip(preview["t"], preview["value"], strict=True))
+    assert by_time[int((hour + timedelta(hours=1)).timestamp())] == pytest.approx(0.5)
+    assert preview["threshold"] == 0.4
+    assert 'value="draft"' in shown.text  # the form keeps what was typed
+    assert "No alert rule yet" in client.get("/alerts", headers=HTML).text

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from visionwatch.alerts.evaluator import Evaluator
+from visionwatch.alerts.rules import RuleState
 from visionwatch.api.alerts import AlertRuleIn, preview_points
 from visionwatch.api.deps import DatabaseDep, SettingsDep
 from visionwatch.items import json_path, message_of
@@ -70,6 +71,13 @@ async def create_rule(request: Request, user: UserDep, database: DatabaseDep) ->
     if body is None:
         return _form(request, user, None, form, errors, status_code=400)
     now = request.app.state.clock()
+    if form.get("action") == "preview":
+        # The metric over the last day as this unsaved rule would read it.
+        draft = store.StoredRule(
+            0, user.workspace.id, user.workspace.name, body.rule(), None, RuleState(), None, None
+        )
+        points = await run_in_threadpool(preview_points, database, draft, now)
+        return _form(request, user, None, form, [], series=_series(draft, points))
     rule_id = await run_in_threadpool(
         store.create_rule, database, user.workspace.id, body.rule(), now
     )
@@ -82,13 +90,7 @@ def rule_page(request: Request, rule_id: int, user: UserDep, database: DatabaseD
     events = store.history(database, user.workspace.id, rule_id)
     definition = found.rule.as_dict()
     points = preview_points(database, found, request.app.state.clock())
-    series = {
-        "t": [int(p["t"].timestamp()) for p in points],  # type: ignore[attr-defined]
-        "value": [p["value"] for p in points],
-        # A line only where the threshold is on the metric's own scale.
-        "threshold": found.rule.threshold if found.rule.condition in ("above", "below") else None,
-        "metric": found.rule.metric,
-    }
+    series = _series(found, points)
     context = {
         "user": user,
         "stored": found,
@@ -155,6 +157,18 @@ async def rule_action(
     return RedirectResponse(f"/alerts/{rule_id}?{urlencode({'notice': notice})}", status_code=303)
 
 
+def _series(found: store.StoredRule, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The preview chart's data, as the page's script reads it."""
+    rule = found.rule
+    return {
+        "t": [int(p["t"].timestamp()) for p in points],
+        "value": [p["value"] for p in points],
+        # A line only where the threshold is on the metric's own scale.
+        "threshold": rule.threshold if rule.condition in ("above", "below") else None,
+        "metric": rule.metric,
+    }
+
+
 def parse_rule_form(form: dict[str, str]) -> tuple[AlertRuleIn | None, list[str]]:
     """The form as a rule, or None and what is wrong with it."""
     data: dict[str, Any] = {}
@@ -203,8 +217,10 @@ def _form(
     form: dict[str, str],
     errors: list[str],
     status_code: int = 200,
+    series: dict[str, Any] | None = None,
 ) -> Response:
     context = {
+        "series": series,
         "user": user,
         "stored": found,
         "form": form,
