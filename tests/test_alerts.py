@@ -459,3 +459,14 @@ def test_the_preview_shows_the_metric_over_the_last_day(setup: dict[str, Any]) -
     hour_end = (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert values[hour_end] == 120
     assert sum(v for v in values.values()) == 120
+
+
+@pytest.mark.parametrize("rule_id", ["0", "-1", "2147483648", "99999999999999999999999", "x"])
+def test_impossible_rule_ids_are_named_not_a_server_error(
+    setup: dict[str, Any], rule_id: str
+) -> None:
+    s = setup
+    for method, path in (("get", ""), ("delete", ""), ("get", "/history"), ("post", "/test")):
+        response = getattr(s["client"], method)(f"/api/v1/alerts/{rule_id}{path}", headers=s["key"])
+        assert response.status_code == 422, (method, path, response.text)
+        assert response.json()["errors"][0]["path"] == "rule_id"

@@ -4,7 +4,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Annotated, Literal, Self
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -18,6 +18,9 @@ from visionwatch.api.responses import JSON
 from visionwatch.items import ClassName, DeviceName, ModelName
 from visionwatch.store import alerts as store
 from visionwatch.timeutil import HOUR, floor_to, parse_time
+
+# Rule ids are 32-bit: a larger number is a 422, not a database error.
+RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 Seconds = Annotated[int, Field(ge=60, le=90 * 86400)]
@@ -153,7 +156,7 @@ def create_alert(body: AlertRuleIn, request: Request, key: AdminKey, database: D
 
 
 @router.get("/alerts/{rule_id}", responses={**AUTH_ERRORS, **NOT_FOUND})
-def get_alert(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
+def get_alert(rule_id: RuleId, key: AdminKey, database: DatabaseDep) -> JSON:
     return JSON(_found(database, key, rule_id).as_dict())
 
 
@@ -163,7 +166,7 @@ def get_alert(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
     summary="Replace an alert rule (its state starts again from ok)",
 )
 def replace_alert(
-    rule_id: int, body: AlertRuleIn, request: Request, key: AdminKey, database: DatabaseDep
+    rule_id: RuleId, body: AlertRuleIn, request: Request, key: AdminKey, database: DatabaseDep
 ) -> JSON:
     if not store.replace_rule(database, key.workspace.id, rule_id, body.rule(), clock_of(request)):
         raise HTTPException(404, f"no alert rule {rule_id} in this workspace")
@@ -171,7 +174,7 @@ def replace_alert(
 
 
 @router.delete("/alerts/{rule_id}", status_code=204, responses={**AUTH_ERRORS, **NOT_FOUND})
-def delete_alert(rule_id: int, key: AdminKey, database: DatabaseDep) -> Response:
+def delete_alert(rule_id: RuleId, key: AdminKey, database: DatabaseDep) -> Response:
     if not store.delete_rule(database, key.workspace.id, rule_id):
         raise HTTPException(404, f"no alert rule {rule_id} in this workspace")
     return Response(status_code=204)
@@ -182,7 +185,7 @@ def delete_alert(rule_id: int, key: AdminKey, database: DatabaseDep) -> Response
     responses={**AUTH_ERRORS, **NOT_FOUND, **VALIDATION_ERRORS},
     summary="Mute a rule's notifications until a time (its states are still kept)",
 )
-def silence(rule_id: int, body: SilenceIn, key: AdminKey, database: DatabaseDep) -> JSON:
+def silence(rule_id: RuleId, body: SilenceIn, key: AdminKey, database: DatabaseDep) -> JSON:
     try:
         until = parse_time(body.until)
     except ValueError as error:
@@ -195,7 +198,7 @@ def silence(rule_id: int, body: SilenceIn, key: AdminKey, database: DatabaseDep)
 @router.delete(
     "/alerts/{rule_id}/silence", responses={**AUTH_ERRORS, **NOT_FOUND}, summary="Unmute"
 )
-def unsilence(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
+def unsilence(rule_id: RuleId, key: AdminKey, database: DatabaseDep) -> JSON:
     if not store.mute(database, key.workspace.id, rule_id, None):
         raise HTTPException(404, f"no alert rule {rule_id} in this workspace")
     return JSON(_found(database, key, rule_id).as_dict())
@@ -206,7 +209,7 @@ def unsilence(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
     responses={**AUTH_ERRORS, **NOT_FOUND},
     summary="Every state change of a rule, newest first",
 )
-def alert_history(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
+def alert_history(rule_id: RuleId, key: AdminKey, database: DatabaseDep) -> JSON:
     _found(database, key, rule_id)
     events = store.history(database, key.workspace.id, rule_id)
     return JSON(
@@ -231,7 +234,7 @@ def alert_history(rule_id: int, key: AdminKey, database: DatabaseDep) -> JSON:
     responses={**AUTH_ERRORS, **NOT_FOUND},
     summary="The rule's metric at each hour of the last day",
 )
-def preview(rule_id: int, request: Request, key: AdminKey, database: DatabaseDep) -> JSON:
+def preview(rule_id: RuleId, request: Request, key: AdminKey, database: DatabaseDep) -> JSON:
     found = _found(database, key, rule_id)
     return JSON({"points": preview_points(database, found, clock_of(request))})
 
@@ -255,7 +258,7 @@ def preview_points(
     summary="Send a test notification to every recipient and webhook of the rule, now",
 )
 async def test_alert(
-    rule_id: int, request: Request, key: AdminKey, database: DatabaseDep, settings: SettingsDep
+    rule_id: RuleId, request: Request, key: AdminKey, database: DatabaseDep, settings: SettingsDep
 ) -> JSON:
     found = _found(database, key, rule_id)
     now = clock_of(request)

@@ -1,9 +1,9 @@
 """Alert pages: the rules with their states, a rule with its preview and history, the form."""
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
@@ -18,6 +18,9 @@ from visionwatch.timeutil import parse_time
 from visionwatch.web.auth import UserDep, read_form
 from visionwatch.web.errors import PageError
 from visionwatch.web.rendering import render
+
+# Rule ids are 32-bit: a larger number is a 422, not a database error.
+RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 router = APIRouter(include_in_schema=False)
 NUMBERS = (
@@ -85,7 +88,7 @@ async def create_rule(request: Request, user: UserDep, database: DatabaseDep) ->
 
 
 @router.get("/alerts/{rule_id}")
-def rule_page(request: Request, rule_id: int, user: UserDep, database: DatabaseDep) -> Response:
+def rule_page(request: Request, rule_id: RuleId, user: UserDep, database: DatabaseDep) -> Response:
     found = _found(database, user, rule_id)
     events = store.history(database, user.workspace.id, rule_id)
     definition = found.rule.as_dict()
@@ -112,7 +115,7 @@ def rule_page(request: Request, rule_id: int, user: UserDep, database: DatabaseD
 
 @router.post("/alerts/{rule_id}")
 async def update_rule(
-    request: Request, rule_id: int, user: UserDep, database: DatabaseDep
+    request: Request, rule_id: RuleId, user: UserDep, database: DatabaseDep
 ) -> Response:
     form = await read_form(request)
     found = await run_in_threadpool(_found, database, user, rule_id)
@@ -128,7 +131,7 @@ async def update_rule(
 
 @router.post("/alerts/{rule_id}/action")
 async def rule_action(
-    request: Request, rule_id: int, user: UserDep, database: DatabaseDep, settings: SettingsDep
+    request: Request, rule_id: RuleId, user: UserDep, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
     form = await read_form(request)
     found = await run_in_threadpool(_found, database, user, rule_id)
