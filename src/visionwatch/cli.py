@@ -109,7 +109,7 @@ def _tune_garbage_collector() -> None:
 
 @cli.group()
 def workspaces() -> None:
-    """Create and list workspaces."""
+    """Create and list workspaces; show or set their retention."""
 
 
 @workspaces.command("create")
