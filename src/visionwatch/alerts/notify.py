@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from visionwatch.alerts.rules import Rule
+from visionwatch.alerts.rules import RELATIVE, Rule
 from visionwatch.config import Settings
 
 TITLES = {
@@ -21,15 +21,18 @@ TITLES = {
 }
 
 
-def dashboard_link(settings: Settings, rule: Rule, start: datetime, end: datetime) -> str:
+def dashboard_path(rule: Rule, start: datetime, end: datetime) -> str:
     """The dashboard view of the rule's window: its model's page, or the overview."""
     period = urlencode(
         {"start": start.strftime("%Y-%m-%dT%H:%M"), "end": end.strftime("%Y-%m-%dT%H:%M")}
     )
-    base = settings.public_url.rstrip("/")
     if rule.model:
-        return f"{base}/models/{quote(rule.model)}?{period}"
-    return f"{base}/?{period}"
+        return f"/models/{quote(rule.model)}?{period}"
+    return f"/?{period}"
+
+
+def dashboard_link(settings: Settings, rule: Rule, start: datetime, end: datetime) -> str:
+    return settings.public_url.rstrip("/") + dashboard_path(rule, start, end)
 
 
 def payload(
@@ -72,7 +75,7 @@ def summary(body: dict[str, Any]) -> str:
         scope += f", device {rule['device_id']}"
     value = "no data" if body["value"] is None else f"{body['value']:.4g}"
     condition = f"{rule['condition'].replace('_', ' ')} {rule['threshold']:g}"
-    if rule["condition"] in ("drops_by", "rises_by"):
+    if rule["condition"] in RELATIVE:
         condition += "%"
         if body["baseline"] is not None:
             value += f" (baseline {body['baseline']:.4g})"

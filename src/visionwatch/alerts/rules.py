@@ -7,7 +7,7 @@ resolves. Time always comes from the caller (an injectable clock).
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Metric = Literal[
     "avg_confidence",
@@ -24,7 +24,8 @@ Metric = Literal[
 ]
 Condition = Literal["above", "below", "drops_by", "rises_by"]
 State = Literal["ok", "pending", "firing", "resolved", "no_data"]
-METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
+METRICS: tuple[str, ...] = get_args(Metric)
+CONDITIONS: tuple[str, ...] = get_args(Condition)
 DRIFT = {"class_drift_psi", "class_drift_js", "confidence_drift_psi", "confidence_drift_js"}
 RELATIVE = {"drops_by", "rises_by"}
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from visionwatch.alerts.evaluator import Evaluator, targets
 from visionwatch.alerts.measure import measure
-from visionwatch.alerts.rules import DRIFT, Rule, Webhook
+from visionwatch.alerts.rules import DRIFT, RELATIVE, Condition, Metric, Rule, Webhook
 from visionwatch.api.deps import AdminKey, DatabaseDep, SettingsDep
 from visionwatch.api.errors import AUTH_ERRORS, NOT_FOUND, VALIDATION_ERRORS, InvalidParams
 from visionwatch.api.responses import JSON
@@ -41,20 +41,8 @@ class AlertRuleIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=200)
-    metric: Literal[
-        "avg_confidence",
-        "request_count",
-        "error_rate",
-        "avg_inference_time",
-        "p95_inference_time",
-        "class_share",
-        "device_silence",
-        "class_drift_psi",
-        "class_drift_js",
-        "confidence_drift_psi",
-        "confidence_drift_js",
-    ]
-    condition: Literal["above", "below", "drops_by", "rises_by"]
+    metric: Metric
+    condition: Condition
     threshold: float = Field(
         description="a value; a percent for drops_by and rises_by; seconds for device_silence"
     )
@@ -95,7 +83,7 @@ class AlertRuleIn(BaseModel):
             self.condition != "above"
         ):
             raise ValueError(f"{self.metric} fires when it is above a threshold")
-        if self.condition in ("drops_by", "rises_by") and not 0 < self.threshold <= 1000:
+        if self.condition in RELATIVE and not 0 < self.threshold <= 1000:
             raise ValueError("a change is a percent between 0 and 1000")
         return self
 

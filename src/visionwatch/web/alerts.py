@@ -9,14 +9,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from visionwatch.alerts.evaluator import Evaluator
-from visionwatch.alerts.rules import RuleState
+from visionwatch.alerts.notify import dashboard_path
+from visionwatch.alerts.rules import CONDITIONS, METRICS, RuleState
 from visionwatch.api.alerts import AlertRuleIn, preview_points
 from visionwatch.api.deps import DatabaseDep, SettingsDep
-from visionwatch.items import json_path, message_of
 from visionwatch.store import alerts as store
 from visionwatch.timeutil import parse_time
 from visionwatch.web.auth import UserDep, read_form
-from visionwatch.web.errors import PageError
+from visionwatch.web.errors import PageError, form_errors
 from visionwatch.web.rendering import render
 
 # Rule ids are 32-bit: a larger number is a 422, not a database error.
@@ -34,8 +34,6 @@ NUMBERS = (
     "max_per_day",
 )
 TEXTS = ("name", "metric", "condition", "model_id", "project", "class", "device_id")
-METRICS = AlertRuleIn.model_fields["metric"].annotation.__args__  # type: ignore[union-attr]
-CONDITIONS = ("above", "below", "drops_by", "rises_by")
 
 
 def _found(database: DatabaseDep, user: Any, rule_id: int) -> store.StoredRule:
@@ -43,16 +41,6 @@ def _found(database: DatabaseDep, user: Any, rule_id: int) -> store.StoredRule:
     if found is None:
         raise PageError(404, "No such alert rule", f"This workspace has no alert rule {rule_id}.")
     return found
-
-
-def window_link(rule: dict[str, Any], start: Any, end: Any) -> str:
-    """The dashboard view of an event's window."""
-    period = urlencode(
-        {"start": start.strftime("%Y-%m-%dT%H:%M"), "end": end.strftime("%Y-%m-%dT%H:%M")}
-    )
-    if rule.get("model_id"):
-        return f"/models/{rule['model_id']}?{period}"
-    return f"/?{period}"
 
 
 @router.get("/alerts")
@@ -99,7 +87,7 @@ def rule_page(request: Request, rule_id: RuleId, user: UserDep, database: Databa
         "stored": found,
         "definition": definition,
         "events": [
-            {"event": e, "link": window_link(definition, e.window_start, e.window_end)}
+            {"event": e, "link": dashboard_path(found.rule, e.window_start, e.window_end)}
             for e in events
         ],
         "series": series,
@@ -198,9 +186,7 @@ def parse_rule_form(form: dict[str, str]) -> tuple[AlertRuleIn | None, list[str]
     try:
         return AlertRuleIn.model_validate(data), []
     except ValidationError as error:
-        return None, [
-            f"{json_path(tuple(e['loc'])) or 'rule'}: {message_of(e)}" for e in error.errors()
-        ]
+        return None, form_errors(error)
 
 
 def _form_values(definition: dict[str, Any]) -> dict[str, str]:

@@ -10,10 +10,10 @@ from starlette.responses import RedirectResponse, Response
 from visionwatch.api.capture import CaptureRuleIn
 from visionwatch.api.deps import DatabaseDep
 from visionwatch.capture import WORKSPACE
-from visionwatch.items import json_path, message_of
 from visionwatch.store import capture as capture_store
 from visionwatch.timeutil import utcnow
 from visionwatch.web.auth import UserDep, read_form
+from visionwatch.web.errors import form_errors
 from visionwatch.web.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -31,17 +31,16 @@ async def save_rule(request: Request, user: UserDep, database: DatabaseDep) -> R
     form = await read_form(request)
     try:
         rule = CaptureRuleIn.model_validate(rule_fields(form), strict=False).rule()
-    except (ValidationError, ValueError) as error:
-        errors = (
-            [f"{json_path(tuple(e['loc'])) or 'rule'}: {message_of(e)}" for e in error.errors()]
-            if isinstance(error, ValidationError)
-            else [str(error)]
-        )
-        rules = await run_in_threadpool(capture_store.list_rules, database, user.workspace.id)
-        context = {"user": user, "rules": rules, "errors": errors, "form": form}
-        return render(request, "capture_rules.html", context, status_code=400)
-    await run_in_threadpool(capture_store.put_rule, database, user.workspace.id, rule, utcnow())
-    return RedirectResponse(PAGE, status_code=303)
+    except ValidationError as error:
+        errors = form_errors(error)
+    except ValueError as error:  # a field that is not a number, or a bad metadata line
+        errors = [str(error)]
+    else:
+        await run_in_threadpool(capture_store.put_rule, database, user.workspace.id, rule, utcnow())
+        return RedirectResponse(PAGE, status_code=303)
+    rules = await run_in_threadpool(capture_store.list_rules, database, user.workspace.id)
+    context = {"user": user, "rules": rules, "errors": errors, "form": form}
+    return render(request, "capture_rules.html", context, status_code=400)
 
 
 @router.post(f"{PAGE}/delete")

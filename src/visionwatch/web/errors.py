@@ -1,6 +1,9 @@
 """Errors of pages: shown as a page that says what went wrong, never as JSON."""
 
+from pydantic import ValidationError
 from starlette.requests import Request
+
+from visionwatch.items import field_errors
 
 
 class PageError(Exception):
@@ -25,3 +28,8 @@ def wants_page(request: Request) -> bool:
     if request.url.path.startswith(API_PREFIXES) or request.url.path.endswith("/inference-stats"):
         return False
     return "text/html" in request.headers.get("accept", "")
+
+
+def form_errors(error: ValidationError) -> list[str]:
+    """A form's validation errors as lines to show: the field, then what is wrong."""
+    return [f"{e.path or 'rule'}: {e.message}" for e in field_errors(error)]
