@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
+from tests.support.clock import Clock
 from tests.support.postgres import free_port
 from tests.support.receivers import Hooks, Mailbox, http_receiver, smtp_server, text_of
 from visionwatch.alerts.evaluator import Evaluator
@@ -20,14 +21,6 @@ from visionwatch.store import alerts as alert_store
 
 # Data lives a few hours in the past, so that every timestamp is accepted.
 T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=6)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -470,3 +463,16 @@ def test_impossible_rule_ids_are_named_not_a_server_error(
         response = getattr(s["client"], method)(f"/api/v1/alerts/{rule_id}{path}", headers=s["key"])
         assert response.status_code == 422, (method, path, response.text)
         assert response.json()["errors"][0]["path"] == "rule_id"
+
+
+def test_a_project_rule_reads_every_version_and_a_model_rule_one(setup: dict[str, Any]) -> None:
+    s = setup
+    common = {"metric": "avg_confidence", "condition": "below", "threshold": 0.45}
+    common |= {"window_seconds": 600, "recipients": ["ops@example.com"]}
+    rule(s, name="project cam", project="cam", **common)
+    rule(s, name="only cam/2", model_id="cam/2", **common)
+    # cam/1 at 0.2 and cam/2 at 0.6, as many of each: the project's mean is 0.4.
+    send(s, traffic(T0, 10, 0.2, model="cam/1") + traffic(T0, 10, 0.6, model="cam/2"))
+    run_at(s, T0 + timedelta(minutes=10))
+    assert [m["Subject"] for m in s["mailbox"].messages] == ["[visionwatch] FIRING: project cam"]
+    assert "avg_confidence of project cam is 0.4;" in text_of(s["mailbox"].messages[0])

@@ -10,8 +10,9 @@ from visionwatch.alerts.drift import js_distance, psi
 from visionwatch.alerts.rules import DRIFT, Measurement, Rule, compared_value
 from visionwatch.db.schema import devices, models
 from visionwatch.histograms import percentile_bin, time_bin_value
-from visionwatch.rollups import ALL_DEVICES, NO_CLASS, ClassDelta, Delta
+from visionwatch.rollups import NO_CLASS, ClassDelta, Delta
 from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
+from visionwatch.store.stats import Filters, resolve_scope
 from visionwatch.timeutil import MINUTE, floor_to
 
 # Confidence drift compares 10 bins of 0.1: finer bins are mostly noise in a window.
@@ -48,25 +49,15 @@ def measure(conn: Connection, workspace_id: int, rule: Rule, now: datetime) -> M
 
 def _scopes(conn: Connection, workspace_id: int, rule: Rule) -> list[Scope] | None:
     """The rollup scopes the rule reads (one per model version), or None if it names nothing."""
-    device = ALL_DEVICES
-    if rule.device is not None:
-        found = conn.execute(
-            select(devices.c.id).where(
-                devices.c.workspace_id == workspace_id, devices.c.name == rule.device
-            )
-        ).scalar_one_or_none()
-        if found is None:
-            return None
-        device = found
-    if rule.model is None and rule.project is None:
-        return [Scope(workspace_id, None, device)]
-    query = select(models.c.id).where(models.c.workspace_id == workspace_id)
-    if rule.model is not None:
-        query = query.where(models.c.name == rule.model)
-    else:
-        query = query.where(models.c.project == rule.project)
-    ids = list(conn.execute(query).scalars())
-    return [Scope(workspace_id, model, device) for model in ids] or None
+    scope = resolve_scope(conn, workspace_id, Filters(model=rule.model, device=rule.device))
+    if scope is None or rule.project is None:
+        return None if scope is None else [scope]
+    ids = conn.execute(
+        select(models.c.id).where(
+            models.c.workspace_id == workspace_id, models.c.project == rule.project
+        )
+    ).scalars()
+    return [Scope(workspace_id, model, scope.device_id) for model in ids] or None
 
 
 def _totals(
