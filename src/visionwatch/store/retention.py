@@ -5,11 +5,12 @@ the writer for long. An image file goes only when no inference anywhere
 points at it any more (files are shared by content).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
@@ -86,44 +87,17 @@ def _prune_images(
     dry_run: bool,
     report: PruneReport,
 ) -> int:
-    """Unlink images older than the image retention from their inferences; delete orphan files."""
+    """Unlink images older than the image retention from their inferences."""
     old = (
         inferences.c.workspace_id == workspace_id,
         inferences.c.ts < limits.images,
         inferences.c.image_key.is_not(None),
     )
-    if dry_run:
-        with db.read() as conn:
-            return int(conn.execute(select(func.count()).where(*old)).scalar_one())
-    unlinked = 0
-    while True:
-        with db.write() as conn:
-            rows = conn.execute(
-                select(inferences.c.id, inferences.c.image_key).where(*old).limit(CHUNK)
-            ).all()
-            if not rows:
-                return unlinked
-            conn.execute(
-                update(inferences)
-                .where(inferences.c.id.in_([row.id for row in rows]))
-                .values(image_key=None)
-            )
-            orphans = _orphans(conn, {row.image_key for row in rows})
-        # After the commit: a file goes only once nothing points at it.
-        for key in orphans:
-            blobs.delete(key)
-            blobs.delete(thumbnail_key(key))
-        report.files += len(orphans)
-        unlinked += len(rows)
 
+    def unlink(conn: Connection, pks: Sequence[int]) -> None:
+        conn.execute(update(inferences).where(inferences.c.id.in_(pks)).values(image_key=None))
 
-def _orphans(conn: Connection, keys: set[str]) -> list[str]:
-    still = set(
-        conn.execute(
-            select(inferences.c.image_key).where(inferences.c.image_key.in_(sorted(keys)))
-        ).scalars()
-    )
-    return sorted(keys - still)
+    return _in_chunks(db, blobs, old, unlink, dry_run, report)
 
 
 def _prune_rows(
@@ -136,25 +110,52 @@ def _prune_rows(
 ) -> int:
     """Delete inferences older than the retention, with their predictions and metadata."""
     old = (inferences.c.workspace_id == workspace_id, inferences.c.ts < limits.rows)
+
+    def delete_rows(conn: Connection, pks: Sequence[int]) -> None:
+        _delete_inferences(conn, workspace_id, pks)
+
+    return _in_chunks(db, blobs, old, delete_rows, dry_run, report)
+
+
+def _in_chunks(
+    db: Database,
+    blobs: BlobStore,
+    old: tuple[ColumnElement[bool], ...],
+    act: Callable[[Connection, Sequence[int]], None],
+    dry_run: bool,
+    report: PruneReport,
+) -> int:
+    """Apply `act` to the matching inferences a chunk per transaction, then delete the image
+    files nothing points at any more; how many inferences (or, dry, how many would be)."""
     if dry_run:
         with db.read() as conn:
             return int(conn.execute(select(func.count()).where(*old)).scalar_one())
-    deleted = 0
+    done = 0
     while True:
         with db.write() as conn:
             rows = conn.execute(
                 select(inferences.c.id, inferences.c.image_key).where(*old).limit(CHUNK)
             ).all()
             if not rows:
-                return deleted
-            _delete_inferences(conn, workspace_id, [row.id for row in rows])
+                return done
+            act(conn, [row.id for row in rows])
             keys = {row.image_key for row in rows if row.image_key is not None}
             orphans = _orphans(conn, keys) if keys else []
+        # After the commit: a file goes only once nothing points at it.
         for key in orphans:
             blobs.delete(key)
             blobs.delete(thumbnail_key(key))
         report.files += len(orphans)
-        deleted += len(rows)
+        done += len(rows)
+
+
+def _orphans(conn: Connection, keys: set[str]) -> list[str]:
+    still = set(
+        conn.execute(
+            select(inferences.c.image_key).where(inferences.c.image_key.in_(sorted(keys)))
+        ).scalars()
+    )
+    return sorted(keys - still)
 
 
 def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) -> None:
