@@ -54,16 +54,25 @@ def delete_rule(db: Database, workspace_id: int, model: str) -> bool:
         return result.rowcount == 1
 
 
+def daily_cap(rules: list[CaptureRule], model: str) -> int | None:
+    """The images a model may keep a day under its effective rule; None: no cap."""
+    rule = effective_rule(rules, model)
+    return rule.daily_cap if rule is not None and rule.enabled else None
+
+
 def take_image_slot(
-    conn: Connection, dialect: Dialect, workspace_id: int, model: str, now: datetime
+    conn: Connection,
+    dialect: Dialect,
+    workspace_id: int,
+    model: str,
+    cap: int | None,
+    now: datetime,
 ) -> bool:
-    """Count one more image kept for the model today; False (and nothing counted) past its cap.
+    """Count one more image kept for the model today; False (and nothing counted) past `cap`.
 
     One statement that adds only below the cap: two servers cannot both take the
     last slot.
     """
-    rule = effective_rule(rules_of(conn, workspace_id), model)
-    cap = rule.daily_cap if rule is not None and rule.enabled else None
     if cap is not None and cap <= 0:
         return False
     day = (now - EPOCH).days
@@ -76,15 +85,3 @@ def take_image_slot(
         where=None if cap is None else image_counts.c.count < cap,
     )
     return conn.execute(statement.returning(image_counts.c.count)).first() is not None
-
-
-def images_today(db: Database, workspace_id: int, model: str, now: datetime) -> int:
-    with db.read() as conn:
-        count = conn.execute(
-            select(image_counts.c.count).where(
-                image_counts.c.workspace_id == workspace_id,
-                image_counts.c.model == model,
-                image_counts.c.day == (now - EPOCH).days,
-            )
-        ).scalar_one_or_none()
-    return int(count or 0)

@@ -5,12 +5,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select, update
 
+from visionwatch.capture import CaptureRule
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import inferences, models
 from visionwatch.images.blobs import BlobStore, content_key
 from visionwatch.images.decode import CheckedImage
-from visionwatch.store.capture import take_image_slot
+from visionwatch.store.capture import daily_cap, rules_of, take_image_slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ def keep_image(
     blobs: BlobStore,
     workspace_id: int,
     model: str,
+    rules: list[CaptureRule],
     image: CheckedImage,
     now: datetime,
 ) -> StoredImage | None:
@@ -44,7 +46,7 @@ def keep_image(
     Called inside the transaction that points an inference at it: the slot is
     only taken if that commits, and the bytes are on disk before it does.
     """
-    if not take_image_slot(conn, dialect, workspace_id, model, now):
+    if not take_image_slot(conn, dialect, workspace_id, model, daily_cap(rules, model), now):
         return None
     key = content_key(image.data, image.extension)
     blobs.put(key, image.data)
@@ -72,7 +74,8 @@ def attach_image(
         ).first()
         if found is None:
             raise NoInference(inference_id)
-        stored = keep_image(conn, db.dialect, blobs, workspace_id, found.name, image, now)
+        rules = rules_of(conn, workspace_id)
+        stored = keep_image(conn, db.dialect, blobs, workspace_id, found.name, rules, image, now)
         if stored is None:
             raise OverCap(found.name)
         conn.execute(

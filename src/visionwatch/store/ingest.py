@@ -24,6 +24,7 @@ from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import CheckedImage
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.rollups import compute_deltas
+from visionwatch.store.capture import rules_of
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.images import keep_image
 from visionwatch.store.rollup_write import apply_deltas
@@ -134,11 +135,12 @@ def _keep_images(
 ) -> int:
     """Point new inferences at their images, as far as the daily caps allow; how many kept."""
     kept = 0
+    rules = rules_of(conn, workspace_id)  # once for the batch
     for inference in new:
         image = images.get(inference.inference_id)
         if image is None:
             continue
-        stored = keep_image(conn, dialect, blobs, workspace_id, inference.model, image, now)
+        stored = keep_image(conn, dialect, blobs, workspace_id, inference.model, rules, image, now)
         if stored is None:
             continue
         conn.execute(
