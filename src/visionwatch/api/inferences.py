@@ -1,5 +1,6 @@
 """Raw inferences (scope read): the filtered list with cursor pagination, and one in full."""
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Annotated, Literal
 
@@ -19,6 +20,24 @@ router = APIRouter(prefix="/api/v1", tags=["read"])
 METADATA_PREFIX = "metadata."
 
 
+class BadMetadataFilter(ValueError):
+    def __init__(self, parameter: str) -> None:
+        super().__init__("metadata filters name a field and its value")
+        self.parameter = parameter
+
+
+def metadata_filters(params: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Field -> value of the `metadata.<field>=<value>` parameters (the API's and the pages')."""
+    found = {}
+    for name, value in params:
+        if name.startswith(METADATA_PREFIX):
+            field = name.removeprefix(METADATA_PREFIX)
+            if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
+                raise BadMetadataFilter(name)
+            found[field] = value
+    return found
+
+
 def inference_filters(
     request: Request,
     period: PeriodDep,
@@ -29,13 +48,10 @@ def inference_filters(
     has_image: bool | None = None,
 ) -> store.InferenceQuery:
     """The filters of the inferences list, also used by exports."""
-    metadata = {}
-    for name, value in request.query_params.items():
-        if name.startswith(METADATA_PREFIX):
-            field = name.removeprefix(METADATA_PREFIX)
-            if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
-                raise InvalidParams.one(name, "metadata filters name a field and its value")
-            metadata[field] = value
+    try:
+        metadata = metadata_filters(request.query_params.multi_items())
+    except BadMetadataFilter as error:
+        raise InvalidParams.one(error.parameter, str(error)) from None
     return store.InferenceQuery(
         period=period,
         model=filters.model,

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from visionwatch.items import MAX_FIELD_NAME, MAX_FIELD_VALUE
+from visionwatch.api.inferences import METADATA_PREFIX, BadMetadataFilter
+from visionwatch.api.inferences import metadata_filters as api_metadata_filters
 from visionwatch.store.inferences import InferenceQuery
 from visionwatch.store.stats import Period
 from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
@@ -15,16 +16,6 @@ from visionwatch.web.errors import PageError
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 PRESET_NAMES = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
 DEFAULT_PRESET = "7d"
-METADATA_PREFIX = "metadata."
-# Query parameters of the inference filters, in the order the form shows them.
-FILTER_NAMES = (
-    "model_id",
-    "device_id",
-    "class",
-    "min_confidence",
-    "max_confidence",
-    "has_image",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +98,14 @@ def inference_query(
 
 def metadata_filters(params: QueryParams) -> dict[str, str]:
     """`metadata.<field>=<value>` parameters, and the form's `meta_field`/`meta_value` pair."""
-    found = {
-        name.removeprefix(METADATA_PREFIX): value
-        for name, value in params.multi_items()
-        if name.startswith(METADATA_PREFIX)
-    }
-    field, value = params.get("meta_field", "").strip(), params.get("meta_value", "")
+    pairs = params.multi_items()
+    field = params.get("meta_field", "").strip()
     if field:
-        found[field] = value
-    for field, value in found.items():
-        if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
-            raise PageError(400, "Bad metadata filter", "A metadata filter names a field.")
-    return found
+        pairs.append((METADATA_PREFIX + field, params.get("meta_value", "")))
+    try:
+        return api_metadata_filters(pairs)
+    except BadMetadataFilter:
+        raise PageError(400, "Bad metadata filter", "A metadata filter names a field.") from None
 
 
 def filter_params(query: InferenceQuery) -> dict[str, str]:
