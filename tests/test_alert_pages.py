@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
+from tests.support.clock import Clock
 from tests.support.dashboard import HTML, csrf_token, new_user, sign_in
 from tests.support.receivers import smtp_server
 from visionwatch.alerts.evaluator import Evaluator
@@ -19,13 +20,6 @@ from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 
 T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
-
-
-class Clock:
-    now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def site(tmp_path: Any, database: Database, new_key: NewKey) -> Iterator[dict[st
             alert_interval_seconds=0,
             prune_interval_seconds=0,
         )
-        clock = Clock()
+        clock = Clock(T0)
         with TestClient(create_app(settings, database, clock)) as client:
             key = auth(new_key("acme"))
             new_user(database, "acme", "ops@example.com")

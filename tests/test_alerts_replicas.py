@@ -15,6 +15,7 @@ from tests.support.receivers import smtp_server
 from tests.support.server import cli, serving
 
 pytestmark = pytest.mark.slow
+RULES = 30
 
 
 @pytest.fixture
@@ -58,20 +59,26 @@ def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path
             f"{bases[0]}/api/v1/inferences", json={"inferences": items}, headers=headers
         )
         assert sent.status_code == 200
-        rule = {
-            "name": "replicas",
-            "metric": "avg_confidence",
-            "condition": "below",
-            "threshold": 0.5,
-            "model_id": "cam/1",
-            "window_seconds": 1800,
-            "recipients": ["ops@example.com"],
-        }
-        created = httpx.post(f"{bases[1]}/api/v1/alerts", json=rule, headers=headers)
-        assert created.status_code == 201, created.text
-        assert mailbox.wait_for(1, timeout=60)
+        # Many rules firing at once make each evaluation pass long enough that two
+        # unlocked servers would overlap and both send some of the same events.
+        ids = []
+        for n in range(RULES):
+            rule = {
+                "name": f"replicas {n}",
+                "metric": "avg_confidence",
+                "condition": "below",
+                "threshold": 0.5,
+                "model_id": "cam/1",
+                "window_seconds": 1800,
+                "recipients": ["ops@example.com"],
+            }
+            created = httpx.post(f"{bases[n % 2]}/api/v1/alerts", json=rule, headers=headers)
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+        assert mailbox.wait_for(RULES, timeout=60)
         time.sleep(5)  # several more evaluations by both servers
-        assert len(mailbox.messages) == 1
+        subjects = sorted(m["Subject"] for m in mailbox.messages)
+        assert subjects == sorted(f"[visionwatch] FIRING: replicas {n}" for n in range(RULES))
         for base in bases:
-            shown = httpx.get(f"{base}/api/v1/alerts/{created.json()['id']}", headers=headers)
-            assert shown.json()["state"] == "firing"
+            shown = httpx.get(f"{base}/api/v1/alerts", headers=headers).json()["alerts"]
+            assert [a["state"] for a in shown] == ["firing"] * RULES
