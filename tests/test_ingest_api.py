@@ -2,6 +2,7 @@
 
 import gzip
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -421,3 +422,34 @@ def test_heartbeats_and_device_status(
         bad = client.post("/api/v1/heartbeats", json={"device_id": 5}, headers=key)
         assert bad.status_code == 422
         assert bad.json()["errors"][0]["path"] == "device_id"
+
+
+def test_a_device_is_last_seen_at_its_newest_inference_not_when_a_late_batch_arrives(
+    client: TestClient, new_key: NewKey
+) -> None:
+    key = auth(new_key())
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    moments = [two_hours_ago - timedelta(minutes=m) for m in (30, 0, 10)]
+    late = [
+        {
+            **VALID,
+            "inference_id": f"late-{n}",
+            "device_id": "spooled",
+            "timestamp": moment.isoformat(),
+        }
+        for n, moment in enumerate(moments)
+    ]
+    post(client, key, late)
+    devices = {
+        d["device_id"]: d for d in client.get("/api/v1/devices", headers=key).json()["devices"]
+    }
+    assert devices["spooled"]["status"] == "offline"
+    assert datetime.fromisoformat(devices["spooled"]["last_seen"]) == max(moments)
+    assert datetime.fromisoformat(devices["spooled"]["first_seen"]) == min(moments)
+    # A heartbeat is the device itself, now.
+    client.post("/api/v1/heartbeats", json={"device_id": "spooled"}, headers=key)
+    devices = {
+        d["device_id"]: d for d in client.get("/api/v1/devices", headers=key).json()["devices"]
+    }
+    assert devices["spooled"]["status"] == "online"
+    assert datetime.fromisoformat(devices["spooled"]["first_seen"]) == min(moments)

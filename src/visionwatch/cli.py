@@ -1,8 +1,9 @@
-"""The command line: serve (the default), workspaces, keys, users, db."""
+"""The command line: serve (the default), demo, workspaces, keys, users, db."""
 
 import gc
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -92,6 +93,55 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     app = create_app(settings, database)
     _tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@cli.command()
+@click.option(
+    "--days",
+    default=14,
+    show_default=True,
+    type=click.IntRange(2, 30),
+    help="Days of history to make up.",
+)
+@click.option(
+    "--rate",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 1000),
+    help="Live inferences a second.",
+)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Keep sending inferences while serving.",
+)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    default="visionwatch-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+def demo(days: int, rate: float, live: bool, port: int, data_dir: Path) -> None:
+    """Serve a demo workspace: a real face detector on real photographs, two weeks of a
+    simulated fleet with three incidents to find, and live traffic.
+
+    Needs the `demo` extra (OpenCV and scikit-image). Run again with the same
+    data dir, it continues where it stopped.
+    """
+    try:
+        from visionwatch.demo import runner
+    except ImportError as error:
+        raise click.ClickException(
+            f"the demo needs {error.name}: pip install 'visionwatch[demo]'"
+        ) from None
+    from visionwatch.demo.state import DemoError
+
+    try:
+        runner.run(data_dir, port, days, rate, live)
+    except DemoError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _tune_garbage_collector() -> None:

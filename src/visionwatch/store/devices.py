@@ -59,10 +59,11 @@ def upsert_devices(
     rows: list[dict[str, object]],
     now: datetime,
 ) -> dict[str, int]:
-    """Create or touch devices (last seen now); `rows` may carry version, hostname and tags."""
+    """Create or touch devices, seen now unless a row says when (and its version, tags...)."""
     statement = dialects.insert(dialect, devices)
     updates: dict[str, object] = {
-        "last_seen": dialects.greatest(dialect, devices.c.last_seen, statement.excluded.last_seen)
+        "last_seen": dialects.greatest(dialect, devices.c.last_seen, statement.excluded.last_seen),
+        "first_seen": dialects.least(dialect, devices.c.first_seen, statement.excluded.first_seen),
     }
     for column in ("version", "hostname", "tags", "info"):
         updates[column] = func.coalesce(statement.excluded[column], devices.c[column])

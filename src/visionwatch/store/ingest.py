@@ -199,10 +199,23 @@ def _upsert_models(
 def _upsert_devices(
     conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
 ) -> dict[str, int]:
-    names = sorted({i.device for i in batch if i.device is not None})
-    if not names:
+    """A device is last seen at its newest inference, not when its batch arrives: a batch sent
+    late (a spool drained, a history imported) must not make a silent device look alive."""
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    for inference in batch:
+        if inference.device is not None:
+            first, last = seen.get(inference.device, (inference.timestamp, inference.timestamp))
+            seen[inference.device] = (
+                min(first, inference.timestamp),
+                max(last, inference.timestamp),
+            )
+    if not seen:
         return {}
-    return upsert_devices(conn, dialect, workspace_id, [{"name": n} for n in names], now)
+    rows: list[dict[str, object]] = [
+        {"name": name, "first_seen": first, "last_seen": last}
+        for name, (first, last) in sorted(seen.items())
+    ]
+    return upsert_devices(conn, dialect, workspace_id, rows, now)
 
 
 _PREDICTION_COLUMNS = (

@@ -1,0 +1,300 @@
+"""`visionwatch demo`, run as a user runs it: the incidents it announces show in the API's numbers,
+the face detector's boxes are where the faces are, and Ctrl-C stops it cleanly."""
+
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.dashboard import sign_in
+from tests.support.postgres import free_port
+from tests.support.server import cli
+
+DAYS = 2
+READY = "Sending live traffic"
+
+
+class Demo:
+    """A running `visionwatch demo` and what it printed."""
+
+    def __init__(self, data_dir: Path, *options: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "visionwatch", "demo", *self.options(data_dir, options)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def options(self, data_dir: Path, more: tuple[str, ...]) -> list[str]:
+        return ["--port", str(self.port), "--data-dir", str(data_dir), *more]
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                pytest.fail(f"the demo ended ({self.process.returncode}):\n{self.output}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} after {timeout} s:\n{self.output}")
+            time.sleep(0.1)
+
+    def interrupt(self) -> int:
+        """Ctrl-C, and the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=5)
+        return code
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads((self.data_dir / "demo.json").read_text())
+        return state
+
+    def api(self) -> httpx.Client:
+        key = self.state()["api_key"]
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    running = Demo(tmp_path_factory.mktemp("demo"), "--days", str(DAYS), "--rate", "10")
+    try:
+        running.wait_for(READY)
+        yield running
+    finally:
+        running.stop()
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def stats(api: httpx.Client, window: tuple[datetime, datetime], **filters: str) -> dict[str, Any]:
+    start, end = window
+    response = api.get("/api/v1/stats", params={"start": iso(start), "end": iso(end), **filters})
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def every_inference(api: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = api.get(
+            "/api/v1/inferences",
+            params={**params, "limit": 500, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        found += page["inferences"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return found
+
+
+def test_the_demo_prints_how_to_sign_in_and_where_to_look(demo: Demo) -> None:
+    state = demo.state()
+    assert f"{demo.url}/" in demo.output
+    assert state["email"] in demo.output
+    assert state["password"] in demo.output
+    with httpx.Client(base_url=demo.url) as browser:
+        assert sign_in(browser, state["email"], state["password"]).status_code == 303
+        overview = browser.get("/", headers={"accept": "text/html"})
+    assert overview.status_code == 200
+    for model in ("vehicles/3", "ppe-detection/7", "defects/2", "faces/1"):
+        assert model in overview.text
+
+
+def test_the_fogged_camera_is_less_confident_in_its_window(demo: Demo) -> None:
+    state = demo.state()
+    fog_start, fog_end = at(state["incidents"]["fog_start"]), at(state["incidents"]["fog_end"])
+    worst = (fog_start + timedelta(hours=4), fog_end - timedelta(hours=4))
+    clear = (at(state["start"]), fog_start)
+    camera = {"model_id": "vehicles/3", "device_id": "dock-cam-3"}
+    with demo.api() as api:
+        foggy = stats(api, worst, **camera)["avg_confidence"]["current"]
+        normal = stats(api, clear, **camera)["avg_confidence"]["current"]
+        other = stats(api, worst, model_id="vehicles/3", device_id="gate-cam-1")
+        # The API's figure is the mean over the predictions listed one by one.
+        rows = every_inference(api, start=iso(worst[0]), end=iso(worst[1]), **camera)
+    confidences = [p["confidence"] for row in rows for p in row["predictions"]]
+    assert confidences, "the camera sent detections during the fog"
+    assert foggy == pytest.approx(sum(confidences) / len(confidences), rel=1e-6)
+    assert foggy < normal - 0.2, (foggy, normal)
+    assert other["avg_confidence"]["current"] > normal - 0.05, "the other cameras were clear"
+
+
+def test_the_silent_device_is_offline_since_it_stopped(demo: Demo) -> None:
+    state = demo.state()
+    silent_since = at(state["incidents"]["silent_since"])
+    live = {"gate-cam-1", "line-1-edge", "qa-station-1", "demo-laptop"}
+    deadline = time.monotonic() + 30
+    with demo.api() as api:
+        while True:  # until live traffic has reached each of them
+            devices = {d["device_id"]: d for d in api.get("/api/v1/devices").json()["devices"]}
+            online = {name for name in live if devices[name]["status"] == "online"}
+            if online == live or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert online == live
+    assert devices["line-3-edge"]["status"] == "offline"
+    assert at(devices["line-3-edge"]["last_seen"]) <= silent_since
+    assert at(devices["line-3-edge"]["last_seen"]) > silent_since - timedelta(hours=1)
+
+
+def test_the_slow_model_takes_twice_as_long_since_its_deploy(demo: Demo) -> None:
+    state = demo.state()
+    slow_since = at(state["incidents"]["slow_since"])
+    with demo.api() as api:
+        before = stats(api, (at(state["start"]), slow_since), model_id="defects/2")
+        after = stats(api, (slow_since, at(state["end"])), model_id="defects/2")
+        others = stats(api, (slow_since, at(state["end"])), model_id="vehicles/3")
+        earlier = stats(api, (at(state["start"]), slow_since), model_id="vehicles/3")
+    ratio = after["avg_inference_time"]["current"] / before["avg_inference_time"]["current"]
+    assert 1.7 < ratio < 2.3, ratio
+    steady = others["avg_inference_time"]["current"] / earlier["avg_inference_time"]["current"]
+    assert 0.85 < steady < 1.15, steady
+
+
+def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> None:
+    incidents = {name: at(value) for name, value in demo.state()["incidents"].items()}
+    with demo.api() as api:
+        rules = {
+            rule["device_id"] or rule["model_id"]: rule
+            for rule in api.get("/api/v1/alerts").json()["alerts"]
+        }
+        fired = {}
+        for subject, rule in rules.items():
+            events = api.get(f"/api/v1/alerts/{rule['id']}/history").json()["events"]
+            fired[subject] = sorted(at(e["at"]) for e in events if e["to"] == "firing")
+    assert set(rules) == {"dock-cam-3", "line-3-edge", "defects/2"}
+    assert len(fired["dock-cam-3"]) == 1
+    assert incidents["fog_start"] < fired["dock-cam-3"][0] < incidents["fog_end"]
+    silent = incidents["silent_since"] + timedelta(seconds=900)
+    assert fired["line-3-edge"], "the silent device fired"
+    assert silent <= fired["line-3-edge"][0] < silent + timedelta(hours=1)
+    assert fired["defects/2"], "the slow model fired"
+    assert incidents["slow_since"] <= fired["defects/2"][0]
+    assert fired["defects/2"][0] < incidents["slow_since"] + timedelta(hours=2)
+    # Both still hold now, so both still fire; the fog has cleared.
+    assert rules["line-3-edge"]["state"] == "firing"
+    assert rules["defects/2"]["state"] == "firing"
+    assert rules["dock-cam-3"]["state"] == "resolved"
+
+
+def test_the_astronaut_has_a_face_box_where_her_face_is(demo: Demo) -> None:
+    with demo.api() as api:
+        found = every_inference(api, model_id="faces/1", **{"metadata.photo": "astronaut"})
+        by_mirroring = {row["metadata"]["mirrored"]: row for row in found}
+        original, mirrored = by_mirroring[False], by_mirroring[True]
+        image = api.get(original["image_url"])
+    assert original["image"] == {"width": 512, "height": 512}
+    assert original["image_url"] is not None
+    (face,) = original["predictions"]
+    assert face["class"] == "face"
+    assert face["confidence"] > 0.5
+    # Her face: in the upper middle of the picture, about a fifth of its width.
+    assert 512 * 0.3 < face["x"] < 512 * 0.55
+    assert 512 * 0.1 < face["y"] < 512 * 0.35
+    assert 512 * 0.12 < face["width"] < 512 * 0.3
+    assert 0.8 < face["width"] / face["height"] < 1.25
+    (other,) = mirrored["predictions"]
+    assert other["x"] == pytest.approx(512 - face["x"], abs=6)
+    assert other["y"] == pytest.approx(face["y"], abs=6)
+    assert original["inference_time"] > 0
+    assert image.status_code == 200
+    assert Image.open(io.BytesIO(image.content)).size == (512, 512)
+
+
+def test_live_traffic_keeps_coming(demo: Demo) -> None:
+    state = demo.state()
+    with demo.api() as api:
+        end = datetime.fromisoformat(state["end"])
+        first = stats(api, (end, end + timedelta(days=1)))["total_requests"]["current"]
+        time.sleep(2.5)
+        second = stats(api, (end, end + timedelta(days=1)))["total_requests"]["current"]
+    assert second - first >= 10  # 10 a second, flushed every second
+
+
+def test_ctrl_c_stops_and_a_second_run_continues_without_sending_history_again(
+    demo: Demo,
+) -> None:
+    state = demo.state()
+    # The history's, up to a while before the live traffic began.
+    history = (at(state["start"]), at(state["end"]) - timedelta(minutes=5))
+    with demo.api() as api:
+        sent = stats(api, history)["total_requests"]["current"]
+    assert demo.interrupt() == 0
+    assert "Stopping" in demo.output
+    again = Demo(demo.data_dir, "--no-live")
+    try:
+        again.wait_for("Serving without live traffic")
+        assert "Continuing the demo" in again.output
+        assert "history" not in again.output
+        assert again.state() == state
+        with again.api() as api:
+            kept = stats(api, history)["total_requests"]["current"]
+        assert kept == sent
+        assert again.interrupt() == 0
+    finally:
+        again.stop()
+
+
+def test_the_demo_refuses_a_data_dir_that_is_not_its_own(tmp_path: Path) -> None:
+    env = {"VISIONWATCH_DATA_DIR": str(tmp_path)}
+    assert cli(env, "workspaces", "create", "production").returncode == 0
+    refused = cli({}, "demo", "--port", str(free_port()), "--data-dir", str(tmp_path))
+    assert refused.returncode == 1
+    assert "not the demo's" in refused.stderr
+    assert cli(env, "workspaces", "list").stdout.split() == ["production"]
+    assert not (tmp_path / "demo.json").exists()
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = cli({}, "demo", "--port", str(port), "--data-dir", str(tmp_path))
+    assert refused.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr
+    assert "--port" in refused.stderr
