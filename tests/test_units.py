@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from visionwatch import security
+from visionwatch.alerts.rules import Rule
 from visionwatch.items import split_model_id
 from visionwatch.timeutil import ceil_to, floor_to, parse_time
+from visionwatch.web import rendering
 
 
 @pytest.mark.parametrize(
@@ -69,3 +71,30 @@ def test_model_names_split_into_project_and_version(
     name: str, parts: tuple[str | None, str | None]
 ) -> None:
     assert split_model_id(name) == parts
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "shown"),
+    [
+        ("device_silence", 45, "45 s"),
+        ("device_silence", 900, "15 min"),
+        ("device_silence", 121_200, "33.7 h"),
+        ("device_silence", 3 * 86400, "3.0 days"),
+        ("p95_inference_time", 0.0668, "66.8 ms"),
+        ("avg_confidence", 0.8384, "83.8%"),
+        ("request_count", 1234.0, "1,234"),
+        ("class_drift_psi", 0.23456, "0.235"),
+        ("avg_confidence", None, "\u2013"),
+    ],
+)
+def test_alert_values_are_shown_in_their_unit(metric: str, value: float, shown: str) -> None:
+    assert rendering.measured(value, metric) == shown
+
+
+def test_a_rule_threshold_reads_as_a_sentence() -> None:
+    silence = Rule("s", "device_silence", "above", 900, device="edge-1")
+    drop = Rule("d", "avg_confidence", "drops_by", 20)
+    low = Rule("l", "avg_confidence", "below", 0.7)
+    assert rendering.threshold(silence) == "above 15 min"
+    assert rendering.threshold(drop) == "drops by 20%"
+    assert rendering.threshold(low) == "below 70.0%"

@@ -46,6 +46,40 @@ def seconds(value: float | None) -> str:
     return f"{value:.2f} s"
 
 
+def duration(value: float) -> str:
+    """Seconds as a person reads a silence: 45 s, 12 min, 33.7 h, 2.4 days."""
+    if value < 60:
+        return f"{value:.0f} s"
+    if value < 3600:
+        return f"{value / 60:.0f} min"
+    if value < 86400 * 2:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} days"
+
+
+def measured(value: float | None, metric: str) -> str:
+    """An alert metric's value in its own unit (the rule stores plain numbers)."""
+    if value is None:
+        return "\u2013"
+    if metric.endswith("_inference_time"):
+        return seconds(value)
+    if metric == "device_silence":
+        return duration(value)
+    if metric in ("avg_confidence", "class_share", "error_rate"):
+        return percent(value)
+    if metric == "request_count":
+        return number(value)
+    return f"{value:.3f}"  # drift scores
+
+
+def threshold(rule: Any) -> str:
+    """A rule's condition and threshold as a sentence: "below 70.0%", "drops by 20%"."""
+    condition = rule.condition.replace("_", " ")
+    if rule.condition in ("drops_by", "rises_by"):
+        return f"{condition} {rule.threshold:g}%"
+    return f"{condition} {measured(rule.threshold, rule.metric)}"
+
+
 def plain(value: object) -> str:
     """A metadata value as it was sent: booleans as true and false, as in JSON."""
     if isinstance(value, bool):
@@ -83,8 +117,10 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
+        measured=measured,
         number=number,
         plain=plain,
+        threshold=threshold,
         percent=percent,
         seconds=seconds,
         when=when,
