@@ -30,6 +30,8 @@ from visionwatch.images.blobs import FilesystemStore
 from visionwatch.items import BatchIn
 from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
+from visionwatch.ratelimit import RateLimiter
+from visionwatch.security import install_log_redaction
 from visionwatch.store.retention import prune
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
@@ -73,6 +75,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()
         for job in jobs:
             job.start()
         yield
@@ -92,6 +95,11 @@ def create_app(
     app.state.database = db
     app.state.blobs = blobs
     app.state.clock = clock
+    app.state.rate_limiter = (
+        RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        if settings.rate_limit_per_second
+        else None
+    )
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
     install_handlers(app)
     roboflow.install_handlers(app)

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from visionwatch.items import ItemLimits
+
 MIB = 1024 * 1024
 
 
@@ -19,6 +21,14 @@ class Settings(BaseSettings):
     device_offline_after: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=10 * MIB, ge=1024)
     max_batch_items: int = Field(default=1000, ge=1)
+    # What one inference may carry (at most the hard ceilings in items.py).
+    max_metadata_fields: int = Field(default=100, ge=1, le=10_000)
+    max_metadata_value_chars: int = Field(default=1000, ge=1, le=65_536)
+    max_predictions: int = Field(default=10_000, ge=1, le=100_000)
+    # Requests a second each API key may make, and the burst it may spend at once
+    # (per server process); 0: no limit. Past it: 429 with Retry-After.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=500, ge=1)
     # A timestamp this far ahead of the server's clock is refused: it would
     # poison the rollups of a period nobody has reached yet.
     max_clock_skew_seconds: int = Field(default=24 * 3600, ge=0)
@@ -49,6 +59,13 @@ class Settings(BaseSettings):
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
     # Replicas behind one load balancer must share one.
     secret_key: str | None = Field(default=None, min_length=32)
+
+    def item_limits(self) -> ItemLimits:
+        return ItemLimits(
+            metadata_fields=self.max_metadata_fields,
+            metadata_value_chars=self.max_metadata_value_chars,
+            predictions=self.max_predictions,
+        )
 
     def images_dir(self) -> Path:
         return self.data_dir / "images"

@@ -40,10 +40,12 @@ Task = Literal[
 ]
 MetadataValue = str | int | float | bool
 
-MAX_PREDICTIONS = 10_000
-MAX_METADATA_FIELDS = 64
+# Hard ceilings, whatever the configuration: they bound the work of validating one item.
+# The limits a server applies (ItemLimits, from its settings) are at most these.
+MAX_PREDICTIONS = 100_000
+MAX_METADATA_FIELDS = 10_000
 MAX_FIELD_NAME = 128
-MAX_FIELD_VALUE = 1024
+MAX_FIELD_VALUE = 65_536
 # Multi-label responses without `predicted_classes` predict what scores at least this.
 MULTI_LABEL_THRESHOLD = 0.5
 
@@ -268,7 +270,12 @@ def json_path(location: tuple[int | str, ...]) -> str:
 
 
 def parse_batch(
-    body: Any, *, now: datetime, max_items: int, max_clock_skew: timedelta
+    body: Any,
+    *,
+    now: datetime,
+    max_items: int,
+    max_clock_skew: timedelta,
+    limits: "ItemLimits | None" = None,
 ) -> list[Inference]:
     """Validate a decoded request body and return its inferences, or raise InvalidBatch."""
     if not isinstance(body, dict) or "inferences" not in body:
@@ -291,7 +298,9 @@ def parse_batch(
         raise InvalidBatch(errors) from None
     for index, (raw, item) in enumerate(zip(raw_items, validated, strict=True)):
         try:
-            inferences.append(normalize(item, raw, now=now, max_clock_skew=max_clock_skew))
+            inferences.append(
+                normalize(item, raw, now=now, max_clock_skew=max_clock_skew, limits=limits)
+            )
         except InvalidBatch as invalid:
             errors.extend(ItemError(index, e.path, e.message) for e in invalid.errors)
     if errors:
@@ -299,24 +308,47 @@ def parse_batch(
     return inferences
 
 
-def parse_item(raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inference:
+def parse_item(
+    raw: Any, *, now: datetime, max_clock_skew: timedelta, limits: "ItemLimits | None" = None
+) -> Inference:
     try:
         item = ItemIn.model_validate(raw)
     except ValidationError as error:
         raise InvalidBatch(field_errors(error)) from None
-    return normalize(item, raw, now=now, max_clock_skew=max_clock_skew)
+    return normalize(item, raw, now=now, max_clock_skew=max_clock_skew, limits=limits)
 
 
-def normalize(item: ItemIn, raw: Any, *, now: datetime, max_clock_skew: timedelta) -> Inference:
+@dataclass(frozen=True, slots=True)
+class ItemLimits:
+    """What one inference may carry; the server's come from its settings."""
+
+    metadata_fields: int = 100
+    metadata_value_chars: int = 1000
+    predictions: int = 10_000
+
+
+DEFAULT_LIMITS = ItemLimits()
+
+
+def normalize(
+    item: ItemIn,
+    raw: Any,
+    *,
+    now: datetime,
+    max_clock_skew: timedelta,
+    limits: ItemLimits | None = None,
+) -> Inference:
     """The Inference of a validated item (`raw` is the item as sent)."""
+    limits = limits or DEFAULT_LIMITS
     errors: list[ItemError] = []
     timestamp: datetime = now if item.timestamp is None else item.timestamp
     if timestamp > now + max_clock_skew:
         message = f"is more than {max_clock_skew} ahead of the server's clock"
         errors.append(ItemError(None, "timestamp", message))
     metadata = item.metadata or {}
+    _check_metadata_limits(metadata, limits, errors)
     task = item.task or infer_task(item)
-    predictions = _predictions(item, task, errors)
+    predictions = _predictions(item, task, errors, limits.predictions)
     if errors:
         raise InvalidBatch(errors)
     error_text: str | None = item.error
@@ -352,16 +384,31 @@ def infer_task(item: ItemIn) -> str | None:
     return "object-detection"
 
 
-def _predictions(item: ItemIn, task: str | None, errors: list[ItemError]) -> list[Prediction]:
+def _check_metadata_limits(
+    metadata: Mapping[str, MetadataValue], limits: ItemLimits, errors: list[ItemError]
+) -> None:
+    if len(metadata) > limits.metadata_fields:
+        message = f"at most {limits.metadata_fields} fields, got {len(metadata)}"
+        errors.append(ItemError(None, "metadata", message))
+        return
+    for name, value in metadata.items():
+        if isinstance(value, str) and len(value) > limits.metadata_value_chars:
+            message = f"values have at most {limits.metadata_value_chars} characters"
+            errors.append(ItemError(None, f"metadata.{name}", message))
+
+
+def _predictions(
+    item: ItemIn, task: str | None, errors: list[ItemError], most: int
+) -> list[Prediction]:
+    if item.predictions is not None and len(item.predictions) > most:
+        errors.append(ItemError(None, "predictions", f"at most {most} predictions"))
+        return []
     if task == "multi-label-classification":
         return _multi_label(item, errors)
     if isinstance(item.predictions, dict):
         errors.append(ItemError(None, "predictions", f"must be a list for task {task}"))
         return []
     listed = item.predictions or []
-    if len(listed) > MAX_PREDICTIONS:
-        errors.append(ItemError(None, "predictions", f"at most {MAX_PREDICTIONS} predictions"))
-        return []
     if task == "classification":
         return _single_label(item, listed, errors)
     return [

@@ -2,6 +2,8 @@
 
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 
 KEY_PREFIX = "vw_"
@@ -51,3 +53,30 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
         password.encode(), salt=salt, n=n, r=r, p=p, maxmem=128 * 1024 * 1024, dklen=32
     )
+
+
+_KEY_IN_QUERY = re.compile(r"(?i)(api_key=)[^&\s\"]*")
+
+
+def redact(text: str) -> str:
+    """A URL or log line with the value of every `api_key=` parameter replaced."""
+    return _KEY_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactKeys(logging.Filter):
+    """Keep API keys out of logs: uvicorn's access log writes the query string,
+    and Roboflow's clients send the key as `?api_key=`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "api_key=" in record.msg:
+            record.msg = redact(record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "visionwatch"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactKeys) for f in logger.filters):
+            logger.addFilter(RedactKeys())

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import IO
 
 import httpx
@@ -38,13 +38,14 @@ def serving(env: dict[str, str], port: int | None = None) -> Iterator[str]:
 
 @contextmanager
 def serving_process(
-    env: dict[str, str], port: int | None = None
+    env: dict[str, str], port: int | None = None, log_to: IO[str] | None = None
 ) -> Iterator[tuple[str, "subprocess.Popen[str]"]]:
-    """Like `serving`, with the server's process (to read its memory, say)."""
+    """Like `serving`, with the server's process (to read its memory, say); its log goes to
+    `log_to` when given."""
     port = port or free_port()
     # A file, not a pipe: nobody reads the log while the test runs, and a full
     # pipe would block the server on its next log line.
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with tempfile.TemporaryFile(mode="w+") if log_to is None else nullcontext(log_to) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "visionwatch", "serve", "--port", str(port)],
             env={**os.environ, **env},

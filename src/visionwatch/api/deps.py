@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from visionwatch.api.errors import InvalidParams
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
+from visionwatch.ratelimit import RateLimiter
 from visionwatch.store import accounts
 from visionwatch.store.accounts import ApiKey
 from visionwatch.store.stats import Filters, Period
@@ -55,7 +56,23 @@ async def authenticate(request: Request, database: DatabaseDep) -> ApiKey:
         raise HTTPException(
             401, "this API key is not valid or was revoked", headers={"WWW-Authenticate": "Bearer"}
         )
+    check_rate(request, key)
     return key
+
+
+def check_rate(request: Request, key: ApiKey) -> None:
+    """429 with Retry-After when the key has spent its burst (settings.rate_limit_*)."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is None:
+        return
+    wait = limiter.take(key.id)
+    if wait:
+        raise HTTPException(
+            429,
+            f"this API key made more than {limiter.per_second:g} requests a second: "
+            f"retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def require(*scopes: str) -> Callable[..., ApiKey]:

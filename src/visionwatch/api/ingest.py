@@ -78,6 +78,7 @@ async def post_inferences(
             now=now,
             max_items=settings.max_batch_items,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            limits=settings.item_limits(),
         )
         checked = check_images(settings, batch, images)
         return ingest_store.ingest(
@@ -190,13 +191,26 @@ class MetadataResult(BaseModel):
     pending: int = Field(description="pairs kept until their inference arrives")
 
 
+def values_too_long(body: MetadataIn, most: int) -> list[ItemError]:
+    return [
+        ItemError(None, f"data[{index}].field_value", f"values have at most {most} characters")
+        for index, entry in enumerate(body.data)
+        if isinstance(entry.field_value, str) and len(entry.field_value) > most
+    ]
+
+
 @router.post(
     "/metadata",
     response_model=MetadataResult,
     responses={**AUTH_ERRORS, **BODY_ERRORS},
     summary="Attach custom metadata to inferences, before or after they arrive",
 )
-def post_metadata(body: MetadataIn, key: IngestKey, database: DatabaseDep) -> JSON:
+def post_metadata(
+    body: MetadataIn, key: IngestKey, database: DatabaseDep, settings: SettingsDep
+) -> JSON:
+    too_long = values_too_long(body, settings.max_metadata_value_chars)
+    if too_long:
+        raise InvalidParams(too_long)
     updates = [
         metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
         for entry in body.data

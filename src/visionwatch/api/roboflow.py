@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from visionwatch.api.body import read_json
-from visionwatch.api.deps import DatabaseDep, SettingsDep
-from visionwatch.api.ingest import MetadataIn
+from visionwatch.api.deps import DatabaseDep, SettingsDep, check_rate
+from visionwatch.api.ingest import MetadataIn, values_too_long
 from visionwatch.api.responses import JSON
 from visionwatch.compat import roboflow
 from visionwatch.db.engine import Database
@@ -32,11 +32,18 @@ DEFAULT_PERIOD = timedelta(hours=24)
 
 
 class CompatError(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
+        self.headers = headers
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -45,7 +52,7 @@ def install_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": error.message}
         if error.errors is not None:
             body["errors"] = error.errors
-        return JSON(body, status_code=error.status)
+        return JSON(body, status_code=error.status, headers=error.headers)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,7 +74,9 @@ def _presented(request: Request, in_body: Any) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def _key(database: Database, secret: str | None, scope: str, workspace: str | None) -> ApiKey:
+async def _key(
+    request: Request, database: Database, secret: str | None, scope: str, workspace: str | None
+) -> ApiKey:
     if secret is None:
         raise CompatError(401, "an api_key is required (in the body, the query or a header)")
     key = await run_in_threadpool(accounts.authenticate_key, database, secret)
@@ -77,6 +86,10 @@ async def _key(database: Database, secret: str | None, scope: str, workspace: st
         raise CompatError(403, f"this api_key lacks the {scope!r} scope")
     if workspace is not None and workspace != key.workspace.name:
         raise CompatError(404, f"no workspace {workspace!r} for this api_key")
+    try:
+        check_rate(request, key)
+    except HTTPException as error:
+        raise CompatError(429, str(error.detail), headers=dict(error.headers or {})) from None
     return key
 
 
@@ -91,7 +104,9 @@ async def _report(
     request: Request, database: Database, skew: timedelta, workspace: str | None
 ) -> JSON:
     body = await _body(request)
-    key = await _key(database, _presented(request, roboflow.api_key_of(body)), "ingest", workspace)
+    key = await _key(
+        request, database, _presented(request, roboflow.api_key_of(body)), "ingest", workspace
+    )
     now = utcnow()
     try:
         report = roboflow.parse_report(body, now=now, max_clock_skew=skew)
@@ -158,7 +173,7 @@ async def get_inference_stats(
 ) -> JSON:
     """Totals of the period and of the previous one (`prev_`), and one row per model and
     predicted class (`""`: inferences that predicted nothing)."""
-    key = await _key(database, _presented(request, None), "read", workspace)
+    key = await _key(request, database, _presented(request, None), "read", workspace)
     period = _roboflow_period(start_time, end_time)
     names = None
     if model_names is not None:
@@ -177,13 +192,16 @@ async def post_metadata(
     arrives."""
     body = await _body(request)
     in_body = body.get("api_key") if isinstance(body, dict) else None
-    key = await _key(database, _presented(request, in_body), "ingest", workspace)
+    key = await _key(request, database, _presented(request, in_body), "ingest", workspace)
     try:
         parsed = MetadataIn.model_validate(body)
     except ValidationError as error:
         first = error.errors()[0]
         path = json_path(first["loc"]) or "body"
         raise CompatError(400, f"{path}: {message_of(first)}") from None
+    too_long = values_too_long(parsed, settings.max_metadata_value_chars)
+    if too_long:
+        raise CompatError(400, f"{too_long[0].path}: {too_long[0].message}")
     updates = [
         metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
         for entry in parsed.data

@@ -1,5 +1,6 @@
 """Workspaces, API keys and dashboard users."""
 
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,7 +176,9 @@ def authenticate_key(db: Database, secret: str) -> ApiKey | None:
     digest = security.hash_api_key(secret)
     with db.read() as conn:
         row = conn.execute(_key_query().where(api_keys.c.key_hash == digest)).one_or_none()
-    if row is None:
+    # Found by its digest, so timing tells nothing of the secret; compared again in
+    # constant time all the same, so that no future lookup can make it otherwise.
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     key = _key_from_row(row)
     if key.revoked_at is not None:
