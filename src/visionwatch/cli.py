@@ -288,6 +288,30 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Database at revision {migrate.current_revision(database)}")
 
 
+@db.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_backup(ctx: click.Context, path: Path) -> None:
+    """Copy the SQLite database to PATH, safely while the server runs.
+
+    Images are files under the data dir's images/ folder, written once and never
+    changed: copy that folder alongside (cp -r or rsync). For PostgreSQL this
+    says how to use pg_dump.
+    """
+    from visionwatch.db.backup import BackupError, backup_sqlite, sqlite_path
+
+    settings = _settings(ctx)
+    try:
+        size = backup_sqlite(sqlite_path(settings.database_url_or_default()), path)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"Backed up {size / 1024 / 1024:.1f} MiB to {path}. To restore: stop visionwatch, "
+        f"copy it to {settings.data_dir / 'visionwatch.db'} and remove any -wal and -shm "
+        "files beside it."
+    )
+
+
 @db.command("prune")
 @click.option("--dry-run", is_flag=True, help="Say what would go; delete nothing.")
 @click.pass_context
