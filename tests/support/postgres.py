@@ -22,9 +22,18 @@ class PostgresServer:
     host: str
     port: int
     user: str
+    pg_ctl: tuple[str, ...] = ()  # the command that controls it, for stop() and start()
+    start_args: tuple[str, ...] = ()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """A clean ("fast") shutdown: clients are cut off, committed work is kept."""
+        _run([*self.pg_ctl, "-m", "fast", "-w", "stop"])
+
+    def start(self) -> None:
+        _run([*self.pg_ctl, *self.start_args])
 
 
 def _binary_dir() -> Path:
@@ -88,9 +97,10 @@ def running_postgres() -> Iterator[PostgresServer]:
             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        _run([*pg_ctl, "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start"])
+        start = ("-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+        _run([*pg_ctl, *start])
         try:
-            yield PostgresServer(host="127.0.0.1", port=port, user=user)
+            yield PostgresServer("127.0.0.1", port, user, tuple(pg_ctl), start)
         finally:
             subprocess.run(
                 [*pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True

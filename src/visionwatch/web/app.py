@@ -1,8 +1,11 @@
 """Mount the dashboard on the app: its routes, static files, sessions and error pages."""
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -15,7 +18,9 @@ from visionwatch.web.errors import LoginRequired, PageError, wants_page
 from visionwatch.web.rendering import render
 from visionwatch.web.sessions import Signer, load_secret
 
+log = logging.getLogger("visionwatch.web")
 STATIC = Path(__file__).parent / "static"
+RETRY_AFTER_SECONDS = 5
 STATUS_TITLES = {
     404: "Page not found",
     405: "Not allowed here",
@@ -39,6 +44,8 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
         return error_page(request, error.status_code, error.title, error.message)
 
     app.add_exception_handler(Exception, _server_error)
+    for unreachable in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(unreachable, _database_unavailable)
 
     # Replaces the API's handler: the same JSON for programs, a page for browsers.
     @app.exception_handler(HTTPException)
@@ -64,6 +71,26 @@ def _server_error(request: Request, error: Exception) -> Response:
             "The server failed to show this page. It has been logged; try again in a moment.",
         )
     return JSON({"detail": "internal server error"}, status_code=500)
+
+
+def _database_unavailable(request: Request, error: Exception) -> Response:
+    """The database is down, restarting or locked: a 503 to retry, not a 500 to debug.
+
+    The transaction rolled back, so nothing of the request was stored.
+    """
+    log.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if wants_page(request):
+        response = error_page(
+            request,
+            503,
+            "The database is unavailable",
+            "visionwatch cannot reach its database right now. Try again in a moment.",
+        )
+        response.headers.update(headers)
+        return response
+    detail = "the database is unavailable: nothing was stored, retry shortly"
+    return JSON({"detail": detail}, status_code=503, headers=headers)
 
 
 def error_page(request: Request, status_code: int, title: str, message: str) -> Response:
