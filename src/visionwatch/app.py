@@ -126,5 +126,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(batch.pop("$defs", {}))
         components["BatchIn"] = batch
+        _document_unreadable_bodies(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _document_unreadable_bodies(schema: dict[str, Any]) -> None:
+    """A body that is not JSON at all is a 400 wherever a body is read (FastAPI's own answer)."""
+    unreadable = {
+        "description": "The body cannot be read as JSON",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for path_item in schema["paths"].values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("400", unreadable)

@@ -8,6 +8,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from visionwatch.api.errors import json_error
@@ -50,6 +51,8 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
     # Replaces the API's handler: the same JSON for programs, a page for browsers.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
+        if error.status_code == 405:
+            error = HTTPException(405, error.detail, headers={"Allow": allowed_methods(request)})
         if wants_page(request):
             title = STATUS_TITLES.get(error.status_code, "Something went wrong")
             message = (
@@ -59,6 +62,17 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
             )
             return error_page(request, error.status_code, title, message)
         return json_error(error)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the path takes. Starlette's 405 names only those of the first route
+    matching the path, and GET and POST /api/v1/inferences are two routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def _server_error(request: Request, error: Exception) -> Response:

@@ -1,0 +1,126 @@
+"""Schemathesis over /openapi.json: every operation, with schema-valid and schema-invalid input,
+with a valid key and with bad ones. No 5xx; every response (status, headers, body) as documented;
+input of the wrong type (a boolean for a number, a string for a list) is refused.
+
+Not checked: that every schema-valid request is accepted ("positive data acceptance"). The
+schema cannot say all that the server checks: times are ISO 8601 or Unix seconds in one
+string, a cursor must come from a previous page, a rule names a model or a project, not both.
+Those are refused with a 422 naming the field, which the other checks do hold to its schema.
+"""
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from visionwatch.app import create_app
+from visionwatch.config import Settings
+from visionwatch.db import migrate
+from visionwatch.db.engine import create_database
+from visionwatch.store import accounts
+
+EXAMPLES = int(os.environ.get("VISIONWATCH_FUZZ_EXAMPLES", "25"))
+CALLS: Counter[str] = Counter()  # requests made, by kind of key, for docs/reliability.md
+
+
+class Fuzzed:
+    def __init__(self, app: FastAPI, keys: dict[str, str]) -> None:
+        self.app = app
+        self.keys = keys
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    folder: Path = tmp_path_factory.mktemp("fuzz")
+    database = create_database(f"sqlite:///{folder / 'visionwatch.db'}")
+    migrate.upgrade(database)
+    accounts.create_workspace(database, "fuzz")
+    accounts.create_workspace(database, "other")
+    keys = {
+        "admin": accounts.create_key(database, "fuzz")[1],
+        "read": accounts.create_key(database, "fuzz", scopes=("read",))[1],
+        "other": accounts.create_key(database, "other")[1],
+    }
+    quiet = Settings(
+        data_dir=folder,
+        rate_limit_per_second=0,  # the fuzzer is one key asking as fast as it can
+        alert_interval_seconds=0,
+        prune_interval_seconds=0,
+    )
+    app = create_app(quiet, database)
+    with TestClient(app) as client:
+        seed(client, keys["admin"])
+        yield Fuzzed(app, keys)
+    database.dispose()
+
+
+def seed(client: TestClient, key: str) -> None:
+    """Something to read: inferences with metadata, a capture rule, an alert rule."""
+    headers = {"Authorization": f"Bearer {key}"}
+    items = [
+        {
+            "inference_id": f"seed-{n}",
+            "model_id": "fuzz/1",
+            "device_id": "cam-1",
+            "time": 0.01 * (n + 1),
+            "predictions": [
+                {"class": "a", "confidence": 0.5, "x": 5, "y": 5, "width": 2, "height": 2}
+            ],
+            "metadata": {"shift": "night"},
+        }
+        for n in range(20)
+    ]
+    client.post(
+        "/api/v1/inferences", json={"inferences": items}, headers=headers
+    ).raise_for_status()
+    rule = {"model_id": "fuzz/1", "sample_rate": 0.5}
+    client.put("/api/v1/capture-rules", json=rule, headers=headers).raise_for_status()
+    alert = {"name": "low", "metric": "avg_confidence", "condition": "below", "threshold": 0.2}
+    client.post("/api/v1/alerts", json=alert, headers=headers).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed: Fuzzed) -> Any:
+    return schemathesis.openapi.from_asgi("/openapi.json", fuzzed.app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+FUZZING = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
+
+
+@schema.parametrize()
+@FUZZING
+def test_every_operation_with_a_valid_key(case: Any, fuzzed: Fuzzed) -> None:
+    CALLS["valid key"] += 1
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {fuzzed.keys['admin']}"},
+        excluded_checks=[checks.positive_data_acceptance],
+    )
+
+
+@schema.parametrize()
+@FUZZING
+def test_every_operation_with_bad_keys(case: Any, fuzzed: Fuzzed) -> None:
+    """No key, a wrong one, one without the scope, another workspace's: never a 5xx or a
+    response off its schema; and never another workspace's data (its own tests say so)."""
+    presented = ["vw_" + "x" * 43, fuzzed.keys["read"], fuzzed.keys["other"], None]
+    key = presented[CALLS["bad keys"] % len(presented)]
+    CALLS["bad keys"] += 1
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = case.call_and_validate(
+        headers=headers, excluded_checks=[checks.positive_data_acceptance]
+    )
+    if key is None or key.startswith("vw_x"):
+        public = case.path in ("/healthz", "/readyz", "/metrics")
+        # Refused, whatever else is wrong with the request (a 422 may come first).
+        assert public or response.status_code >= 400, (case.method, case.path)
