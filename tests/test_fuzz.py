@@ -87,6 +87,12 @@ def seed(client: TestClient, key: str) -> None:
     client.post("/api/v1/alerts", json=alert, headers=headers).raise_for_status()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def report_calls() -> Iterator[None]:
+    yield
+    print(f"\nfuzzed requests: {dict(CALLS)}")  # shown with -s; the figures in docs/reliability.md
+
+
 @pytest.fixture(scope="module")
 def api_schema(fuzzed: Fuzzed) -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", fuzzed.app)

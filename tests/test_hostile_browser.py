@@ -167,6 +167,7 @@ class Visits:
         return self.check(path)
 
     def close(self) -> None:
+        print(f"\npages inspected: {self.checked}")  # shown with -s; docs/reliability.md
         self.context.close()
         assert self.problems == [], self.problems
 
