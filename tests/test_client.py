@@ -181,6 +181,28 @@ def test_spool_survives_sigkill(server: tuple[str, dict[str, str]], tmp_path: Pa
             assert response.status_code == 200
 
 
+@pytest.mark.parametrize("spooled", [False, True])
+def test_items_the_server_refuses_do_not_sink_their_batch(
+    server: tuple[str, dict[str, str]], tmp_path: Path, spooled: bool
+) -> None:
+    """One inference over a server limit is counted as failed; the rest of its batch is stored."""
+    base, env = server
+    key = new_workspace(env)
+    options: dict[str, Any] = {"spool_dir": tmp_path / "spool"} if spooled else {}
+    with Client(base, key, batch_size=10, flush_interval=0.05, **options) as client:
+        for i in range(10):
+            metadata: dict[str, Any] = {"n": i}
+            if i == 3:
+                metadata["note"] = "x" * 2000  # over the 1000 characters a value may have
+            if i == 7:
+                metadata.update({f"f{n}": n for n in range(100)})  # 101 fields, one too many
+            client.log("vehicles/3", detection(i), metadata=metadata)
+        assert client.flush(timeout=30)
+        stats = client.stats
+    assert (stats.sent, stats.failed, stats.queued, stats.spooled) == (8, 2, 0, 0)
+    assert server_total(base, key) == 8
+
+
 def test_importing_the_sdk_imports_no_server_dependency() -> None:
     code = (
         "import sys, visionwatch.client; "

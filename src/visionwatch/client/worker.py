@@ -92,6 +92,8 @@ class Outcome:
     ok: bool = False
     retry_after: float | None = None  # None: do not retry
     split: bool = False
+    # Items the server named as invalid (422): the rest of the batch is sent again.
+    rejected: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -262,6 +264,9 @@ class Sender(threading.Thread):
         if outcome.split:
             self._split(batch)
             return True
+        if outcome.rejected:
+            self._without(batch, outcome.rejected)
+            return True
         if outcome.ok and batch.images:
             self._upload_images(batch.images)
         counted = batch.inferences
@@ -292,7 +297,26 @@ class Sender(threading.Thread):
         if status == 413 and batch.count > 1 and batch.endpoint != HEARTBEATS:
             return Outcome(split=True)
         self._warn_once(status, response.text[:500])
+        if status == 422 and batch.endpoint == INFERENCES:
+            return Outcome(rejected=_rejected_items(response, batch.count))
         return Outcome()
+
+    def _without(self, batch: Batch, rejected: frozenset[int]) -> None:
+        """Count the refused items as failed and send the others again, in their place."""
+        entries = batch.body["inferences"]
+        kept = [entry for index, entry in enumerate(entries) if index not in rejected]
+        rest = Batch(
+            batch.endpoint, {"inferences": kept}, len(kept), images=_images_of(kept, batch.images)
+        )
+        with self.lock:
+            self.state.counters.failed += len(rejected)
+            if batch.path is not None:
+                self.spooled -= len(rejected)
+        if batch.path is not None and self.spool is not None:
+            self.spool.put(rest.endpoint, rest.encoded())
+            self.spool.remove(batch.path)
+        else:
+            self.in_flight = rest
 
     def _split(self, batch: Batch) -> None:
         key = "inferences" if batch.endpoint == INFERENCES else "data"
@@ -426,6 +450,19 @@ def _item(entry: Entry) -> dict[str, Any]:
         if size is not None:
             item["image"] = {"width": size[0], "height": size[1]}
     return item
+
+
+def _rejected_items(response: httpx.Response, count: int) -> frozenset[int]:
+    """The items a 422 names, when it names only items and not all of them; else none:
+    a batch refused as a whole (or wholly invalid) is not sent again."""
+    try:
+        errors = response.json()["errors"]
+        indices = frozenset(int(error["index"]) for error in errors)
+    except (ValueError, KeyError, TypeError):
+        return frozenset()
+    if not indices or len(indices) >= count or not all(0 <= i < count for i in indices):
+        return frozenset()
+    return indices
 
 
 def _images_of(items: list[dict[str, Any]], images: dict[str, bytes]) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ the main thread is a client like any other: it talks to the server over HTTP
 through the SDK, and Ctrl-C (or SIGTERM) stops both cleanly.
 """
 
+import dataclasses
 import signal
 import socket
 import threading
@@ -164,13 +165,9 @@ def _fill(
     click.echo("Evaluating the alert rules over that history...")
     # From the first moment a two-hour window is full.
     history.replay_alerts(database, settings, state.start + timedelta(hours=2), utcnow())
-    ready = DemoState(**{**_fields(state), "ready": True})
+    ready = dataclasses.replace(state, ready=True)
     ready.save(settings.data_dir)
     return ready
-
-
-def _fields(state: DemoState) -> dict[str, Any]:
-    return {name: getattr(state, name) for name in DemoState.__dataclass_fields__}
 
 
 class _ProgressBar:
