@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from tests.conftest import NewKey, auth
 from tests.support.server import cli, serving_process
+from tests.test_roboflow import condensed
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
@@ -91,6 +92,17 @@ def test_limits_are_configurable(settings: Settings, database: Database, new_key
         refused = client.post("/api/v1/metadata", json=attach, headers=key)
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["path"] == "data[0].field_value"
+        # An Inference Server's report holds to the same limits.
+        report = {
+            "api_key": key["Authorization"].removeprefix("Bearer "),  # where Roboflow puts it
+            "inference_results": [condensed("m/1", [("a", 0.5), ("b", 0.6)])],
+        }
+        refused = client.post("/inference-stats", json=report)
+        assert refused.status_code == 422
+        assert (
+            refused.json()["errors"][0]["path"]
+            == "inference_results[0].inference.response[0].predictions"
+        )
         fine = batch({**GOOD, "metadata": {"a": "12345", "b": 2}})
         assert client.post("/api/v1/inferences", json=fine, headers=key).status_code == 200
         assert stored(client, key) == 1

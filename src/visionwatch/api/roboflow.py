@@ -16,6 +16,7 @@ from visionwatch.api.deps import DatabaseDep, SettingsDep, check_rate
 from visionwatch.api.ingest import MetadataIn, values_too_long
 from visionwatch.api.responses import JSON
 from visionwatch.compat import roboflow
+from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.items import InvalidBatch, json_path, message_of
 from visionwatch.store import accounts
@@ -101,7 +102,7 @@ async def _body(request: Request) -> Any:
 
 
 async def _report(
-    request: Request, database: Database, skew: timedelta, workspace: str | None
+    request: Request, database: Database, settings: Settings, workspace: str | None
 ) -> JSON:
     body = await _body(request)
     key = await _key(
@@ -109,7 +110,12 @@ async def _report(
     )
     now = utcnow()
     try:
-        report = roboflow.parse_report(body, now=now, max_clock_skew=skew)
+        report = roboflow.parse_report(
+            body,
+            now=now,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            limits=settings.item_limits(),
+        )
     except InvalidBatch as invalid:
         errors = [{"path": e.path, "message": e.message} for e in invalid.errors]
         first = invalid.errors[0]
@@ -130,8 +136,7 @@ async def post_report(request: Request, database: DatabaseDep, settings: Setting
     """What a Roboflow Inference Server posts every METRICS_INTERVAL to its METRICS_URL.
 
     An empty `inference_results` is a heartbeat of the server."""
-    skew = timedelta(seconds=settings.max_clock_skew_seconds)
-    return await _report(request, database, skew, None)
+    return await _report(request, database, settings, None)
 
 
 @router.post(
@@ -141,8 +146,7 @@ async def post_workspace_report(
     workspace: str, request: Request, database: DatabaseDep, settings: SettingsDep
 ) -> JSON:
     """The Inference Server's report, or the workflow model-monitoring aggregator's."""
-    skew = timedelta(seconds=settings.max_clock_skew_seconds)
-    return await _report(request, database, skew, workspace)
+    return await _report(request, database, settings, workspace)
 
 
 def _roboflow_period(start: str | None, end: str | None) -> Period:

@@ -15,12 +15,14 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from visionwatch.items import (
+    DEFAULT_LIMITS,
     ClassName,
     DeviceName,
     Inference,
     InferenceId,
     InvalidBatch,
     ItemError,
+    ItemLimits,
     ModelName,
     NoNul,
     field_errors,
@@ -140,7 +142,9 @@ def api_key_of(body: Any) -> str | None:
     return _first_request_key(results) if isinstance(results, list) else None
 
 
-def parse_report(body: Any, *, now: datetime, max_clock_skew: timedelta) -> Report:
+def parse_report(
+    body: Any, *, now: datetime, max_clock_skew: timedelta, limits: ItemLimits = DEFAULT_LIMITS
+) -> Report:
     """Validate a report and translate it, or raise InvalidBatch naming each bad path."""
     if not isinstance(body, dict):
         raise InvalidBatch([ItemError(None, "", "expected a JSON object")])
@@ -159,7 +163,7 @@ def parse_report(body: Any, *, now: datetime, max_clock_skew: timedelta) -> Repo
         try:
             if "inference" in result:
                 inferences.append(
-                    _server_result(result, default_device, now, max_clock_skew, prefix)
+                    _server_result(result, default_device, now, max_clock_skew, prefix, limits)
                 )
             else:
                 workflow_rows.append((index, _validated(WorkflowResultIn, result, prefix)))
@@ -194,7 +198,12 @@ def _sender(report: ReportIn, workflow: bool) -> Sender | None:
 
 
 def _server_result(
-    raw: dict[str, Any], device: str | None, now: datetime, skew: timedelta, prefix: str
+    raw: dict[str, Any],
+    device: str | None,
+    now: datetime,
+    skew: timedelta,
+    prefix: str,
+    limits: ItemLimits = DEFAULT_LIMITS,
 ) -> Inference:
     result = _validated(ServerResultIn, raw, prefix)
     inference, request = result.inference, result.inference.request
@@ -211,14 +220,17 @@ def _server_result(
         if isinstance(inference.response, list):
             where += f"[{position}]"
         item = {**base, **{k: response[k] for k in RESPONSE_KEYS if k in response}}
-        parts.append(_as_inference(item, task, now, skew, where, prefix))
+        parts.append(_as_inference(item, task, now, skew, where, prefix, limits))
     if not parts:  # the server sends `response: []` when nothing was predicted
-        parts.append(_as_inference(base, task, now, skew, f"{prefix}.inference", prefix))
+        parts.append(_as_inference(base, task, now, skew, f"{prefix}.inference", prefix, limits))
     times = [p.inference_time for p in parts if p.inference_time is not None]
     first = parts[0]
     first.inference_id = inference.inference_id or request.id or str(uuid.uuid4())
     first.device = inference.inference_server_id or device
     first.predictions = [p for part in parts for p in part.predictions]
+    if len(first.predictions) > limits.predictions:  # a request over several images
+        message = f"at most {limits.predictions} predictions"
+        raise InvalidBatch([ItemError(None, f"{prefix}.inference.response", message)])
     first.task = next((p.task for p in parts if p.task), None)
     # A request over several images took the time of all of them.
     first.inference_time = sum(times) if times else None
@@ -244,6 +256,7 @@ def _as_inference(
     skew: timedelta,
     where: str,
     prefix: str,
+    limits: ItemLimits = DEFAULT_LIMITS,
 ) -> Inference:
     predictions = item.get("predictions")
     if task == "multi-label-classification" and isinstance(predictions, list):
@@ -254,7 +267,7 @@ def _as_inference(
             if isinstance(p, dict)
         }
     try:
-        return parse_item(item, now=now, max_clock_skew=skew)
+        return parse_item(item, now=now, max_clock_skew=skew, limits=limits)
     except InvalidBatch as invalid:
         raise InvalidBatch(
             [
