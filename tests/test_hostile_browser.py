@@ -47,6 +47,7 @@ INSPECT = """() => {
   for (const script of document.querySelectorAll("script:not([src])")) {
     if (script.type !== "application/json") live.push(script.outerHTML.slice(0, 120));
   }
+  // <b> is a payload's own tag (the pages' bold is <strong>): found, it was not escaped.
   for (const frame of document.querySelectorAll("iframe, object, embed, base, b")) {
     live.push(frame.outerHTML.slice(0, 120));
   }
