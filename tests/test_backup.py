@@ -9,6 +9,7 @@ import httpx
 
 from tests.conftest import auth
 from tests.support.server import cli, serving
+from tests.support.workspaces import every_inference
 
 
 def send(base: str, key: str, start: int, count: int) -> None:
@@ -31,18 +32,7 @@ def figures(base: str, key: str) -> dict[str, Any]:
     """What a user sees of the data: totals, models, classes, and the rows themselves."""
     period = {"start": "2000-01-01T00:00:00Z"}
     read = auth(key)
-    rows: list[str] = []
-    cursor = None
-    while True:
-        page = httpx.get(
-            f"{base}/api/v1/inferences",
-            params={**period, "limit": 500, **({"cursor": cursor} if cursor else {})},
-            headers=read,
-        ).json()
-        rows += [row["inference_id"] for row in page["inferences"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
+    rows = [row["inference_id"] for row in every_inference(base, key, **period)]
     stats = httpx.get(f"{base}/api/v1/stats", params=period, headers=read).json()
     classes = httpx.get(f"{base}/api/v1/classes", params=period, headers=read).json()
     return {

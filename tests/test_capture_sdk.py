@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.support.workspaces import new_workspace
+from tests.support.workspaces import every_inference, new_workspace
 from visionwatch.client import Client
 
 
@@ -20,15 +20,8 @@ def png(seed: int) -> bytes:
 
 def with_images(base: str, key: str, model: str) -> set[str]:
     """Ids of the model's inferences that have an image, read through the API."""
-    found: set[str] = set()
-    params: dict[str, Any] = {"model_id": model, "has_image": "true", "limit": 500}
-    headers = {"Authorization": f"Bearer {key}"}
-    while True:
-        page = httpx.get(f"{base}/api/v1/inferences", params=params, headers=headers).json()
-        found |= {i["inference_id"] for i in page["inferences"]}
-        if page["next_cursor"] is None:
-            return found
-        params["cursor"] = page["next_cursor"]
+    found = every_inference(base, key, model_id=model, has_image="true")
+    return {i["inference_id"] for i in found}
 
 
 def put_rule(base: str, key: str, rule: dict[str, Any]) -> None:

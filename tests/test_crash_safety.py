@@ -21,9 +21,11 @@ import pytest
 from tests.conftest import auth, unavailable
 from tests.support.postgres import PostgresServer, PostgresUnavailable, free_port, running_postgres
 from tests.support.server import cli
+from tests.support.workspaces import every_inference, server_total
 from visionwatch.client import Client
 
 TOTAL = 3000
+EVER = "2000-01-01T00:00:00Z"
 
 
 class Recorder(httpx.HTTPTransport):
@@ -106,33 +108,14 @@ def server_for(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Server, st
 
 
 def stored_ids(base: str, key: str) -> list[str]:
-    found: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"start": "2000-01-01T00:00:00Z", "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        page = httpx.get(f"{base}/api/v1/inferences", params=params, headers=auth(key)).json()
-        found += [row["inference_id"] for row in page["inferences"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return found
+    return [row["inference_id"] for row in every_inference(base, key, start=EVER)]
 
 
-def total(base: str, key: str) -> int:
-    stats = httpx.get(
-        f"{base}/api/v1/stats", params={"start": "2000-01-01T00:00:00Z"}, headers=auth(key)
-    ).json()
-    count: int = stats["total_requests"]["current"]
-    return count
-
-
-def log_steadily(client: Client, done: threading.Event) -> None:
+def log_steadily(client: Client) -> None:
     for n in range(TOTAL):
         result = {"predictions": [{"class": f"c{n % 4}", "confidence": 0.5 + (n % 50) / 100}]}
         client.log("crash/1", result, inference_id=f"c-{n:05d}", metadata={"n": n})
         time.sleep(0.002)
-    done.set()
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -160,27 +143,21 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(database_url: str, tmp_pa
     recorder = Recorder()
     with server_for(env, tmp_path) as (server, key):
         client = sdk(server.base, key, tmp_path, recorder)
-        done = threading.Event()
-        logger = threading.Thread(target=log_steadily, args=(client, done))
+        logger = threading.Thread(target=log_steadily, args=(client,))
         logger.start()
-        kills = 0
-        for share in (0.2, 0.45, 0.7):
+        for kill, share in enumerate((0.2, 0.45, 0.7), start=1):
             wait_for(lambda s=share: recorder.count() >= TOTAL * s, 60, "acknowledgements")
             server.kill()
-            kills += 1
             acknowledged = set(recorder.acknowledged)
             server.start()
             missing = acknowledged - set(stored_ids(server.base, key))
-            assert not missing, (
-                f"acknowledged before kill {kills}, then lost: {sorted(missing)[:5]}"
-            )
+            assert not missing, f"acknowledged before kill {kill}, then lost: {sorted(missing)[:5]}"
         logger.join()
         assert client.flush(timeout=120), "the SDK delivered everything in the end"
         client.close()
         ids = stored_ids(server.base, key)
         assert sorted(ids) == [f"c-{n:05d}" for n in range(TOTAL)]
-        assert total(server.base, key) == TOTAL, "re-sent batches are counted once"
-    assert kills == 3
+        assert server_total(server.base, key, start=EVER) == TOTAL, "re-sent batches count once"
     assert recorder.acknowledged == set(ids)
 
 
@@ -202,8 +179,7 @@ def test_postgres_outage_is_a_503_and_recovers_by_itself(
     recorder = Recorder()
     with server_for(env, tmp_path) as (server, key):
         client = sdk(server.base, key, tmp_path, recorder)
-        done = threading.Event()
-        logger = threading.Thread(target=log_steadily, args=(client, done))
+        logger = threading.Thread(target=log_steadily, args=(client,))
         logger.start()
         wait_for(lambda: recorder.count() >= TOTAL * 0.2, 60, "acknowledgements")
         own_postgres.stop()
@@ -232,6 +208,6 @@ def test_postgres_outage_is_a_503_and_recovers_by_itself(
         ids = stored_ids(server.base, key)
         assert sorted(ids) == [f"c-{n:05d}" for n in range(TOTAL)]
         assert "during" not in ids
-        assert total(server.base, key) == TOTAL
+        assert server_total(server.base, key, start=EVER) == TOTAL
     assert 503 in recorder.statuses, "the SDK met the outage"
     assert all(s < 300 or s == 503 for s in recorder.statuses), sorted(set(recorder.statuses))

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from tests.conftest import unavailable
-from tests.support.browser import chromium, chromium_missing
+from tests.support.browser import chromium, chromium_missing, sign_in
 from tests.support.dashboard import PASSWORD
-from tests.support.server import cli, serving
+from tests.support.server import serving
+from tests.support.workspaces import new_workspace
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -86,10 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if missing:
         unavailable(missing)
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path_factory.mktemp("dashboard"))}
-    assert cli(env, "workspaces", "create", "acme").returncode == 0
-    created = cli(env, "users", "create", "acme", EMAIL, "--password-stdin", stdin=PASSWORD)
-    assert created.returncode == 0, created.stderr
-    key = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    key = new_workspace(env, "acme", user=EMAIL)
     sent = seed(random.Random(11))
     with serving(env) as base:
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
@@ -119,11 +117,7 @@ def page(site: dict[str, Any]) -> Iterator[Any]:
             problems.append(f"console: {message.text}") if message.type == "error" else None
         ),
     )
-    page.goto("/login")
-    page.fill("input[name=email]", EMAIL)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    sign_in(page, EMAIL, PASSWORD)
     page.problems = problems
     yield page
     context.close()

@@ -21,6 +21,7 @@ from PIL import Image
 from tests.support.dashboard import sign_in
 from tests.support.postgres import free_port
 from tests.support.server import cli
+from tests.support.workspaces import every_inference
 
 DAYS = 2
 READY = "Sending live traffic"
@@ -117,20 +118,6 @@ def stats(api: httpx.Client, window: tuple[datetime, datetime], **filters: str) 
     return result
 
 
-def every_inference(api: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = api.get(
-            "/api/v1/inferences",
-            params={**params, "limit": 500, **({"cursor": cursor} if cursor else {})},
-        ).json()
-        found += page["inferences"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return found
-
-
 def test_the_demo_prints_how_to_sign_in_and_where_to_look(demo: Demo) -> None:
     state = demo.state()
     assert f"{demo.url}/" in demo.output
@@ -155,7 +142,9 @@ def test_the_fogged_camera_is_less_confident_in_its_window(demo: Demo) -> None:
         normal = stats(api, clear, **camera)["avg_confidence"]["current"]
         other = stats(api, worst, model_id="vehicles/3", device_id="gate-cam-1")
         # The API's figure is the mean over the predictions listed one by one.
-        rows = every_inference(api, start=iso(worst[0]), end=iso(worst[1]), **camera)
+        rows = every_inference(
+            demo.url, state["api_key"], start=iso(worst[0]), end=iso(worst[1]), **camera
+        )
     confidences = [p["confidence"] for row in rows for p in row["predictions"]]
     assert confidences, "the camera sent detections during the fog"
     assert foggy == pytest.approx(sum(confidences) / len(confidences), rel=1e-6)
@@ -225,7 +214,9 @@ def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> Non
 
 def test_the_astronaut_has_a_face_box_where_her_face_is(demo: Demo) -> None:
     with demo.api() as api:
-        found = every_inference(api, model_id="faces/1", **{"metadata.photo": "astronaut"})
+        found = every_inference(
+            demo.url, demo.state()["api_key"], model_id="faces/1", **{"metadata.photo": "astronaut"}
+        )
         by_mirroring = {row["metadata"]["mirrored"]: row for row in found}
         original, mirrored = by_mirroring[False], by_mirroring[True]
         image = api.get(original["image_url"])

@@ -8,9 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.dashboard import PASSWORD, sign_in
-from tests.support.server import cli
-from tests.support.workspaces import server_total
+from tests.support.dashboard import sign_in
+from tests.support.workspaces import new_workspace, server_total
 
 
 def snippet(page: str, name: str) -> str:
@@ -25,12 +24,7 @@ def first_page(server: tuple[str, dict[str, str]]) -> tuple[str, str, str]:
     base, env = server
     workspace = f"first-{uuid.uuid4().hex[:8]}"
     email = f"{workspace}@example.com"
-    assert cli(env, "workspaces", "create", workspace).returncode == 0
-    assert (
-        cli(env, "users", "create", workspace, email, "--password-stdin", stdin=PASSWORD).returncode
-        == 0
-    )
-    key = cli(env, "keys", "create", workspace).stdout.strip().splitlines()[-1]
+    key = new_workspace(env, workspace, user=email)
     with httpx.Client(base_url=base) as browser:
         assert sign_in(browser, email).status_code == 303
         page = browser.get("/", headers={"accept": "text/html"}).text

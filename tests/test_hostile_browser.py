@@ -7,7 +7,6 @@ no payload became markup (no element with an event handler, no javascript: link,
 inline script or frame): the page's own escaping holds, whatever the CSP would also stop.
 """
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +16,10 @@ import httpx
 import pytest
 
 from tests.conftest import unavailable
-from tests.support.browser import chromium, chromium_missing
+from tests.support.browser import chromium, chromium_missing, sign_in
 from tests.support.dashboard import PASSWORD
-from tests.support.server import cli, serving
+from tests.support.server import serving
+from tests.support.workspaces import new_workspace
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -96,10 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if missing:
         unavailable(missing)
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path_factory.mktemp("hostile"))}
-    assert cli(env, "workspaces", "create", "acme").returncode == 0
-    created = cli(env, "users", "create", "acme", EMAIL, "--password-stdin", stdin=PASSWORD)
-    assert created.returncode == 0, created.stderr
-    key = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    key = new_workspace(env, "acme", user=EMAIL)
     with serving(env) as base:
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
         batch = {"inferences": hostile_items(datetime.now(UTC))}
@@ -147,11 +144,7 @@ class Visits:
         self.page.on("dialog", lambda dialog: self.problems.append(f"dialog {dialog.message}"))
         self.page.on("pageerror", lambda error: self.problems.append(f"page error {error}"))
         if signed_in:
-            self.page.goto("/login")
-            self.page.fill("input[name=email]", EMAIL)
-            self.page.fill("input[name=password]", PASSWORD)
-            self.page.click("button[type=submit]")
-            self.page.wait_for_url(re.compile(r"/$"))
+            sign_in(self.page, EMAIL, PASSWORD)
 
     def check(self, where: str) -> str:
         found = self.page.evaluate(INSPECT)

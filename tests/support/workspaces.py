@@ -1,22 +1,44 @@
-"""Workspaces on a real server started by the `server` fixture (conftest.py)."""
+"""Workspaces on a real server: made with the command line, read back through the API."""
 
 import itertools
 import os
+from typing import Any
 
 import httpx
 
+from tests.support.dashboard import PASSWORD
 from tests.support.server import cli
 
 _names = itertools.count()
 
 
-def new_workspace(env: dict[str, str]) -> str:
-    """A new workspace on the server of `env`, and the secret of a key with every scope."""
-    name = f"ws{next(_names)}-{os.getpid()}"
+def new_workspace(env: dict[str, str], name: str | None = None, user: str | None = None) -> str:
+    """A new workspace on the server of `env` (with a dashboard `user`, password PASSWORD),
+    and the secret of a key with every scope."""
+    name = name or f"ws{next(_names)}-{os.getpid()}"
     assert cli(env, "workspaces", "create", name).returncode == 0
+    if user is not None:
+        created = cli(env, "users", "create", name, user, "--password-stdin", stdin=PASSWORD)
+        assert created.returncode == 0, created.stderr
     return cli(env, "keys", "create", name).stdout.strip().splitlines()[-1]
 
 
-def server_total(base: str, key: str) -> int:
-    stats = httpx.get(f"{base}/api/v1/stats", headers={"Authorization": f"Bearer {key}"}).json()
+def server_total(base: str, key: str, **params: str) -> int:
+    stats = httpx.get(
+        f"{base}/api/v1/stats", params=params, headers={"Authorization": f"Bearer {key}"}
+    ).json()
     return int(stats["total_requests"]["current"])
+
+
+def every_inference(base: str, key: str, **params: str) -> list[dict[str, Any]]:
+    """Every inference the filters select, page after page of `/api/v1/inferences`."""
+    found: list[dict[str, Any]] = []
+    query: dict[str, Any] = {**params, "limit": 500}
+    while True:
+        page = httpx.get(
+            f"{base}/api/v1/inferences", params=query, headers={"Authorization": f"Bearer {key}"}
+        ).json()
+        found += page["inferences"]
+        if not page["next_cursor"]:
+            return found
+        query["cursor"] = page["next_cursor"]

@@ -8,6 +8,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from visionwatch.alerts.rules import Rule
 from visionwatch.store.stats import Change
 from visionwatch.web.sessions import CSRF_COOKIE, new_csrf_token
 
@@ -72,7 +73,7 @@ def measured(value: float | None, metric: str) -> str:
     return f"{value:.3f}"  # drift scores
 
 
-def threshold(rule: Any) -> str:
+def threshold(rule: Rule) -> str:
     """A rule's condition and threshold as a sentence: "below 70.0%", "drops by 20%"."""
     condition = rule.condition.replace("_", " ")
     if rule.condition in ("drops_by", "rises_by"):
