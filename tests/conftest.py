@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,20 @@ from visionwatch.store import accounts
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 DATABASES = ("sqlite", "postgresql")
 TEMPLATE = "vw_template"
+
+
+@pytest.fixture(autouse=True)
+def sdk_senders_closed() -> Iterator[None]:
+    """A test closes every SDK client it makes: a sender thread left running would go on
+    retrying (and sending) during the tests after it."""
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t
+        for t in threading.enumerate()
+        if t.name == "visionwatch-sender" and t not in before and t.is_alive()
+    ]
+    assert not left, f"{len(left)} SDK client(s) left running: close() them"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

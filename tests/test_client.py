@@ -2,6 +2,7 @@
 
 import gzip
 import logging
+import random
 import signal
 import subprocess
 import sys
@@ -254,6 +255,19 @@ def test_retry_rules(caplog: pytest.LogCaptureFixture) -> None:
     assert len(refused.requests) == 3  # never retried
     assert sum("bad key" in r.getMessage() for r in caplog.records) == 1  # said once
     client.close()
+
+
+def test_retrying_leaves_the_global_random_state_alone() -> None:
+    """An application that seeds `random` for reproducible runs is not disturbed by the SDK's
+    backoff (its jitter draws from a generator of its own)."""
+    random.seed(7)
+    before = random.getstate()
+    client = scripted(Script((503, {}), (503, {}), (200, {})))
+    client.log("m/1", detection(1))
+    assert client.flush(timeout=30)
+    assert client.stats.retried == 2
+    client.close()
+    assert random.getstate() == before
 
 
 def test_a_batch_too_large_is_split() -> None:

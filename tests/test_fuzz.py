@@ -9,8 +9,9 @@ Those are refused with a 422 naming the field, which the other checks do hold to
 """
 
 import os
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
-from schemathesis import checks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
 
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -98,35 +100,70 @@ def api_schema(fuzzed: Fuzzed) -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", fuzzed.app)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+def documented_operations() -> list[tuple[str, str]]:
+    """Every (method, path) of /openapi.json, read at collection from an app that never
+    connects: one test per operation, so a failure names it."""
+    with tempfile.TemporaryDirectory() as folder:  # the dashboard keeps its secret there
+        app = create_app(Settings(data_dir=Path(folder)), create_database("sqlite://"))
+        paths = app.openapi()["paths"]
+    return sorted((method.upper(), path) for path, item in paths.items() for method in item)
+
+
+OPERATIONS = documented_operations()
 FUZZING = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
 )
 
 
-@schema.parametrize()
-@FUZZING
-def test_every_operation_with_a_valid_key(case: Any, fuzzed: Fuzzed) -> None:
-    CALLS["valid key"] += 1
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {fuzzed.keys['admin']}"},
-        excluded_checks=[checks.positive_data_acceptance],
-    )
+def fuzz(api_schema: Any, method: str, path: str, check: Callable[[Any], None]) -> None:
+    """`check` on cases of one operation, schema-valid and schema-invalid drawn together (an
+    operation without parameters has no invalid case).
+
+    Built on schemathesis' strategies with hypothesis' own `@given`, not its pytest plugin,
+    which reaches into pytest's private attributes (broken by pytest 9.2)."""
+    operation = api_schema[path][method]
+    cases = st.one_of([operation.as_strategy(generation_mode=mode) for mode in GenerationMode])
+
+    @FUZZING
+    @given(case=cases)
+    def run(case: Any) -> None:
+        check(case)
+
+    run()
 
 
-@schema.parametrize()
-@FUZZING
-def test_every_operation_with_bad_keys(case: Any, fuzzed: Fuzzed) -> None:
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_every_operation_with_a_valid_key(
+    api_schema: Any, fuzzed: Fuzzed, method: str, path: str
+) -> None:
+    def check(case: Any) -> None:
+        CALLS["valid key"] += 1
+        case.call_and_validate(
+            headers={"Authorization": f"Bearer {fuzzed.keys['admin']}"},
+            excluded_checks=[checks.positive_data_acceptance],
+        )
+
+    fuzz(api_schema, method, path, check)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_every_operation_with_bad_keys(
+    api_schema: Any, fuzzed: Fuzzed, method: str, path: str
+) -> None:
     """No key, a wrong one, one without the scope, another workspace's: never a 5xx or a
     response off its schema; and never another workspace's data (its own tests say so)."""
     presented = ["vw_" + "x" * 43, fuzzed.keys["read"], fuzzed.keys["other"], None]
-    key = presented[CALLS["bad keys"] % len(presented)]
-    CALLS["bad keys"] += 1
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    response = case.call_and_validate(
-        headers=headers, excluded_checks=[checks.positive_data_acceptance]
-    )
-    if key is None or key.startswith("vw_x"):
-        public = case.path in ("/healthz", "/readyz", "/metrics")
-        # Refused, whatever else is wrong with the request (a 422 may come first).
-        assert public or response.status_code >= 400, (case.method, case.path)
+
+    def check(case: Any) -> None:
+        key = presented[CALLS["bad keys"] % len(presented)]
+        CALLS["bad keys"] += 1
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = case.call_and_validate(
+            headers=headers, excluded_checks=[checks.positive_data_acceptance]
+        )
+        if key is None or key.startswith("vw_x"):
+            public = case.path in ("/healthz", "/readyz", "/metrics")
+            # Refused, whatever else is wrong with the request (a 422 may come first).
+            assert public or response.status_code >= 400, (case.method, case.path)
+
+    fuzz(api_schema, method, path, check)

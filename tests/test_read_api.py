@@ -106,11 +106,18 @@ def assert_time_bin(reported: float | None, values: list[float], percent: int) -
     assert truth / half_bin * (1 - 1e-9) <= reported <= truth * half_bin * (1 + 1e-9)
 
 
+def assert_close(reported: float | None, expected: float | None, rel: float, abs_: float) -> None:
+    """Equal within tolerance, or both absent (pytest.approx refuses None since pytest 9)."""
+    if expected is None:
+        assert reported is None
+    else:
+        assert reported == pytest.approx(expected, rel=rel, abs=abs_)
+
+
 def assert_change(block: dict[str, Any], current: float | None, previous: float | None) -> None:
-    assert block["current"] == pytest.approx(current, rel=1e-9, abs=1e-12)
-    assert block["previous"] == pytest.approx(previous, rel=1e-9, abs=1e-12)
-    expected_pct = change_pct(current, previous)
-    assert block["change_pct"] == pytest.approx(expected_pct, rel=1e-6, abs=1e-9)
+    assert_close(block["current"], current, rel=1e-9, abs_=1e-12)
+    assert_close(block["previous"], previous, rel=1e-9, abs_=1e-12)
+    assert_close(block["change_pct"], change_pct(current, previous), rel=1e-6, abs_=1e-9)
 
 
 @settings(
@@ -190,7 +197,7 @@ def test_read_api_agrees_with_independent_computation(
     for row in models:
         per_model = expected(sent, start, end, row["model_id"], device)
         assert row["total_requests"]["current"] == per_model.requests
-        assert row["avg_confidence"]["current"] == pytest.approx(per_model.avg_confidence)
+        assert_close(row["avg_confidence"]["current"], per_model.avg_confidence, 1e-9, 1e-12)
 
 
 def test_timeseries_metrics_per_minute(client: TestClient, new_key: NewKey) -> None:

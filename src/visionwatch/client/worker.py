@@ -120,6 +120,9 @@ class Sender(threading.Thread):
     ) -> None:
         super().__init__(name="visionwatch-sender", daemon=True)
         self.capture = CaptureRules(refresh=capture_refresh)
+        # A generator of its own for the backoff's jitter: the application's global `random`
+        # state is its own (seeded runs stay reproducible while the SDK retries).
+        self.jitter = random.Random()
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -256,7 +259,7 @@ class Sender(threading.Thread):
         if outcome.retry_after is not None and not outcome.ok:
             with self.lock:
                 self.state.counters.retried += 1
-            jitter = random.uniform(0, self.backoff / 2)
+            jitter = self.jitter.uniform(0, self.backoff / 2)
             self.retry_at = time.monotonic() + max(outcome.retry_after, self.backoff + jitter)
             self.backoff = min(self.backoff * 2, BACKOFF_MAX)
             return False
