@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
 from tests.support.server import serving
 from visionwatch.app import create_app
+from visionwatch.client import worker as sender
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import Database, create_database
@@ -32,7 +33,7 @@ def sdk_senders_closed() -> Iterator[None]:
     left = [
         t
         for t in threading.enumerate()
-        if t.name == "visionwatch-sender" and t not in before and t.is_alive()
+        if t.name == sender.THREAD_NAME and t not in before and t.is_alive()
     ]
     assert not left, f"{len(left)} SDK client(s) left running: close() them"
 

@@ -104,8 +104,9 @@ def documented_operations() -> list[tuple[str, str]]:
     """Every (method, path) of /openapi.json, read at collection from an app that never
     connects: one test per operation, so a failure names it."""
     with tempfile.TemporaryDirectory() as folder:  # the dashboard keeps its secret there
-        app = create_app(Settings(data_dir=Path(folder)), create_database("sqlite://"))
-        paths = app.openapi()["paths"]
+        database = create_database("sqlite://")
+        paths = create_app(Settings(data_dir=Path(folder)), database).openapi()["paths"]
+        database.dispose()
     return sorted((method.upper(), path) for path, item in paths.items() for method in item)
 
 

@@ -102,6 +102,10 @@ class State:
     counters: Counters = field(default_factory=Counters)
 
 
+# The sender's thread name: tests check that no client is left running.
+THREAD_NAME = "visionwatch-sender"
+
+
 class Sender(threading.Thread):
     def __init__(
         self,
@@ -118,7 +122,7 @@ class Sender(threading.Thread):
         capture_refresh: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(name="visionwatch-sender", daemon=True)
+        super().__init__(name=THREAD_NAME, daemon=True)
         self.capture = CaptureRules(refresh=capture_refresh)
         # A generator of its own for the backoff's jitter: the application's global `random`
         # state is its own (seeded runs stay reproducible while the SDK retries).
