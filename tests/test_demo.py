@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from tests.support.dashboard import sign_in
 from tests.support.postgres import free_port
 from tests.support.server import cli
 from tests.support.workspaces import every_inference
+from visionwatch.demo.fleet import SILENT_DEVICE, Fleet, Incidents
+from visionwatch.demo.rules import ALERT_RULES
 
 DAYS = 2
 READY = "Sending live traffic"
@@ -200,7 +203,7 @@ def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> Non
     assert fired["dock-cam-3"], "the fogged camera fired"
     for moment in fired["dock-cam-3"]:
         assert incidents["fog_start"] < moment < incidents["fog_end"] + timedelta(hours=2)
-    silent = incidents["silent_since"] + timedelta(seconds=900)
+    silent = incidents["silent_since"] + timedelta(seconds=rules["line-3-edge"]["threshold"])
     assert fired["line-3-edge"], "the silent device fired"
     assert silent <= fired["line-3-edge"][0] < silent + timedelta(hours=1)
     assert fired["defects/2"], "the slow model fired"
@@ -291,3 +294,19 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr
     assert "--port" in refused.stderr
+
+
+def test_the_silent_device_pauses_less_than_its_rule_waits_until_it_goes_silent() -> None:
+    """Its rule must fire for the incident only, never for a quiet night or weekend."""
+    (threshold,) = [r["threshold"] for r in ALERT_RULES if r.get("device_id") == SILENT_DEVICE]
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)  # a Monday: the week before holds a weekend
+    incidents = Incidents.placed(now, days=7)
+    for seed in range(5):
+        sent = [
+            at
+            for at, device in Fleet(incidents, seed).schedule(now - timedelta(days=7), now)
+            if device.name == SILENT_DEVICE
+        ]
+        longest = max(later - earlier for earlier, later in pairwise(sent))
+        assert longest < timedelta(seconds=threshold), (seed, longest)
+        assert incidents.silent_since - sent[-1] < timedelta(seconds=threshold)

@@ -37,6 +37,10 @@ class Device:
     model: Model
     metadata: dict[str, str]
     rate: float  # inferences an hour at the busiest time of day
+    # Paced by its production line (evenly spaced) rather than by chance arrivals: its only
+    # long silence is the incident, so the silence rule's threshold can sit below the
+    # quietest hour's random gaps.
+    steady: bool = False
 
 
 VEHICLES = Model(
@@ -79,7 +83,7 @@ DEVICES = (
     Device(DOCK_CAMERA, VEHICLES, {"camera": "loading-dock", "site": "plant-a"}, 40),
     Device("line-1-edge", PPE, {"camera": "line-1-overhead", "line": "line-1"}, 40),
     Device("line-2-edge", PPE, {"camera": "line-2-overhead", "line": "line-2"}, 40),
-    Device(SILENT_DEVICE, PPE, {"camera": "line-3-overhead", "line": "line-3"}, 30),
+    Device(SILENT_DEVICE, PPE, {"camera": "line-3-overhead", "line": "line-3"}, 30, steady=True),
     Device("qa-station-1", DEFECTS, {"camera": "qa-1-top", "line": "line-1"}, 60),
     Device("qa-station-2", DEFECTS, {"camera": "qa-2-top", "line": "line-2"}, 60),
 )
@@ -160,14 +164,23 @@ class Fleet:
         hour = start.replace(minute=0, second=0, microsecond=0)
         while hour < end:
             for device in DEVICES:
-                count = int(self.numpy.poisson(device.rate * activity(hour)))
-                for _ in range(count):
-                    at = hour + timedelta(seconds=self.random.random() * 3600)
+                for offset in self._offsets(device, hour):
+                    at = hour + timedelta(seconds=offset)
                     if start <= at < end and sending(device, self.incidents, at):
                         moments.append((at, device))
             hour += timedelta(hours=1)
         moments.sort(key=lambda moment: moment[0])
         return moments
+
+    def _offsets(self, device: Device, hour: datetime) -> list[float]:
+        """Seconds into `hour` at which `device` sends."""
+        expected = device.rate * activity(hour)
+        if not device.steady:
+            return [self.random.random() * 3600 for _ in range(int(self.numpy.poisson(expected)))]
+        # One in each of `count` equal slots: no gap is longer than two slots.
+        count = max(1, round(expected))
+        slot = 3600 / count
+        return [(number + self.random.random()) * slot for number in range(count)]
 
     def live(self) -> Iterator[Device]:
         """The device of each live inference, drawn by its share of the traffic."""
