@@ -1,4 +1,4 @@
-"""Run one benchmark: `python -m benchmarks <name> [--size N]`."""
+"""Run one benchmark: `python -m benchmarks <name> [--size N] [--shape S ...] [--db D ...]`."""
 
 import argparse
 import importlib
@@ -10,9 +10,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("name", choices=BENCHMARKS)
     parser.add_argument("--size", type=int, default=None, help="how many operations")
+    parser.add_argument("--shape", action="append", help="ingest: traffic shapes (default all)")
+    parser.add_argument("--db", action="append", help="ingest: sqlite, postgresql (default both)")
     args = parser.parse_args()
     module = importlib.import_module(f"benchmarks.{args.name}")
-    module.run(args.size)
+    if args.name == "ingest":
+        module.run(args.size, shapes=args.shape, databases=args.db)
+    else:
+        module.run(args.size)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
 from tests.support.server import serving
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.client import worker as sender
 from visionwatch.config import Settings
@@ -138,7 +139,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, database)) as test_client:
+    with SettledClient(create_app(settings, database)) as test_client:
         yield test_client
 
 

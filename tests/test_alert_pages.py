@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
 from tests.support.clock import Clock
 from tests.support.dashboard import HTML, csrf_token, new_user, sign_in
 from tests.support.receivers import smtp_server
+from tests.support.settled import SettledClient
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -34,7 +34,7 @@ def site(tmp_path: Any, database: Database, new_key: NewKey) -> Iterator[dict[st
             prune_interval_seconds=0,
         )
         clock = Clock(T0)
-        with TestClient(create_app(settings, database, clock)) as client:
+        with SettledClient(create_app(settings, database, clock)) as client:
             key = auth(new_key("acme"))
             new_user(database, "acme", "ops@example.com")
             sign_in(client, "ops@example.com")

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
 from tests.support.clock import Clock
 from tests.support.postgres import free_port
 from tests.support.receivers import Hooks, Mailbox, http_receiver, smtp_server, text_of
+from tests.support.settled import SettledClient
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -50,7 +50,7 @@ def setup(
         prune_interval_seconds=0,
     )
     clock = Clock(T0)
-    with TestClient(create_app(settings, database, clock)) as client:
+    with SettledClient(create_app(settings, database, clock)) as client:
         yield {
             "client": client,
             "key": auth(new_key("acme", scopes=("admin",))),
@@ -284,7 +284,7 @@ def test_smtp_down_keeps_the_notification_and_retries(
         prune_interval_seconds=0,
     )
     clock = Clock(T0)
-    with TestClient(create_app(settings, database, clock)) as client:
+    with SettledClient(create_app(settings, database, clock)) as client:
         s = {
             "client": client,
             "key": auth(new_key("acme", scopes=("admin",))),

@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import auth
 from tests.support.server import cli, serving
-from tests.support.workspaces import every_inference
+from tests.support.workspaces import every_inference, settled_stats
 
 
 def send(base: str, key: str, start: int, count: int) -> None:
@@ -33,7 +33,7 @@ def figures(base: str, key: str) -> dict[str, Any]:
     period = {"start": "2000-01-01T00:00:00Z"}
     read = auth(key)
     rows = [row["inference_id"] for row in every_inference(base, key, **period)]
-    stats = httpx.get(f"{base}/api/v1/stats", params=period, headers=read).json()
+    stats = settled_stats(base, key, **period)
     classes = httpx.get(f"{base}/api/v1/classes", params=period, headers=read).json()
     return {
         "total": stats["total_requests"]["current"],

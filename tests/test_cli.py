@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import auth
 from tests.support.server import cli, serving
+from tests.support.workspaces import settled_stats
 from visionwatch.db import migrate
 
 
@@ -81,9 +82,9 @@ def test_data_survives_a_restart(env: dict[str, str]) -> None:
             headers=auth(secret),
             json={"data": [{"inference_ids": ["later"], "field_name": "f", "field_value": "v"}]},
         )
-        before = httpx.get(f"{base}/api/v1/stats", headers=auth(secret)).json()
+        before = settled_stats(base, secret)
     with serving(env) as base:
-        after = httpx.get(f"{base}/api/v1/stats", headers=auth(secret)).json()
+        after = settled_stats(base, secret)
         assert after["total_requests"] == before["total_requests"]
         assert after["total_requests"]["current"] == 25
         assert after["avg_confidence"]["current"] == pytest.approx(0.75)

@@ -8,6 +8,7 @@ import httpx
 
 from tests.conftest import auth
 from tests.support.server import cli, serving
+from tests.support.workspaces import settled_stats
 
 
 def test_overlapping_concurrent_batches_count_each_inference_once(
@@ -59,7 +60,7 @@ def test_overlapping_concurrent_batches_count_each_inference_once(
         assert set(statuses) == {200}
         sent = {item["inference_id"] for seed in range(4) for item in _batches(pool, seed)}
         assert sum(result[1] for result in results) == len(sent)
-        stats = httpx.get(f"{base}/api/v1/stats", headers=auth(secret)).json()
+        stats = settled_stats(base, secret)
         assert stats["total_requests"]["current"] == len(sent)
         listed = httpx.get(
             f"{base}/api/v1/inferences",

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.dashboard import sign_in
-from tests.support.workspaces import new_workspace, server_total
+from tests.support.workspaces import new_workspace, server_total, settled_stats
 
 
 def snippet(page: str, name: str) -> str:
@@ -42,7 +42,7 @@ def test_the_sdk_snippet_sends_an_inference(first_page: tuple[str, str, str]) ->
     exec(code.replace("YOUR_KEY", key), namespace)
     namespace["client"].close()  # a script's end would; the test process goes on
     assert server_total(base, key) == 1
-    stats = httpx.get(f"{base}/api/v1/stats", headers={"Authorization": f"Bearer {key}"}).json()
+    stats = settled_stats(base, key)
     assert stats["avg_confidence"]["current"] == pytest.approx(0.91)
 
 

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
@@ -58,7 +59,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         prune_interval_seconds=0,
     )
     app = create_app(quiet, database)
-    with TestClient(app) as client:
+    with SettledClient(app) as client:
         seed(client, keys["admin"])
         yield Fuzzed(app, keys)
     database.dispose()

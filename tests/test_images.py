@@ -10,6 +10,7 @@ from PIL import Image
 
 from tests.conftest import NewKey, auth
 from tests.support.dashboard import HTML, new_user, sign_in
+from tests.support.settled import SettledClient
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 
@@ -194,7 +195,7 @@ def test_size_limits_are_configurable(tmp_path: Path, database: Database, new_ke
     )
     from visionwatch.app import create_app
 
-    with TestClient(create_app(settings, database)) as client:
+    with SettledClient(create_app(settings, database)) as client:
         key = new_key()
         send(client, key, {"inference_id": "a", "model_id": "m/1"})
         wide = client.put(

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
@@ -398,7 +399,7 @@ def test_heartbeats_and_device_status(
 ) -> None:
     key = auth(new_key())
     quick = settings.model_copy(update={"device_offline_after": 1})
-    with TestClient(create_app(quick, database)) as client:
+    with SettledClient(create_app(quick, database)) as client:
         beat = {"device_id": "edge-7", "version": "1.8.3", "hostname": "jetson", "tags": ["dock"]}
         assert client.post("/api/v1/heartbeats", json=beat, headers=key).status_code == 200
         post(client, key, [{**VALID, "device_id": "edge-8"}])

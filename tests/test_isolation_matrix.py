@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.conftest import NewKey, auth
 from tests.support.dashboard import HTML, csrf_token, new_user, sign_in
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
@@ -63,7 +64,7 @@ def world(settings: Settings, database: Database, new_key: NewKey) -> Iterator[W
         scope: auth(new_key("alpha", scopes=(scope,))) for scope in ("ingest", "read", "admin")
     }
     new_user(database, "alpha", "a@example.com")
-    with TestClient(create_app(settings, database)) as client:
+    with SettledClient(create_app(settings, database)) as client:
         item = {
             "inference_id": "b-1",
             "model_id": "beta-model/1",

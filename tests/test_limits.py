@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from tests.conftest import NewKey, auth
 from tests.support.server import cli, serving_process
+from tests.support.settled import SettledClient
 from tests.test_roboflow import condensed
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -76,7 +77,7 @@ def test_limits_are_configurable(settings: Settings, database: Database, new_key
         }
     )
     key = auth(new_key())
-    with TestClient(create_app(tight, database)) as client:
+    with SettledClient(create_app(tight, database)) as client:
         cases = [
             (batch({**GOOD, "metadata": {"a": 1, "b": 2, "c": 3}}), (0, "metadata")),
             (batch({**GOOD, "metadata": {"a": "123456"}}), (0, "metadata.a")),
@@ -113,7 +114,7 @@ def test_a_key_past_its_rate_gets_429_with_retry_after(
 ) -> None:
     limited = settings.model_copy(update={"rate_limit_per_second": 0.5, "rate_limit_burst": 3})
     first, second = auth(new_key()), auth(new_key())
-    with TestClient(create_app(limited, database)) as client:
+    with SettledClient(create_app(limited, database)) as client:
         answers = [client.get("/api/v1/models", headers=first) for _ in range(4)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         assert answers[3].headers["retry-after"] == "2"  # half a request a second

@@ -3,10 +3,10 @@ database made at the first revision upgrades with its data intact."""
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
 from tests.conftest import auth
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
@@ -48,7 +48,7 @@ def test_first_revision_upgrades_with_its_data(database_url: str, settings: Sett
         accounts.create_workspace(database, "early")
         _, secret = accounts.create_key(database, "early")
         migrate.upgrade(database)
-        with TestClient(create_app(settings, database)) as client:
+        with SettledClient(create_app(settings, database)) as client:
             item = {"inference_id": "after-upgrade", "model_id": "m/1"}
             response = client.post(
                 "/api/v1/inferences", json={"inferences": [item]}, headers=auth(secret)

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import NewKey, auth
 from tests.support.postgres import free_port
+from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import create_database
@@ -22,7 +23,7 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path: Path) -> None:
     settings = Settings(
         database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/none", data_dir=tmp_path
     )
-    with TestClient(create_app(settings)) as client:
+    with SettledClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")
         assert response.status_code == 503

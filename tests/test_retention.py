@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.conftest import NewKey, auth
 from tests.support.server import cli
+from tests.support.settled import SettledClient
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore
@@ -144,7 +145,7 @@ def test_a_workspace_keeps_what_it_chose(tmp_path: Path, db_kind: str, database_
 
     database = create_database(database_url)
     settings = Settings(data_dir=tmp_path, database_url=database_url)
-    with TestClient(create_app(settings, database)) as client:
+    with SettledClient(create_app(settings, database)) as client:
         batch = [item("kept", 60), item("gone", 100)]
         headers = auth(key)
         assert (

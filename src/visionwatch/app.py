@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from visionwatch import __version__
+from visionwatch.aggregator import Aggregator
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.api import (
     alerts,
@@ -73,14 +74,18 @@ def create_app(
             )
         )
 
+    aggregator = Aggregator(db, spacing=settings.aggregate_spacing_seconds)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         install_log_redaction()
+        aggregator.start()
         for job in jobs:
             job.start()
         yield
         for job in jobs:
             job.stop()
+        aggregator.stop()
         if owned:
             db.dispose()
 
@@ -94,6 +99,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.state.blobs = blobs
+    app.state.aggregator = aggregator
     app.state.clock = clock
     app.state.rate_limiter = (
         RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Alerting: how often rules are evaluated, where email goes out, and the address
     # links in notifications point at.
     alert_interval_seconds: int = Field(default=30, ge=0)
+    # The aggregator's pause between runs: longer gathers more batches into each run (less
+    # work per inference under load), shorter counts them sooner.
+    aggregate_spacing_seconds: float = Field(default=0.25, ge=0, le=10)
     public_url: str = "http://127.0.0.1:8000"
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import time
 from typing import Any
 
 import httpx
@@ -24,10 +25,24 @@ def new_workspace(env: dict[str, str], name: str | None = None, user: str | None
 
 
 def server_total(base: str, key: str, **params: str) -> int:
-    stats = httpx.get(
-        f"{base}/api/v1/stats", params=params, headers={"Authorization": f"Bearer {key}"}
-    ).json()
-    return int(stats["total_requests"]["current"])
+    return int(settled_stats(base, key, **params)["total_requests"]["current"])
+
+
+def settled_stats(base: str, key: str, **params: str) -> dict[str, Any]:
+    """`/api/v1/stats` once the server has counted what it acknowledged: its rollups trail a
+    2xx by the aggregator's pause (docs/architecture.md), so ask until two answers a
+    pause apart agree."""
+    headers = {"Authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + 15
+    previous = None
+    while True:
+        stats: dict[str, Any] = httpx.get(
+            f"{base}/api/v1/stats", params=params, headers=headers
+        ).json()
+        if stats == previous or time.monotonic() > deadline:
+            return stats
+        previous = stats
+        time.sleep(0.5)
 
 
 def every_inference(base: str, key: str, **params: str) -> list[dict[str, Any]]:

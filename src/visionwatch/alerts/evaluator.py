@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from visionwatch.aggregator import settle
 from visionwatch.alerts import notify
 from visionwatch.alerts.measure import measure, window
 from visionwatch.alerts.rules import Measurement, Outcome, step
@@ -36,6 +37,10 @@ class Evaluator:
         self.clock = clock
 
     def run_once(self) -> None:
+        try:
+            settle(self.database)  # judge every inference received until now
+        except Exception:  # judged on what is aggregated: late by the freshness bound at most
+            log.exception("aggregating before evaluating alerts failed")
         now = self.clock()
         with self.database.read() as conn:
             rules = store.every_rule(conn)

@@ -45,18 +45,21 @@ def _workspace_lock_key(workspace_id: int) -> int:
 
 
 def lock_for_ingest(dialect: Dialect, conn: Connection, workspace_id: int) -> None:
-    """Shared with other ingests, exclusive of metadata writes, for this transaction.
+    """One ingest (or metadata write) at a time per workspace, for this transaction.
 
-    Metadata may arrive before its inference: ingest reads the pending
-    metadata after inserting inferences, while a metadata write reads the
-    inferences before parking the rest as pending. Without mutual exclusion
-    both could miss each other on PostgreSQL. SQLite has one writer already.
+    The aggregator reads a batch's inferences by the range of keys it inserted: no other
+    batch of the workspace may take keys inside that range before it commits, so batches
+    of one workspace are written one after another (their parsing and validation, done
+    before, still run side by side). It also keeps metadata that arrives before its
+    inference from being missed: ingest reads the pending metadata after inserting
+    inferences, while a metadata write reads the inferences before parking the rest as
+    pending. SQLite has one writer already.
     """
     if dialect is Dialect.SQLITE:
         return
     if dialect is Dialect.POSTGRESQL:
         key = _workspace_lock_key(workspace_id)
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": key})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         return
     assert_never(dialect)
 
@@ -104,3 +107,37 @@ def is_retryable(dialect: Dialect, error: BaseException) -> bool:
         sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
         return sqlstate in {"40001", "40P01"}
     assert_never(dialect)
+
+
+def confidence_bin_sql(dialect: Dialect, confidence: str) -> str:
+    """SQL for histograms.confidence_bin: 100 bins of 0.01, 1.0 in the last."""
+    if dialect is Dialect.SQLITE:
+        return f"MIN(CAST({confidence} * 100 AS INTEGER), 99)"  # CAST truncates, as int()
+    if dialect is Dialect.POSTGRESQL:
+        return f"LEAST(CAST(FLOOR({confidence} * 100) AS INTEGER), 99)"  # CAST would round
+    assert_never(dialect)
+
+
+def scratch_table(dialect: Dialect, name: str, columns: str) -> list[str]:
+    """Statements that leave `name` an empty table private to this connection."""
+    if dialect is Dialect.SQLITE:
+        return [f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})", f"DELETE FROM {name}"]
+    if dialect is Dialect.POSTGRESQL:
+        return [
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS",
+            f"DELETE FROM {name}",
+        ]
+    assert_never(dialect)
+
+
+def take_queue_rows(dialect: Dialect, conn: Connection, limit: int) -> list[Any]:
+    """The oldest rows of rollup_queue, locked for this transaction: another aggregator
+    (a replica's) skips them rather than waiting, and they are gone when it looks again."""
+    query = "SELECT id, workspace_id, first_pk, last_pk FROM rollup_queue ORDER BY id LIMIT :n"
+    if dialect is Dialect.SQLITE:
+        pass  # one writer: the transaction (BEGIN IMMEDIATE) excludes every other
+    elif dialect is Dialect.POSTGRESQL:
+        query += " FOR UPDATE SKIP LOCKED"
+    else:
+        assert_never(dialect)
+    return list(conn.execute(text(query), {"n": limit}))

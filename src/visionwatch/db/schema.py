@@ -6,6 +6,7 @@ distributed by workspace (Citus) without a rewrite.
 """
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -144,6 +145,8 @@ inferences = Table(
     # Where the stored image lives in the blob store; null when none was kept.
     Column("image_key", String(512)),
     Column("item", Text, nullable=False),  # the item as sent, JSON
+    # histograms.time_bin of inference_time, for the aggregator's SQL (null: not timed).
+    Column("time_bin", SmallInteger),
     UniqueConstraint("workspace_id", "inference_id"),
     Index(None, "workspace_id", "ts", "id"),
     Index(None, "workspace_id", "model_id", "ts"),
@@ -175,6 +178,18 @@ predictions = Table(
     PrimaryKeyConstraint("workspace_id", "inference_pk", "idx"),
     Index(None, "workspace_id", "class_name", "ts"),
     sqlite_with_rowid=False,
+)
+
+# Ranges of inference keys committed by ingest and not yet folded into the rollups: the
+# aggregator deletes a row in the transaction that adds its inferences to the rollups.
+rollup_queue = Table(
+    "rollup_queue",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("first_pk", BigInteger, nullable=False),
+    Column("last_pk", BigInteger, nullable=False),
+    Column("enqueued_at", Timestamp, nullable=False),
 )
 
 # Metadata values are kept as text for filtering, with their JSON kind

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from visionwatch.aggregator import settle
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.client import Client
 from visionwatch.config import Settings
@@ -66,6 +67,7 @@ def replay_alerts(database: Database, settings: Settings, start: datetime, end: 
 
     Nothing is sent: the demo's rules have no recipients.
     """
+    settle(database)  # the whole history in the rollups before it is judged
     evaluator = Evaluator(database, settings, clock=lambda: end)
     changes = 0
     moment = start

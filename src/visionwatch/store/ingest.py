@@ -1,4 +1,9 @@
-"""The ingest write path: one transaction per batch, bulk statements, rollups in the same commit."""
+"""The ingest write path: one transaction per batch, bulk statements.
+
+The rollups are not touched here: the batch's raw rows are committed with a row of
+`rollup_queue` naming them, and the aggregator (store/aggregate.py) folds them into the
+rollups exactly once, soon after (docs/architecture.md).
+"""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -6,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
@@ -18,16 +23,16 @@ from visionwatch.db.schema import (
     models,
     pending_metadata,
     predictions,
+    rollup_queue,
 )
 from visionwatch.db.types import to_micros
+from visionwatch.histograms import time_bin
 from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import CheckedImage
 from visionwatch.items import Inference, encode_metadata_value, split_model_id
-from visionwatch.rollups import compute_deltas
 from visionwatch.store.capture import rules_of
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.images import keep_image
-from visionwatch.store.rollup_write import apply_deltas
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ def _ingest(
                 "prediction_count": len(i.predictions),
                 "image_key": None,
                 "item": orjson.dumps(i.item).decode(),
+                "time_bin": None if i.inference_time is None else time_bin(i.inference_time),
             }
             # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
             for i in sorted(unique, key=lambda i: i.inference_id)
@@ -108,10 +114,14 @@ def _ingest(
     if new:
         _insert_predictions(conn, workspace_id, new, pks)
         _insert_metadata(conn, dialect, workspace_id, new, pks)
-        deltas = compute_deltas(
-            (i, model_ids[i.model], device_ids.get(i.device) if i.device else None) for i in new
+        conn.execute(
+            insert(rollup_queue).values(
+                workspace_id=workspace_id,
+                first_pk=min(pks.values()),
+                last_pk=max(pks.values()),
+                enqueued_at=now,
+            )
         )
-        apply_deltas(conn, dialect, workspace_id, deltas)
     kept = 0
     if images and blobs is not None:
         kept = _keep_images(conn, dialect, blobs, workspace_id, new, pks, images, now)

@@ -1,0 +1,192 @@
+"""The aggregator's rollups equal an independent computation over the inferences stored,
+whatever interrupts it: a run rolled back (as a crash would), two runs at once, ids re-sent,
+late data for past hours.
+
+The independent computation is `rollups.compute_deltas`, pure Python over the parsed
+inferences (the way rollups were written before the aggregator), compared row by row with
+every rollup table.
+"""
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from visionwatch.aggregator import Aggregator, settle
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import (
+    CLASS_SUMS,
+    CONFIDENCE_COLUMNS,
+    ROLLUP_SUMS,
+    TIME_COLUMNS,
+    class_rollups,
+    devices,
+    models,
+    rollup_queue,
+    rollups,
+)
+from visionwatch.items import Inference, parse_batch
+from visionwatch.rollups import Deltas, compute_deltas
+from visionwatch.store import accounts
+from visionwatch.store.aggregate import aggregate_pending
+from visionwatch.store.ingest import ingest
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def items(rng: random.Random, count: int, spread: timedelta) -> list[dict[str, Any]]:
+    """Mixed traffic: many devices and models, errors, empty and untimed inferences."""
+    made = []
+    for _ in range(count):
+        item: dict[str, Any] = {
+            "inference_id": f"i{rng.getrandbits(64):x}",
+            "model_id": f"m{rng.randrange(4)}/1",
+            "timestamp": (NOW - spread * rng.random()).isoformat(),
+            "predictions": [
+                {
+                    "class": rng.choice(["car", "bus", "van"]),
+                    "confidence": rng.choice([0.0, 1.0, 0.29, 0.57, round(rng.random(), 4)]),
+                    "x": 1,
+                    "y": 1,
+                    "width": 1,
+                    "height": 1,
+                }
+                for _ in range(rng.choice([0, 1, 3, 5]))
+            ],
+        }
+        if rng.random() < 0.8:
+            item["device_id"] = f"cam-{rng.randrange(6)}"
+        if rng.random() < 0.9:
+            item["inference_time"] = rng.choice([0.00005, 0.0001, 0.01, 0.5, 200.0, rng.random()])
+        if rng.random() < 0.05:
+            item["predictions"] = []
+            item["error"] = "model failed"
+        made.append(item)
+    return made
+
+
+def parsed(batch: list[dict[str, Any]]) -> list[Inference]:
+    return parse_batch(
+        {"inferences": batch}, now=NOW, max_items=10_000, max_clock_skew=timedelta(days=1)
+    )
+
+
+def store(database: Database, workspace_id: int, batches: list[list[dict[str, Any]]]) -> None:
+    for batch in batches:
+        ingest(database, workspace_id, parsed(batch), NOW)
+
+
+def expected(database: Database, sent: list[dict[str, Any]]) -> Deltas:
+    """The deltas of every distinct inference sent (the first of a repeated id wins)."""
+    first: dict[str, dict[str, Any]] = {}
+    for item in sent:
+        first.setdefault(item["inference_id"], item)
+    with database.read() as conn:
+        model_keys = dict(conn.execute(select(models.c.name, models.c.id)).all())
+        device_keys = dict(conn.execute(select(devices.c.name, devices.c.id)).all())
+    return compute_deltas(
+        (i, model_keys[i.model], device_keys[i.device] if i.device else None)
+        for i in parsed(list(first.values()))
+    )
+
+
+def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> None:
+    stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    with database.read() as conn:
+        for resolution, table in rollups.items():
+            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
+                key = (resolution, row.bucket, row.model_id, row.device_id)
+                stored[key] = _values(row, ROLLUP_SUMS, CONFIDENCE_COLUMNS + TIME_COLUMNS)
+        for resolution, table in class_rollups.items():
+            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
+                key = (resolution, row.bucket, row.model_id, row.device_id, row.class_name)
+                stored[key] = _values(row, CLASS_SUMS, CONFIDENCE_COLUMNS)
+    wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for key, delta in deltas.rollups.items():
+        bins = _bins(delta.confidence_bins, len(CONFIDENCE_COLUMNS))
+        bins += _bins(delta.time_bins, len(TIME_COLUMNS))
+        wanted[key] = (*(getattr(delta, s) for s in ROLLUP_SUMS), *bins)
+    for class_key, class_delta in deltas.classes.items():
+        bins = _bins(class_delta.confidence_bins, len(CONFIDENCE_COLUMNS))
+        wanted[class_key] = (*(getattr(class_delta, s) for s in CLASS_SUMS), *bins)
+    assert sorted(stored) == sorted(wanted)
+    for key, values in wanted.items():
+        assert stored[key] == pytest.approx(values, rel=1e-9, abs=1e-9), key
+
+
+def _values(row: Any, sums: tuple[str, ...], bins: tuple[str, ...]) -> tuple[Any, ...]:
+    return (*(getattr(row, s) for s in sums), *((getattr(row, b) or 0) for b in bins))
+
+
+def _bins(counts: dict[int, int], size: int) -> list[int]:
+    return [counts.get(index, 0) for index in range(size)]
+
+
+def queued(database: Database) -> int:
+    with database.read() as conn:
+        return len(conn.execute(select(rollup_queue.c.id)).all())
+
+
+def workspace(database: Database) -> int:
+    return accounts.create_workspace(database, f"ws-{random.randrange(10**9)}").id
+
+
+def test_rollups_equal_an_independent_computation(database: Database) -> None:
+    rng = random.Random(5)
+    ws = workspace(database)
+    sent = items(rng, 400, timedelta(days=3))
+    # Re-sent ids, and late data for past hours after the first ones were aggregated.
+    store(database, ws, [sent[:150], sent[100:250]])
+    settle(database)
+    late = items(rng, 100, timedelta(days=9))
+    store(database, ws, [sent[200:], late, sent[:50]])
+    assert queued(database) > 0
+    settle(database)
+    assert queued(database) == 0
+    assert_rollups(database, ws, expected(database, sent + late))
+
+
+class Crash(Exception):
+    pass
+
+
+def run_and_crash(database: Database) -> None:
+    with database.write() as conn:
+        assert aggregate_pending(conn, database.dialect) == 2
+        raise Crash
+
+
+def test_a_run_undone_counts_nothing_and_the_next_counts_once(database: Database) -> None:
+    rng = random.Random(6)
+    ws = workspace(database)
+    sent = items(rng, 200, timedelta(hours=5))
+    store(database, ws, [sent[:100], sent[100:]])
+
+    # The run's statements all go through, then the process "dies" before the commit.
+    with pytest.raises(Crash):
+        run_and_crash(database)
+    assert queued(database) == 2
+    with database.read() as conn:
+        assert conn.execute(select(rollups["day"])).first() is None
+    settle(database)
+    assert_rollups(database, ws, expected(database, sent))
+
+
+def test_runs_at_once_count_each_batch_once(database: Database) -> None:
+    """Several aggregators at once (threads here; replicas on PostgreSQL take the same job
+    lock and SKIP LOCKED queue rows), one batch each run, racing over forty batches."""
+    rng = random.Random(7)
+    ws = workspace(database)
+    batches = [items(rng, 25, timedelta(hours=2)) for _ in range(40)]
+    store(database, ws, batches)
+    aggregators = [Aggregator(database, max_ranges=1) for _ in range(3)]
+    threads = [threading.Thread(target=a.drain) for a in aggregators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert queued(database) == 0
+    assert_rollups(database, ws, expected(database, [i for b in batches for i in b]))
