@@ -41,15 +41,18 @@ class Aggregator:
         self.max_ranges = max_ranges
         self._running = threading.Lock()  # one run at a time in this process
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="visionwatch-aggregator")
-        self._thread.daemon = True
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the thread (again after `stop`: an app's lifespan may run more than once)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="visionwatch-aggregator")
+        self._thread.daemon = True
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=30)
 
     def pending(self) -> bool:
