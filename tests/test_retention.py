@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -131,6 +132,36 @@ def test_rollups_go_after_their_own_retention(
         client.get("/api/v1/stats", params=month, headers=key).json()["total_requests"]["current"]
         == 1
     )
+
+
+def test_a_prune_keeps_old_rows_until_the_aggregator_has_counted_them(
+    client: TestClient,
+    new_key: NewKey,
+    settings: Settings,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backfill of old data that lands while a prune runs (after the prune settled the
+    queue) must still be counted in the rollups that outlive it."""
+    key = auth(new_key())
+    batch = [item("backfilled", 40)]
+    assert (
+        client.post("/api/v1/inferences", json={"inferences": batch}, headers=key).status_code
+        == 200
+    )
+    blobs = FilesystemStore(settings.images_dir())
+    with monkeypatch.context() as patched:
+        patched.setattr("visionwatch.store.retention.settle", lambda db: None)
+        assert prune(database, blobs, settings, datetime.now(UTC)).inferences == {"acme": 0}
+    assert ids(client, key) == ["backfilled"]  # the client settles first: now it is counted
+    assert prune(database, blobs, settings, datetime.now(UTC)).inferences == {"acme": 1}
+    month = {
+        "start": (NOW - timedelta(days=41)).isoformat(),
+        "end": (NOW - timedelta(days=39)).isoformat(),
+    }
+    stats = client.get("/api/v1/stats", params=month, headers=key).json()
+    assert stats["total_requests"]["current"] == 1
+    assert ids(client, key) == []
 
 
 def test_a_workspace_keeps_what_it_chose(tmp_path: Path, db_kind: str, database_url: str) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from visionwatch.aggregator import settle
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
@@ -21,6 +22,7 @@ from visionwatch.db.schema import (
     inferences,
     pending_metadata,
     predictions,
+    rollup_queue,
     rollups,
     workspaces,
 )
@@ -58,6 +60,10 @@ def prune(
     db: Database, blobs: BlobStore, settings: Settings, now: datetime, dry_run: bool = False
 ) -> PruneReport:
     report = PruneReport(dry_run=dry_run)
+    if not dry_run:
+        # What is queued is counted first, so that rows and rollups past their retention go
+        # together; rows queued after this stay until counted (see _prune_rows).
+        settle(db)
     with db.read() as conn:
         spaces = conn.execute(select(workspaces)).all()
     for space in spaces:
@@ -108,8 +114,16 @@ def _prune_rows(
     dry_run: bool,
     report: PruneReport,
 ) -> int:
-    """Delete inferences older than the retention, with their predictions and metadata."""
-    old = (inferences.c.workspace_id == workspace_id, inferences.c.ts < limits.rows)
+    """Delete inferences older than the retention, with their predictions and metadata.
+
+    Rows still queued for the aggregator stay until it has counted them (a backfill of old
+    data may be pruned moments after it lands): their rollups must not lose them.
+    """
+    queued = exists().where(
+        rollup_queue.c.workspace_id == workspace_id,
+        and_(rollup_queue.c.first_pk <= inferences.c.id, inferences.c.id <= rollup_queue.c.last_pk),
+    )
+    old = (inferences.c.workspace_id == workspace_id, inferences.c.ts < limits.rows, ~queued)
 
     def delete_rows(conn: Connection, pks: Sequence[int]) -> None:
         _delete_inferences(conn, workspace_id, pks)
