@@ -5,8 +5,9 @@ The same Delta and ClassDelta hold what is read back: sums over buckets.
 Deltas are kept per minute, hour and day, per model and device, plus the
 same for every device together (device key ALL_DEVICES) so that an
 unfiltered dashboard reads one row per model and bucket. Per-class deltas
-have the same keys plus the class. Everything is a count or a sum, so a
-delta is applied by adding it, and buckets merge by adding them.
+have the same keys plus the class; only those of every device hold histograms.
+Everything is a count or a sum, so a delta is applied by adding it, and buckets
+merge by adding them.
 """
 
 from collections import Counter
@@ -139,7 +140,12 @@ def compute_deltas(rows: Iterable[tuple[Inference, int, int | None]]) -> Deltas:
     classes: dict[ClassKey, ClassDelta] = {}
     for (bucket, model, device_key, name), class_delta in minute_classes.items():
         for resolution, coarse, m, d in _fold_keys(bucket, model, device_key):
-            classes.setdefault((resolution, coarse, m, d, name), ClassDelta()).add(class_delta)
+            target = classes.setdefault((resolution, coarse, m, d, name), ClassDelta())
+            target.add(class_delta)
+            if d != ALL_DEVICES:
+                # A device's class rows keep counts and sums only: no read asks for one
+                # device's class percentiles (docs/architecture.md).
+                target.confidence_bins.clear()
     return Deltas(rollups=rollups, classes=classes)
 
 

@@ -118,6 +118,15 @@ def confidence_bin_sql(dialect: Dialect, confidence: str) -> str:
     assert_never(dialect)
 
 
+def placeholder(dialect: Dialect) -> str:
+    """The driver's positional parameter, for SQL run with exec_driver_sql."""
+    if dialect is Dialect.SQLITE:
+        return "?"
+    if dialect is Dialect.POSTGRESQL:
+        return "%s"
+    assert_never(dialect)
+
+
 def scratch_table(dialect: Dialect, name: str, columns: str) -> list[str]:
     """Statements that leave `name` an empty table private to this connection."""
     if dialect is Dialect.SQLITE:
