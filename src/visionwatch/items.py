@@ -216,6 +216,10 @@ class Prediction:
     width: float | None = None
     height: float | None = None
 
+    @property
+    def box(self) -> tuple[float | None, float | None, float | None, float | None]:
+        return (self.x, self.y, self.width, self.height)
+
 
 @dataclass(slots=True)
 class Inference:

@@ -127,6 +127,33 @@ def placeholder(dialect: Dialect) -> str:
     assert_never(dialect)
 
 
+def json_rows(dialect: Dialect, types: tuple[str, ...]) -> tuple[str, list[str]]:
+    """A FROM item over one parameter, a JSON array of rows (arrays), named `j`; and the SQL
+    of each field of a row, as the SQL type in `types` (BIGINT, DOUBLE PRECISION, TEXT).
+
+    A batch's rows go to the database as one JSON text that the database unpacks itself:
+    one statement, where executemany runs one per row (docs/architecture.md).
+    """
+    if dialect is Dialect.SQLITE:
+        # ->> gives JSON numbers as SQLite numbers and strings as text: no cast needed.
+        return "json_each(?) AS j", [f"j.value ->> {n}" for n in range(len(types))]
+    if dialect is Dialect.POSTGRESQL:
+        fields = [f"CAST(j.value ->> {n} AS {kind})" for n, kind in enumerate(types)]
+        return "json_array_elements(CAST(%s AS json)) AS j", fields
+    assert_never(dialect)
+
+
+def as_json(dialect: Dialect, query: str, columns: int) -> str:
+    """`query` (its columns named a0, a1...) answered as one JSON array of rows: one row to
+    fetch, however many it has (a fetch per row hands the GIL back and forth each time)."""
+    names = ", ".join(f"a{n}" for n in range(columns))
+    if dialect is Dialect.SQLITE:
+        return f"SELECT json_group_array(json_array({names})) FROM ({query})"
+    if dialect is Dialect.POSTGRESQL:
+        return f"SELECT CAST(json_agg(json_build_array({names})) AS text) FROM ({query}) AS q"
+    assert_never(dialect)
+
+
 def scratch_table(dialect: Dialect, name: str, columns: str) -> list[str]:
     """Statements that leave `name` an empty table private to this connection."""
     if dialect is Dialect.SQLITE:

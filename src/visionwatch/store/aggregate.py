@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, text
 
 from visionwatch.db import dialect as dialects
@@ -75,13 +76,11 @@ def _stage_histograms(conn: Connection, sql: "_Sql") -> None:
     times the work, which made up most of a run.
     """
     rollup_rows: dict[tuple[Any, ...], list[Any]] = {}
-    for found in conn.exec_driver_sql(sql.inference_sums):
+    for found in _fetch(conn, sql.inference_sums):
         sums = [*found[4:]]
         sums.insert(_CONFIDENCE_SUM_AT, 0.0)  # added from the predictions below
         rollup_rows[tuple(found[:4])] = [*sums, *([None] * (CONFIDENCE_BINS + TIME_BINS))]
-    for workspace_id, bucket, model_id, device_id, index, count in conn.exec_driver_sql(
-        sql.time_bins
-    ):
+    for workspace_id, bucket, model_id, device_id, index, count in _fetch(conn, sql.time_bins):
         rollup_rows[(workspace_id, bucket, model_id, device_id)][_TIME_AT + index] = count
     class_bins: dict[tuple[Any, ...], list[Any]] = {}
     for (
@@ -93,7 +92,7 @@ def _stage_histograms(conn: Connection, sql: "_Sql") -> None:
         index,
         count,
         total,
-    ) in conn.exec_driver_sql(sql.prediction_bins):
+    ) in _fetch(conn, sql.prediction_bins):
         row = rollup_rows[(workspace_id, bucket, model_id, device_id)]
         row[_CONFIDENCE_SUM_AT] += total
         row[_CONFIDENCE_AT + index] = (row[_CONFIDENCE_AT + index] or 0) + count
@@ -103,6 +102,11 @@ def _stage_histograms(conn: Connection, sql: "_Sql") -> None:
         bins[index] = (bins[index] or 0) + count
     _insert(conn, sql.insert_rollup, ((*key, *row) for key, row in rollup_rows.items()))
     _insert(conn, sql.insert_class_bins, ((*key, *bins) for key, bins in class_bins.items()))
+
+
+def _fetch(conn: Connection, query: str) -> list[list[Any]]:
+    found = conn.exec_driver_sql(query).scalar_one()
+    return [] if found is None else orjson.loads(found)
 
 
 def _insert(conn: Connection, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -129,7 +133,6 @@ def _sql(dialect: Dialect) -> _Sql:
     cbin = dialects.confidence_bin_sql(dialect, "p.confidence")
     minute = f"i.ts / {MINUTE_MICROS} * {MINUTE_MICROS}"  # integer division in both
     device = f"COALESCE(i.device_id, {ALL_DEVICES})"
-    key = f"i.workspace_id, {minute}, i.model_id, {device}"
     ranges = (
         "JOIN agg_ranges r ON i.workspace_id = r.workspace_id "
         "AND i.id BETWEEN r.first_pk AND r.last_pk"
@@ -139,28 +142,41 @@ def _sql(dialect: Dialect) -> _Sql:
         "AND p.inference_pk BETWEEN r.first_pk AND r.last_pk "
         "JOIN inferences i ON i.id = p.inference_pk"
     )
+
     mark = dialects.placeholder(dialect)
 
     def insert(table: str, columns: tuple[str, ...]) -> str:
+        # A row of parameters each, not json_each: JSON's ->> walks a row from its start for
+        # each field, quadratic in a row of two hundred fields.
         marks = ", ".join([mark] * len(columns))
         return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
+    def named(*columns: str) -> str:
+        return ", ".join(f"{column} AS a{n}" for n, column in enumerate(columns))
+
     # In ROLLUP_SUMS order, but for confidence_sum (from the predictions).
+    keys = ("i.workspace_id", minute, "i.model_id", device)
+    sums = named(
+        *keys,
+        "COUNT(*)",
+        "COUNT(i.error)",
+        "SUM(CASE WHEN i.error IS NULL AND i.prediction_count = 0 THEN 1 ELSE 0 END)",
+        "SUM(i.prediction_count)",
+        "COUNT(i.inference_time)",
+        "COALESCE(SUM(i.inference_time), 0.0)",
+    )
     inference_sums = f"""
-        SELECT {key}, COUNT(*), COUNT(i.error),
-            SUM(CASE WHEN i.error IS NULL AND i.prediction_count = 0 THEN 1 ELSE 0 END),
-            SUM(i.prediction_count), COUNT(i.inference_time),
-            COALESCE(SUM(i.inference_time), 0.0)
+        SELECT {sums}
         FROM inferences i {ranges}
         GROUP BY 1, 2, 3, 4
     """
     time_bins = f"""
-        SELECT {key}, i.time_bin, COUNT(*)
+        SELECT {named(*keys, "i.time_bin", "COUNT(*)")}
         FROM inferences i {ranges}
         WHERE i.time_bin IS NOT NULL GROUP BY 1, 2, 3, 4, 5
     """
     prediction_bins = f"""
-        SELECT {key}, p.class_name, {cbin}, COUNT(*), SUM(p.confidence)
+        SELECT {named(*keys, "p.class_name", cbin, "COUNT(*)", "SUM(p.confidence)")}
         FROM predictions p {prediction_ranges}
         GROUP BY 1, 2, 3, 4, 5, 6
     """
@@ -214,9 +230,9 @@ def _sql(dialect: Dialect) -> _Sql:
         )
     return _Sql(
         scratch=_scratch(dialect),
-        inference_sums=inference_sums,
-        time_bins=time_bins,
-        prediction_bins=prediction_bins,
+        inference_sums=dialects.as_json(dialect, inference_sums, 10),
+        time_bins=dialects.as_json(dialect, time_bins, 6),
+        prediction_bins=dialects.as_json(dialect, prediction_bins, 8),
         insert_rollup=insert("agg_rollup", _ROLLUP_COLUMNS),
         insert_class_bins=insert("agg_class_bins", _CLASS_BIN_COLUMNS),
         class_rows=class_rows,

@@ -8,21 +8,19 @@ rollups exactly once, soon after (docs/architecture.md).
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from visionwatch.db import bulk
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
-    inference_metadata,
     inferences,
     models,
     pending_metadata,
-    predictions,
     rollup_queue,
 )
 from visionwatch.db.types import to_micros
@@ -58,17 +56,74 @@ def ingest(
     in the same transaction. `images` (checked, by inference id) go to `blobs`
     for the new inferences, as far as their models' daily caps allow.
     """
+    # Everything Python does for the rows happens here, before the transaction: inside it
+    # the writer (on SQLite, everyone's one writer) runs SQL only.
+    rows = _Rows.of(batch, now)
     result: IngestResult = db.run_write(
-        _ingest, db.dialect, workspace_id, batch, now, heartbeat, images or {}, blobs
+        _ingest, db.dialect, workspace_id, rows, now, heartbeat, images or {}, blobs
     )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A batch's rows as JSON for the statements of `_sql` (one parameter per table)."""
+
+    sent: int  # items in the batch, repeated ids included
+    unique: list[Inference]  # the first of each inference id, in the order sent
+    inferences: str
+    predictions: str
+    metadata: dict[tuple[str, str], tuple[str, str]]  # (inference id, field): (value, kind)
+
+    @classmethod
+    def of(cls, batch: list[Inference], now: datetime) -> "_Rows":
+        unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
+        unique.reverse()
+        received = to_micros(now)
+        # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
+        ordered = sorted(unique, key=lambda i: i.inference_id)
+        inference_rows = [
+            (
+                i.inference_id,
+                i.model,
+                i.device,
+                to_micros(i.timestamp),
+                received,
+                i.inference_time,
+                i.task,
+                i.image_width,
+                i.image_height,
+                i.error,
+                len(i.predictions),
+                None if i.inference_time is None else time_bin(i.inference_time),
+                orjson.dumps(i.item).decode(),  # last: JSON's ->> walks a row from its start
+            )
+            for i in ordered
+        ]
+        prediction_rows = [
+            (i.inference_id, index, p.class_name, p.class_id, p.confidence, *p.box)
+            for i in ordered
+            for index, p in enumerate(i.predictions)
+        ]
+        metadata = {
+            (i.inference_id, field): encode_metadata_value(value)
+            for i in ordered
+            for field, value in i.metadata.items()
+        }
+        return cls(
+            sent=len(batch),
+            unique=unique,
+            inferences=orjson.dumps(inference_rows).decode(),
+            predictions=orjson.dumps(prediction_rows).decode(),
+            metadata=metadata,
+        )
 
 
 def _ingest(
     conn: Connection,
     dialect: Dialect,
     workspace_id: int,
-    batch: list[Inference],
+    rows: _Rows,
     now: datetime,
     heartbeat: Heartbeat | None,
     images: dict[str, CheckedImage],
@@ -76,61 +131,165 @@ def _ingest(
 ) -> IngestResult:
     if heartbeat is not None:
         upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
-    unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
-    unique.reverse()  # the first of repeated ids in a batch wins, in the order sent
+    unique = rows.unique
     if not unique:
         return IngestResult(accepted=0, duplicates=0)
     dialects.lock_for_ingest(dialect, conn, workspace_id)
-    model_ids = _upsert_models(conn, dialect, workspace_id, unique)
-    device_ids = _upsert_devices(conn, dialect, workspace_id, unique, now)
-    inserted = conn.execute(
-        dialects.insert(dialect, inferences)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "inference_id"])
-        .returning(inferences.c.id, inferences.c.inference_id),
-        [
-            {
-                "workspace_id": workspace_id,
-                "inference_id": i.inference_id,
-                "model_id": model_ids[i.model],
-                "device_id": device_ids.get(i.device) if i.device else None,
-                "ts": i.timestamp,
-                "received_at": now,
-                "inference_time": i.inference_time,
-                "task": i.task,
-                "image_width": i.image_width,
-                "image_height": i.image_height,
-                "error": i.error,
-                "prediction_count": len(i.predictions),
-                "image_key": None,
-                "item": orjson.dumps(i.item).decode(),
-                "time_bin": None if i.inference_time is None else time_bin(i.inference_time),
-            }
-            # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
-            for i in sorted(unique, key=lambda i: i.inference_id)
-        ],
-    ).all()
-    pks = {row.inference_id: row.id for row in inserted}
-    new = [i for i in unique if i.inference_id in pks]
-    if new:
-        _insert_predictions(conn, workspace_id, new, pks)
-        _insert_metadata(conn, dialect, workspace_id, new, pks)
+    _upsert_models(conn, dialect, workspace_id, unique)
+    _upsert_devices(conn, dialect, workspace_id, unique, now)
+    sql = _sql(dialect)
+    first, last, count = _insert_inferences(conn, sql, workspace_id, rows.inferences)
+    accepted: list[Inference] = []
+    pks: dict[str, int] = {}
+    if count:
+        span = (workspace_id, first, last)
+        if rows.predictions != "[]":
+            conn.exec_driver_sql(sql.predictions, (rows.predictions, *span))
+        _insert_metadata(conn, sql, workspace_id, rows, span)
         conn.execute(
             insert(rollup_queue).values(
-                workspace_id=workspace_id,
-                first_pk=min(pks.values()),
-                last_pk=max(pks.values()),
-                enqueued_at=now,
+                workspace_id=workspace_id, first_pk=first, last_pk=last, enqueued_at=now
             )
         )
+        if images or count != len(unique):  # which ones are new
+            pks = {row[0]: row[1] for row in conn.exec_driver_sql(sql.new_ids, span)}
+            accepted = [i for i in unique if i.inference_id in pks]
+        else:  # the usual case: all of them
+            accepted = unique
     kept = 0
     if images and blobs is not None:
-        kept = _keep_images(conn, dialect, blobs, workspace_id, new, pks, images, now)
+        kept = _keep_images(conn, dialect, blobs, workspace_id, accepted, pks, images, now)
     return IngestResult(
-        accepted=len(new),
-        duplicates=len(batch) - len(new),
+        accepted=len(accepted),
+        duplicates=rows.sent - len(accepted),
         images_kept=kept,
-        images_over_cap=sum(1 for i in new if i.inference_id in images) - kept,
+        images_over_cap=sum(1 for i in accepted if i.inference_id in images) - kept,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    before: str | None  # SQLite: the largest key before the insert
+    inferences: str
+    span: str | None  # SQLite: the keys inserted after `before`
+    predictions: str
+    metadata: str
+    new_ids: str
+
+
+# The fields of each JSON row, and their SQL types.
+_INFERENCE_FIELDS = (
+    ("inference_id", "TEXT"),
+    ("model", "TEXT"),
+    ("device", "TEXT"),
+    ("ts", "BIGINT"),
+    ("received_at", "BIGINT"),
+    ("inference_time", "DOUBLE PRECISION"),
+    ("task", "TEXT"),
+    ("image_width", "BIGINT"),
+    ("image_height", "BIGINT"),
+    ("error", "TEXT"),
+    ("prediction_count", "BIGINT"),
+    ("time_bin", "BIGINT"),
+    ("item", "TEXT"),
+)
+_PREDICTION_FIELDS = (
+    ("inference_id", "TEXT"),
+    ("idx", "BIGINT"),
+    ("class_name", "TEXT"),
+    ("class_id", "BIGINT"),
+    ("confidence", "DOUBLE PRECISION"),
+    ("x", "DOUBLE PRECISION"),
+    ("y", "DOUBLE PRECISION"),
+    ("width", "DOUBLE PRECISION"),
+    ("height", "DOUBLE PRECISION"),
+)
+_METADATA_FIELDS = (
+    ("inference_id", "TEXT"),
+    ("field", "TEXT"),
+    ("value", "TEXT"),
+    ("kind", "TEXT"),
+)
+
+
+@cache
+def _sql(dialect: Dialect) -> _Sql:
+    """The statements of an insert. Models and devices are found by name, and the batch's
+    own inferences by id within the span of keys it inserted: an id sent before has an
+    older key (the workspace's ingest lock orders its batches)."""
+    mark = dialects.placeholder(dialect)
+
+    def fields(spec: tuple[tuple[str, str], ...]) -> tuple[str, dict[str, str]]:
+        source, sql = dialects.json_rows(dialect, tuple(kind for _, kind in spec))
+        return source, dict(zip((name for name, _ in spec), sql, strict=True))
+
+    source, f = fields(_INFERENCE_FIELDS)
+    # CROSS JOIN fixes the order on SQLite: the rows, then each one's model and device.
+    inferences = f"""
+        INSERT INTO inferences (workspace_id, inference_id, model_id, device_id, ts,
+            received_at, inference_time, task, image_width, image_height, error,
+            prediction_count, image_key, item, time_bin)
+        SELECT m.workspace_id, {f["inference_id"]}, m.id, d.id, {f["ts"]}, {f["received_at"]},
+            {f["inference_time"]}, {f["task"]}, {f["image_width"]}, {f["image_height"]},
+            {f["error"]}, {f["prediction_count"]}, NULL, {f["item"]}, {f["time_bin"]}
+        FROM {source} CROSS JOIN models m
+        LEFT JOIN devices d ON d.workspace_id = m.workspace_id AND d.name = {f["device"]}
+        WHERE m.workspace_id = {mark} AND m.name = {f["model"]}
+        ON CONFLICT (workspace_id, inference_id) DO NOTHING
+    """
+    # CROSS JOIN: SQLite then reads the rows first and finds each one's inference by its id
+    # (left to itself it scanned the workspace's inferences for each row).
+    mine = f"""CROSS JOIN inferences i WHERE i.workspace_id = {mark}
+        AND i.inference_id = {{inference_id}} AND i.id BETWEEN {mark} AND {mark}"""
+    source, f = fields(_PREDICTION_FIELDS)
+    predictions = f"""
+        INSERT INTO predictions (workspace_id, inference_pk, idx, ts, class_name, class_id,
+            confidence, x, y, width, height)
+        SELECT i.workspace_id, i.id, {f["idx"]}, i.ts, {f["class_name"]}, {f["class_id"]},
+            {f["confidence"]}, {f["x"]}, {f["y"]}, {f["width"]}, {f["height"]}
+        FROM {source} {mine.format(inference_id=f["inference_id"])}
+    """
+    source, f = fields(_METADATA_FIELDS)
+    metadata = f"""
+        INSERT INTO inference_metadata (workspace_id, inference_pk, field, value, kind, ts)
+        SELECT i.workspace_id, i.id, {f["field"]}, {f["value"]}, {f["kind"]}, i.ts
+        FROM {source} {mine.format(inference_id=f["inference_id"])}
+    """
+    new_ids = f"""
+        SELECT inference_id, id FROM inferences
+        WHERE workspace_id = {mark} AND id BETWEEN {mark} AND {mark}
+    """
+    if dialect is Dialect.SQLITE:
+        # One writer: the keys after the largest one are this insert's.
+        return _Sql(
+            before="SELECT COALESCE(MAX(id), 0) FROM inferences",
+            inferences=inferences,
+            span=f"SELECT MIN(id), MAX(id), COUNT(*) FROM inferences WHERE id > {mark}",
+            predictions=predictions,
+            metadata=metadata,
+            new_ids=new_ids,
+        )
+    return _Sql(
+        before=None,
+        inferences=inferences + " RETURNING id",
+        span=None,
+        predictions=predictions,
+        metadata=metadata,
+        new_ids=new_ids,
+    )
+
+
+def _insert_inferences(
+    conn: Connection, sql: _Sql, workspace_id: int, rows: str
+) -> tuple[int, int, int]:
+    """Insert the rows not stored yet: the first and last keys inserted, and how many."""
+    if sql.before is not None and sql.span is not None:
+        before = conn.exec_driver_sql(sql.before).scalar_one()
+        conn.exec_driver_sql(sql.inferences, (rows, workspace_id))
+        first, last, count = conn.exec_driver_sql(sql.span, (before,)).one()
+        return first or 0, last or 0, count
+    keys = conn.exec_driver_sql(sql.inferences, (rows, workspace_id)).scalars().all()
+    return min(keys, default=0), max(keys, default=0), len(keys)
 
 
 def _keep_images(
@@ -228,69 +387,25 @@ def _upsert_devices(
     return upsert_devices(conn, dialect, workspace_id, rows, now)
 
 
-_PREDICTION_COLUMNS = (
-    "workspace_id",
-    "inference_pk",
-    "idx",
-    "ts",
-    "class_name",
-    "class_id",
-    "confidence",
-    "x",
-    "y",
-    "width",
-    "height",
-)
-_METADATA_COLUMNS = ("workspace_id", "inference_pk", "field", "value", "kind", "ts")
-
-
-def _insert_predictions(
-    conn: Connection, workspace_id: int, new: list[Inference], pks: dict[str, int]
-) -> None:
-    rows: list[tuple[Any, ...]] = []
-    for i in new:
-        pk, ts = pks[i.inference_id], to_micros(i.timestamp)
-        rows.extend(
-            (
-                *(workspace_id, pk, index, ts),
-                *(p.class_name, p.class_id, p.confidence, p.x, p.y, p.width, p.height),
-            )
-            for index, p in enumerate(i.predictions)
-        )
-    bulk.executemany(conn, "insert predictions", predictions.insert, _PREDICTION_COLUMNS, rows)
-
-
 def _insert_metadata(
-    conn: Connection,
-    dialect: Dialect,
-    workspace_id: int,
-    new: list[Inference],
-    pks: dict[str, int],
+    conn: Connection, sql: _Sql, workspace_id: int, rows: _Rows, span: tuple[int, int, int]
 ) -> None:
-    values: dict[tuple[str, str], tuple[str, str]] = {}
-    for inference in new:
-        for field, value in inference.metadata.items():
-            values[(inference.inference_id, field)] = encode_metadata_value(value)
+    values = rows.metadata
     # Metadata that came before its inference: it was sent after the fact, so it wins.
-    ids = [i.inference_id for i in new]
-    pending = list(_pending_for(conn, workspace_id, ids))
-    for row in pending:
-        values[(row.inference_id, row.field)] = (row.value, row.kind)
+    pending = list(_pending_for(conn, workspace_id, [i.inference_id for i in rows.unique]))
     if pending:
+        values = dict(values)
+        for row in pending:
+            values[(row.inference_id, row.field)] = (row.value, row.kind)
         conn.execute(
             delete(pending_metadata).where(
                 pending_metadata.c.workspace_id == workspace_id,
                 pending_metadata.c.inference_id.in_({row.inference_id for row in pending}),
             )
         )
-    if not values:
-        return
-    timestamps = {i.inference_id: to_micros(i.timestamp) for i in new}
-    rows = [
-        (workspace_id, pks[inference_id], field, value, kind, timestamps[inference_id])
-        for (inference_id, field), (value, kind) in values.items()
-    ]
-    bulk.executemany(conn, "insert metadata", inference_metadata.insert, _METADATA_COLUMNS, rows)
+    if values:
+        listed = [(inference_id, field, *value) for (inference_id, field), value in values.items()]
+        conn.exec_driver_sql(sql.metadata, (orjson.dumps(listed).decode(), *span))
 
 
 def _pending_for(conn: Connection, workspace_id: int, ids: list[str]) -> Iterable[Row[Any]]:
