@@ -9,8 +9,10 @@ Shapes (batches of 500 inferences, 5 detections of 20 classes and 3 metadata fie
 - drain: one device and model per batch, timestamps 2 s apart over the last day (a spool
   emptied after an outage);
 - backfill: 50 devices x 10 models mixed, timestamps over 6 days (history imported);
-- roboflow: a Roboflow Inference Server's reports (`POST /inference-stats`), one a minute,
-  one device, five models, in its default condensed form (class and confidence only).
+- roboflow: a busy Roboflow Inference Server's reports (`POST /inference-stats`), one a
+  minute, one device, five models, in its default condensed form (class and confidence
+  only): a minute of ten 30 fps streams, 18,000 results a report (10 MiB with five
+  predictions each; 13 MiB with twelve).
 
 A loader posts pre-serialised bodies over loopback with two connections; the rate counts
 inferences the server acknowledged (committed). Meanwhile a reader asks `/api/v1/stats`
@@ -46,6 +48,7 @@ from visionwatch.db.engine import create_database
 
 DEFAULT_SIZE = 20_000
 BATCH = 500
+REPORT = 18_000  # a minute of ten 30 fps streams
 CLASSES = [f"class-{i}" for i in range(20)]
 DEVICES = [f"camera-{i}" for i in range(50)]
 MODELS = [f"model-{i}/1" for i in range(10)]
@@ -71,13 +74,14 @@ class Workload:
 
 def make_workload(shape: str, size: int, seed: int = 1) -> Workload:
     rng = random.Random(seed)
-    count = max(size // BATCH, 1)
+    per_batch = min(REPORT, size) if shape == "roboflow" else BATCH
+    count = max(size // per_batch, 1)
     now = time.time()
     batches = []
     for number in range(count):
         fixed_model, fixed_device = rng.choice(MODELS), rng.choice(DEVICES)
         batch = []
-        for index in range(BATCH):
+        for index in range(per_batch):
             if shape == "camera":
                 model, device = fixed_model, fixed_device
                 at = now - (count - number) * 5.0 + rng.random() * 5.0
@@ -145,7 +149,15 @@ def _report(batch: list[dict[str, Any]]) -> dict[str, Any]:
                 "request_time": item["timestamp"],
                 "inference": {
                     "inference_id": item["inference_id"],
-                    "request": {"model_id": item["model_id"], "model_type": None},
+                    "inference_server_id": batch[0]["device_id"],
+                    "inference_server_version": "1.8.3",
+                    "request": {
+                        "model_id": item["model_id"],
+                        "model_type": "object-detection",
+                        "confidence": 0.4,
+                        "source": None,
+                        "source_info": None,
+                    },
                     "response": [
                         {
                             "predictions": [

@@ -3,17 +3,25 @@
 Payloads are built field by field from what the `inference` package (1.x) sends.
 """
 
+import random
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import NewKey, auth
+from visionwatch.app import create_app
+from visionwatch.config import MIB, Settings
+from visionwatch.db.engine import Database
+from visionwatch.store.accounts import create_key, create_workspace
 
 SYSTEM_INFO = {
     "platform": "Linux",
@@ -658,3 +666,60 @@ def test_bad_statistics_periods_are_400(
     response = client.get("/acme/inference-stats", params={**params, "api_key": key})
     assert response.status_code == 400
     assert response.json()["error"].startswith(fragment)
+
+
+def test_a_busy_servers_minute_is_stored_whole(client: TestClient, new_key: NewKey) -> None:
+    """Ten 30 fps streams: 18,000 results in one report of over 13 MiB, which the Inference
+    Server neither splits nor retries (refused, the whole minute would be lost)."""
+    key = new_key(scopes=("ingest", "read"))
+    rng = random.Random(7)
+    classes = ["car", "truck", "bus", "van", "person", "bicycle"]
+    results = []
+    for number in range(18_000):
+        boxes = [(rng.choice(classes), round(rng.random(), 4)) for _ in range(12)]
+        results.append(condensed(f"stream-{number % 10}/1", boxes, took=0.01 + number % 7 / 1000))
+    body = orjson.dumps(report(key, results))
+    assert len(body) > 13 * MIB
+    response = client.post(
+        "/inference-stats", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert response.json() == {"status": "ok", "accepted": 18_000, "duplicates": 0}
+    stats = native(client, key, "/api/v1/stats")
+    assert stats["total_requests"]["current"] == 18_000
+    confidences = [p["confidence"] for r in results for p in predictions_of(r)]
+    assert stats["avg_confidence"]["current"] == pytest.approx(sum(confidences) / len(confidences))
+    counted = {c["class"]: c["count"] for c in native(client, key, "/api/v1/classes")["classes"]}
+    assert counted == Counter(p["class"] for r in results for p in predictions_of(r))
+
+
+def predictions_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for response in result["inference"]["response"] for p in response["predictions"]]
+
+
+def test_reports_have_their_own_body_limit(
+    tmp_path: Path, database_url: str, database: Database
+) -> None:
+    limited = Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        max_body_bytes=64 * 1024,
+        max_report_bytes=256 * 1024,
+    )
+    create_workspace(database, "limits")
+    _, key = create_key(database, "limits", ("ingest",))
+    results = [condensed("m/1", [("car", 0.5)] * 20) for _ in range(100)]
+    small, large = report(key, results[:80]), report(key, results * 3)
+    assert 64 * 1024 < len(orjson.dumps(small)) < 256 * 1024 < len(orjson.dumps(large))
+    with TestClient(create_app(limited, database)) as client:
+        # Over the native limit, under the report limit: a report is taken...
+        assert client.post("/inference-stats", json=small).status_code == 200
+        assert client.post("/limits/inference-stats", json=small).status_code == 200
+        # ...and anything else is not.
+        items = [{"model_id": "m/1", "metadata": {"pad": "x" * 900}} for _ in range(80)]
+        batch = client.post("/api/v1/inferences", json={"inferences": items}, headers=auth(key))
+        assert batch.status_code == 413
+        # Over the report limit: refused, and said so.
+        response = client.post("/inference-stats", json=large)
+        assert response.status_code == 413
+        assert response.json()["detail"] == "the request body exceeds 0.25 MiB"

@@ -1,5 +1,6 @@
 """create_app(settings, database) -> the FastAPI application; nothing is built at import."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -107,6 +108,9 @@ def create_app(
         else None
     )
     app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
+    # Large reports are parsed and stored one at a time: each holds a hundred megabytes of
+    # parsed JSON and rows while it is handled (api/roboflow.py).
+    app.state.large_reports = asyncio.Semaphore(1)
     install_handlers(app)
     roboflow.install_handlers(app)
     # images before inferences: its paths end in /image, which the detail's path would swallow.
@@ -114,7 +118,9 @@ def create_app(
     for module in routers:
         app.include_router(module.router)
     install_dashboard(app, settings)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_body_bytes, report_limit=settings.max_report_bytes
+    )
     app.add_middleware(RefuseNul)
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

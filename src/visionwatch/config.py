@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # A device is "offline" when nothing came from it for this many seconds.
     device_offline_after: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=10 * MIB, ge=1024)
+    # An Inference Server's report holds a minute of its results, unsplit: ten 30 fps
+    # streams make 18,000 results, about 13 MiB.
+    max_report_bytes: int = Field(default=32 * MIB, ge=1024)
     max_batch_items: int = Field(default=1000, ge=1)
     # What one inference may carry (at most the hard ceilings in items.py).
     max_metadata_fields: int = Field(default=100, ge=1, le=10_000)

@@ -230,7 +230,9 @@ class Inference:
     timestamp: datetime
     task: str | None
     predictions: list[Prediction]
-    item: dict[str, Any]
+    # The item as sent, or already its JSON text: a large report encodes each result as it
+    # goes, so that the parsed report can be freed before it is stored.
+    item: dict[str, Any] | str
     device: str | None = None
     inference_time: float | None = None
     image_width: int | None = None

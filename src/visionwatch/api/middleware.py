@@ -18,17 +18,21 @@ class BodyLimit:
     then never fails halfway through reading, and nothing is half-stored.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, report_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        # Inference Servers' reports (POST .../inference-stats) may be larger: a server
+        # neither splits nor retries one, so a report refused is a minute lost.
+        self.report_limit = limit if report_limit is None else report_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
             await self.app(scope, receive, send)
             return
+        limit = self.report_limit if scope["path"].endswith("/inference-stats") else self.limit
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._reject(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -39,20 +43,21 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await self._reject(scope, receive, send)
+            if size > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         data = b"".join(chunks)
+        chunks.clear()  # held until the route returns, else: a second copy of the body
         encoding = _header(scope, b"content-encoding").strip().lower()
         if encoding == b"gzip":
             # Clients compress batches; every route then reads plain JSON.
             try:
-                data = gunzip(data, self.limit)
+                data = gunzip(data, limit)
             except _TooLarge:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
                 return
             except ValueError:
                 detail = {"detail": "the request body is not valid gzip"}
@@ -67,8 +72,8 @@ class BodyLimit:
         body = {"type": "http.request", "body": data, "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = {"detail": f"the request body exceeds {self.limit / MIB:g} MiB"}
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        body = {"detail": f"the request body exceeds {limit / MIB:g} MiB"}
         await JSON(body, status_code=413)(scope, receive, send)
 
 

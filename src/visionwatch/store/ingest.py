@@ -96,7 +96,8 @@ class _Rows:
                 i.error,
                 len(i.predictions),
                 None if i.inference_time is None else time_bin(i.inference_time),
-                orjson.dumps(i.item).decode(),  # last: JSON's ->> walks a row from its start
+                # Last: JSON's ->> walks a row from its start.
+                i.item if isinstance(i.item, str) else orjson.dumps(i.item).decode(),
             )
             for i in ordered
         ]
