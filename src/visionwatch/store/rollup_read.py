@@ -9,10 +9,21 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Table, and_, func, or_, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from visionwatch.db.schema import (
@@ -66,15 +77,57 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(table: Table, scope: Scope, segments: list[Segment]) -> list[ColumnElement[bool]]:
+def _where(table: Table, with_model: bool, segments: int) -> list[ColumnElement[bool]]:
+    """Conditions with parameters (see _params): one statement serves every period of the
+    same shape, and SQLAlchemy computes its cache key once, not per request (a statement of
+    two hundred sums took longer to key than to run)."""
+    bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [
-        table.c.workspace_id == scope.workspace_id,
-        table.c.device_id == scope.device_id,
-        in_segments(table, segments),
+        table.c.workspace_id == bindparam("workspace_id"),
+        table.c.device_id == bindparam("device_id"),
+        or_(
+            *(
+                and_(bucket >= bindparam(f"from_{n}"), bucket < bindparam(f"to_{n}"))
+                for n in range(segments)
+            )
+        ),
     ]
-    if scope.model_id is not None:
-        conditions.append(table.c.model_id == scope.model_id)
+    if with_model:
+        conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
+
+
+def _params(scope: Scope, segments: list[Segment]) -> dict[str, Any]:
+    params: dict[str, Any] = {"workspace_id": scope.workspace_id, "device_id": scope.device_id}
+    if scope.model_id is not None:
+        params["model_id"] = scope.model_id
+    for n, (_, start, end) in enumerate(segments):
+        params[f"from_{n}"], params[f"to_{n}"] = to_micros(start), to_micros(end)
+    return params
+
+
+@lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not, segments
+def _rollup_query(
+    resolution: str, bins: bool, group: str | None, interval: timedelta | None, model: bool, n: int
+) -> Select[Any]:
+    table = rollups[resolution]
+    names = ROLLUP_SUMS + ((CONFIDENCE_COLUMNS + TIME_COLUMNS) if bins else ())
+    query = select(*_sums(table, names)).where(*_where(table, model, n))
+    if group is not None:
+        key = _group_column(table, group, interval)
+        query = query.add_columns(key).group_by(key)
+    return query
+
+
+@lru_cache(maxsize=1024)
+def _class_query(resolution: str, bins: bool, model: bool, n: int) -> Select[Any]:
+    table = class_rollups[resolution]
+    names = CLASS_SUMS + (CONFIDENCE_COLUMNS if bins else ())
+    return (
+        select(table.c.model_id, table.c.class_name, *_sums(table, names))
+        .where(*_where(table, model, n))
+        .group_by(table.c.model_id, table.c.class_name)
+    )
 
 
 def by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
@@ -100,14 +153,10 @@ def sum_rollups(
         assert interval is not None
         coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
     result: dict[Any, Delta] = {}
-    bins = (CONFIDENCE_COLUMNS + TIME_COLUMNS) if with_bins else ()
+    model = scope.model_id is not None
     for resolution, segments in by_resolution(cover(start, end, coarsest)).items():
-        table = rollups[resolution]
-        query = select(*_sums(table, ROLLUP_SUMS + bins)).where(*_where(table, scope, segments))
-        if group is not None:
-            key = _group_column(table, group, interval)
-            query = query.add_columns(key).group_by(key)
-        for row in conn.execute(query):
+        query = _rollup_query(resolution, with_bins, group, interval, model, len(segments))
+        for row in conn.execute(query, _params(scope, segments)):
             group_key = _group_value(group, row[-1])
             totals = result.setdefault(group_key, Delta())
             values = row[:-1] if group is not None else row
@@ -129,15 +178,10 @@ def sum_classes(
 ) -> dict[tuple[int, str], ClassDelta]:
     """Per (model, class) totals over [start, end)."""
     result: dict[tuple[int, str], ClassDelta] = {}
-    bins = CONFIDENCE_COLUMNS if with_bins else ()
+    model = scope.model_id is not None
     for resolution, segments in by_resolution(cover(start, end)).items():
-        table = class_rollups[resolution]
-        query = (
-            select(table.c.model_id, table.c.class_name, *_sums(table, CLASS_SUMS + bins))
-            .where(*_where(table, scope, segments))
-            .group_by(table.c.model_id, table.c.class_name)
-        )
-        for row in conn.execute(query):
+        query = _class_query(resolution, with_bins, model, len(segments))
+        for row in conn.execute(query, _params(scope, segments)):
             totals = result.setdefault((row[0], row[1]), ClassDelta())
             totals.inferences += row[2] or 0
             totals.predictions += row[3] or 0
