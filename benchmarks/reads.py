@@ -31,6 +31,7 @@ with warnings.catch_warnings():
 
 from tests.support.dashboard import HTML, PASSWORD, sign_in
 
+from visionwatch.aggregator import settle
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
@@ -107,6 +108,9 @@ def generate(database_url: str, folder: Path, size: int, seed: int = 7) -> tuple
                         [inference.inference_id, p.class_name, p.confidence, micros]
                     )
             ingest(database, 1, batch, end)
+            if number % 20 == 19:  # as the server's aggregator would, every so often
+                settle(database, timeout=3600)
+    settle(database, timeout=3600)  # the reads then see every inference in the rollups
     database.dispose()
     return key, end
 
