@@ -4,19 +4,25 @@ late data for past hours.
 
 The independent computation is `rollups.compute_deltas`, pure Python over the parsed
 inferences (the way rollups were written before the aggregator), compared row by row with
-every rollup table.
+every rollup table. A real server killed with SIGKILL between its commits and their
+aggregation, then restarted, is held to the same account.
 """
 
 import random
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from tests.support.server import cli, serving_process
 from visionwatch.aggregator import Aggregator, settle
-from visionwatch.db.engine import Database
+from visionwatch.db.engine import Database, create_database
 from visionwatch.db.schema import (
     CLASS_SUMS,
     CONFIDENCE_COLUMNS,
@@ -27,6 +33,7 @@ from visionwatch.db.schema import (
     models,
     rollup_queue,
     rollups,
+    workspaces,
 )
 from visionwatch.items import Inference, parse_batch
 from visionwatch.rollups import Deltas, compute_deltas
@@ -190,3 +197,54 @@ def test_runs_at_once_count_each_batch_once(database: Database) -> None:
         thread.join()
     assert queued(database) == 0
     assert_rollups(database, ws, expected(database, [i for b in batches for i in b]))
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_server_killed_before_aggregating_counts_everything_once_after_restart(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {
+        "VISIONWATCH_DATA_DIR": str(tmp_path),
+        "VISIONWATCH_DATABASE_URL": database_url,
+        # After a run the aggregator waits this long: the batches of that time stay queued.
+        "VISIONWATCH_AGGREGATE_SPACING_SECONDS": "10",
+    }
+    assert cli(env, "workspaces", "create", "killed").returncode == 0
+    key = cli(env, "keys", "create", "killed").stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    database = create_database(database_url)
+    rng = random.Random(8)
+    first = items(rng, 60, timedelta(days=2))
+    later = [items(rng, 80, timedelta(days=2)) for _ in range(4)]
+    later[2] += later[0][:10]  # ids sent again: stored and counted once
+    try:
+        with serving_process(env) as (base, process):
+
+            def post(batch: list[dict[str, Any]]) -> None:
+                response = httpx.post(
+                    f"{base}/api/v1/inferences", json={"inferences": batch}, headers=headers
+                )
+                assert response.status_code == 200, response.text
+
+            post(first)
+            wait_until(lambda: queued(database) == 0, "first run")  # then it waits 10 s
+            for batch in later:
+                post(batch)
+            assert queued(database) == len(later)  # acknowledged, committed, not aggregated
+            process.kill()
+            process.wait()
+        assert queued(database) == len(later)
+        with serving_process(env):
+            wait_until(lambda: queued(database) == 0, "aggregation after the restart")
+        with database.read() as conn:
+            (space,) = conn.execute(select(workspaces.c.id)).scalars().all()
+        sent = first + [item for batch in later for item in batch]
+        assert_rollups(database, space, expected(database, sent))
+    finally:
+        database.dispose()
