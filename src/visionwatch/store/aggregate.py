@@ -110,9 +110,19 @@ def _fetch(conn: Connection, query: str) -> list[list[Any]]:
 
 
 def _insert(conn: Connection, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Stage wide rows: COPY on PostgreSQL (executemany took 0.3 ms a row of two hundred
+    parameters there), a row of parameters each on SQLite."""
     listed = list(rows)
-    if listed:
-        conn.exec_driver_sql(statement, listed)
+    if not listed:
+        return
+    if statement.startswith("COPY"):
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in listed:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(statement, listed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,8 @@ def _sql(dialect: Dialect) -> _Sql:
     mark = dialects.placeholder(dialect)
 
     def insert(table: str, columns: tuple[str, ...]) -> str:
+        if dialect is Dialect.POSTGRESQL:
+            return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
         # A row of parameters each, not json_each: JSON's ->> walks a row from its start for
         # each field, quadratic in a row of two hundred fields.
         marks = ", ".join([mark] * len(columns))
