@@ -58,7 +58,7 @@ def upsert_devices(
     workspace_id: int,
     rows: list[dict[str, object]],
     now: datetime,
-) -> dict[str, int]:
+) -> None:
     """Create or touch devices, seen now unless a row says when (and its version, tags...)."""
     statement = dialects.insert(dialect, devices)
     updates: dict[str, object] = {
@@ -82,8 +82,8 @@ def upsert_devices(
     ]
     statement = statement.on_conflict_do_update(
         index_elements=["workspace_id", "name"], set_=updates
-    ).returning(devices.c.id, devices.c.name)
-    return {row.name: row.id for row in conn.execute(statement, values)}
+    )
+    conn.execute(statement, values)
 
 
 def list_devices(

@@ -328,7 +328,8 @@ def _keep_images(
 
 def _upsert_models(
     conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference]
-) -> dict[str, int]:
+) -> None:
+    """The inference insert finds its models by name: no keys need come back."""
     newest: dict[str, Inference] = {}
     for inference in batch:
         seen = newest.get(inference.model)
@@ -362,13 +363,13 @@ def _upsert_models(
             ),
             "task": func.coalesce(statement.excluded.task, models.c.task),
         },
-    ).returning(models.c.id, models.c.name)
-    return {row.name: row.id for row in conn.execute(statement, rows)}
+    )
+    conn.execute(statement, rows)
 
 
 def _upsert_devices(
     conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
-) -> dict[str, int]:
+) -> None:
     """A device is last seen at its newest inference, not when its batch arrives: a batch sent
     late (a spool drained, a history imported) must not make a silent device look alive."""
     seen: dict[str, tuple[datetime, datetime]] = {}
@@ -380,12 +381,12 @@ def _upsert_devices(
                 max(last, inference.timestamp),
             )
     if not seen:
-        return {}
+        return
     rows: list[dict[str, object]] = [
         {"name": name, "first_seen": first, "last_seen": last}
         for name, (first, last) in sorted(seen.items())
     ]
-    return upsert_devices(conn, dialect, workspace_id, rows, now)
+    upsert_devices(conn, dialect, workspace_id, rows, now)
 
 
 def _insert_metadata(
