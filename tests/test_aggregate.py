@@ -25,18 +25,19 @@ from visionwatch.aggregator import Aggregator, settle
 from visionwatch.db.engine import Database, create_database
 from visionwatch.db.schema import (
     CLASS_SUMS,
-    CONFIDENCE_COLUMNS,
     ROLLUP_SUMS,
-    TIME_COLUMNS,
+    TIME_BIN_BASE,
+    class_bins,
     class_rollups,
     devices,
     models,
+    rollup_bins,
     rollup_queue,
     rollups,
     workspaces,
 )
 from visionwatch.items import Inference, parse_batch
-from visionwatch.rollups import Deltas, compute_deltas
+from visionwatch.rollups import ALL_DEVICES, Deltas, compute_deltas
 from visionwatch.store import accounts
 from visionwatch.store.aggregate import aggregate_pending
 from visionwatch.store.ingest import ingest
@@ -101,35 +102,50 @@ def expected(database: Database, sent: list[dict[str, Any]]) -> Deltas:
 
 
 def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> None:
+    """Every rollup row and every histogram bin stored, against the independent deltas."""
     stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    stored_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
     with database.read() as conn:
         for resolution, table in rollups.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
                 key = (resolution, row.bucket, row.model_id, row.device_id)
-                stored[key] = _values(row, ROLLUP_SUMS, CONFIDENCE_COLUMNS + TIME_COLUMNS)
+                stored[key] = tuple(getattr(row, s) for s in ROLLUP_SUMS)
+        for resolution, table in rollup_bins.items():
+            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
+                key = (resolution, row.bucket, row.model_id, row.device_id)
+                kind, index = (
+                    ("confidence", row.bin)
+                    if row.bin < TIME_BIN_BASE
+                    else ("time", row.bin - TIME_BIN_BASE)
+                )
+                stored_bins.setdefault(key, {}).setdefault(kind, {})[index] = row.count
         for resolution, table in class_rollups.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
                 key = (resolution, row.bucket, row.model_id, row.device_id, row.class_name)
-                stored[key] = _values(row, CLASS_SUMS, CONFIDENCE_COLUMNS)
+                stored[key] = tuple(getattr(row, s) for s in CLASS_SUMS)
+        for resolution, table in class_bins.items():
+            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
+                key = (resolution, row.bucket, row.model_id, ALL_DEVICES, row.class_name)
+                stored_bins.setdefault(key, {}).setdefault("confidence", {})[row.bin] = row.count
     wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    wanted_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
     for key, delta in deltas.rollups.items():
-        bins = _bins(delta.confidence_bins, len(CONFIDENCE_COLUMNS))
-        bins += _bins(delta.time_bins, len(TIME_COLUMNS))
-        wanted[key] = (*(getattr(delta, s) for s in ROLLUP_SUMS), *bins)
+        wanted[key] = tuple(getattr(delta, s) for s in ROLLUP_SUMS)
+        wanted_bins[key] = {"confidence": _bins(delta.confidence_bins)}
+        wanted_bins[key]["time"] = _bins(delta.time_bins)
     for class_key, class_delta in deltas.classes.items():
-        bins = _bins(class_delta.confidence_bins, len(CONFIDENCE_COLUMNS))
-        wanted[class_key] = (*(getattr(class_delta, s) for s in CLASS_SUMS), *bins)
+        wanted[class_key] = tuple(getattr(class_delta, s) for s in CLASS_SUMS)
+        wanted_bins[class_key] = {"confidence": _bins(class_delta.confidence_bins)}
     assert sorted(stored) == sorted(wanted)
     for key, values in wanted.items():
         assert stored[key] == pytest.approx(values, rel=1e-9, abs=1e-9), key
+    # Sparse: a stored bin is never empty, and each belongs to a row of sums.
+    wanted_bins = {key: {k: b for k, b in kinds.items() if b} for key, kinds in wanted_bins.items()}
+    assert stored_bins == {key: kinds for key, kinds in wanted_bins.items() if kinds}
 
 
-def _values(row: Any, sums: tuple[str, ...], bins: tuple[str, ...]) -> tuple[Any, ...]:
-    return (*(getattr(row, s) for s in sums), *((getattr(row, b) or 0) for b in bins))
-
-
-def _bins(counts: dict[int, int], size: int) -> list[int]:
-    return [counts.get(index, 0) for index in range(size)]
+def _bins(counts: dict[int, int]) -> dict[int, int]:
+    return {index: count for index, count in counts.items() if count}
 
 
 def queued(database: Database) -> int:

@@ -1,9 +1,14 @@
 """Migrations: up and down on both databases, the schema they build matches the code's, and a
 database made at the first revision upgrades with its data intact."""
 
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect, text
 
 from tests.conftest import auth
 from tests.support.settled import SettledClient
@@ -12,7 +17,9 @@ from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
 from visionwatch.db.schema import metadata
+from visionwatch.db.types import to_micros
 from visionwatch.store import accounts
+from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
 
 
 def test_migrated_schema_matches_the_code(database_url: str) -> None:
@@ -58,3 +65,117 @@ def test_first_revision_upgrades_with_its_data(database_url: str, settings: Sett
             assert stats["total_requests"]["current"] == 1
     finally:
         database.dispose()
+
+
+def test_wide_histograms_become_sparse_and_back(database_url: str) -> None:
+    """Rollups written before 0008 (a column per bin) read the same after it (a row per
+    non-empty bin), and come back whole when it is undone."""
+    rng = random.Random(8)
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    database = create_database(database_url)
+    try:
+        migrate.upgrade(database, "0007")
+        wide: dict[str, list[dict[str, Any]]] = {}
+        with database.writer.begin() as conn:
+            tables = MetaData()
+            tables.reflect(conn, only=["rollup_minute", "class_rollup_minute"])
+            wide["rollup_minute"] = [
+                {
+                    "workspace_id": 1,
+                    "bucket": to_micros(start + timedelta(minutes=minute)),
+                    "model_id": 7,
+                    "device_id": device,
+                    "requests": 10,
+                    "errors": 1,
+                    "empty": 2,
+                    "predictions": 30,
+                    "confidence_sum": 12.5,
+                    "timed": 9,
+                    "inference_time_sum": 0.25,
+                    **{
+                        f"c{i:02d}": rng.choice([None, None, 0, rng.randrange(1, 50)])
+                        for i in range(100)
+                    },
+                    **{
+                        f"t{i:03d}": rng.choice([None, None, rng.randrange(1, 50)])
+                        for i in range(122)
+                    },
+                }
+                for minute in range(3)
+                for device in (0, 5)
+            ]
+            wide["class_rollup_minute"] = [
+                {
+                    "workspace_id": 1,
+                    "bucket": to_micros(start + timedelta(minutes=minute)),
+                    "model_id": 7,
+                    "device_id": device,
+                    "class_name": name,
+                    "inferences": 4,
+                    "predictions": 6,
+                    "confidence_sum": 3.0,
+                    "errors": 0,
+                    "timed": 4,
+                    "inference_time_sum": 0.5,
+                    **{
+                        f"c{i:02d}": rng.choice([None, rng.randrange(1, 9)])
+                        if device == 0
+                        else None
+                        for i in range(100)
+                    },
+                }
+                for minute in range(3)
+                for device in (0, 5)
+                for name in ("car", "bus")
+            ]
+            for name, rows in wide.items():
+                conn.execute(tables.tables[name].insert(), rows)
+
+        migrate.upgrade(database)
+        with database.read() as conn:
+            everything = sum_rollups(conn, Scope(1), start, start + timedelta(minutes=3))[None]
+            classes = sum_classes(conn, Scope(1), start, start + timedelta(minutes=3))
+        all_devices = [row for row in wide["rollup_minute"] if row["device_id"] == 0]
+        assert everything.requests == 10 * len(all_devices)
+        assert everything.confidence_bins == _column_sums(all_devices, "c", 100)
+        assert everything.time_bins == _column_sums(all_devices, "t", 122)
+        for name in ("car", "bus"):
+            rows = [
+                row
+                for row in wide["class_rollup_minute"]
+                if row["class_name"] == name and row["device_id"] == 0
+            ]
+            assert classes[(7, name)].inferences == 4 * len(rows)
+            assert classes[(7, name)].confidence_bins == _column_sums(rows, "c", 100)
+
+        migrate.downgrade(database, "0007")
+        with database.read() as conn:
+            for name, rows in wide.items():
+                found = [dict(row._mapping) for row in conn.execute(text(f"SELECT * FROM {name}"))]
+                # Empty bins come back as null, as the aggregator wrote them.
+                sent = [
+                    {k: (None if v == 0 and _is_bin(k) else v) for k, v in row.items()}
+                    for row in rows
+                ]
+                assert _sorted(found) == _sorted(sent)
+    finally:
+        database.dispose()
+
+
+def _column_sums(rows: list[dict[str, Any]], prefix: str, bins: int) -> Counter[int]:
+    width = 2 if prefix == "c" else 3
+    totals: Counter[int] = Counter()
+    for row in rows:
+        for index in range(bins):
+            totals[index] += row[f"{prefix}{index:0{width}d}"] or 0
+    return +totals
+
+
+def _is_bin(column: str) -> bool:
+    return column[0] in "ct" and column[1:].isdigit()
+
+
+def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        rows, key=lambda row: (row["bucket"], row["device_id"], row.get("class_name", ""))
+    )

@@ -143,17 +143,6 @@ def json_rows(dialect: Dialect, types: tuple[str, ...]) -> tuple[str, list[str]]
     assert_never(dialect)
 
 
-def as_json(dialect: Dialect, query: str, columns: int) -> str:
-    """`query` (its columns named a0, a1...) answered as one JSON array of rows: one row to
-    fetch, however many it has (a fetch per row hands the GIL back and forth each time)."""
-    names = ", ".join(f"a{n}" for n in range(columns))
-    if dialect is Dialect.SQLITE:
-        return f"SELECT json_group_array(json_array({names})) FROM ({query})"
-    if dialect is Dialect.POSTGRESQL:
-        return f"SELECT CAST(json_agg(json_build_array({names})) AS text) FROM ({query}) AS q"
-    assert_never(dialect)
-
-
 def scratch_table(dialect: Dialect, name: str, columns: str) -> list[str]:
     """Statements that leave `name` an empty table private to this connection."""
     if dialect is Dialect.SQLITE:

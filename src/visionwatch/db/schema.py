@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from visionwatch.db.types import BigId, Timestamp
-from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS
+from visionwatch.histograms import CONFIDENCE_BINS
 from visionwatch.timeutil import RESOLUTION_STEPS
 
 NAMING_CONVENTION = {
@@ -38,9 +38,10 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 RESOLUTIONS = tuple(RESOLUTION_STEPS)
 
-CONFIDENCE_COLUMNS = tuple(f"c{i:02d}" for i in range(CONFIDENCE_BINS))
-TIME_COLUMNS = tuple(f"t{i:03d}" for i in range(TIME_BINS))
-# The additive columns of each rollup table, besides its histogram bins.
+# Rollup histograms share one bin column: confidence bins below this, inference-time bins
+# from it on.
+TIME_BIN_BASE = CONFIDENCE_BINS
+# The additive columns of each rollup table (its histograms are tables of their own).
 ROLLUP_SUMS = (
     "requests",
     "errors",
@@ -308,8 +309,6 @@ notifications = Table(
 
 
 def _rollup_table(resolution: str) -> Table:
-    # Histogram bins are nullable, null meaning zero: a sparse bucket then
-    # costs a null bit per empty bin on PostgreSQL and one byte on SQLite.
     return Table(
         f"rollup_{resolution}",
         metadata,
@@ -325,10 +324,27 @@ def _rollup_table(resolution: str) -> Table:
         Column("confidence_sum", Float, nullable=False),
         Column("timed", Integer, nullable=False),  # requests that reported an inference time
         Column("inference_time_sum", Float, nullable=False),
-        *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
-        *(Column(name, Integer) for name in TIME_COLUMNS),
         # The device leads the bucket: every read asks for one device key (0: all).
         PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id"),
+        # The key is the row's identity: no rowid and second index for it on SQLite.
+        sqlite_with_rowid=False,
+    )
+
+
+def _rollup_bins_table(resolution: str) -> Table:
+    """The histograms of `rollup_{resolution}`, sparse: a row per key and non-empty bin."""
+    return Table(
+        f"rollup_bins_{resolution}",
+        metadata,
+        Column("workspace_id", Integer, nullable=False),
+        Column("bucket", Timestamp, nullable=False),
+        Column("model_id", Integer, nullable=False),
+        Column("device_id", Integer, nullable=False),
+        # Below TIME_BIN_BASE a confidence bin; from it, an inference-time bin (bin - base).
+        Column("bin", SmallInteger, nullable=False),
+        Column("count", Integer, nullable=False),
+        PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id", "bin"),
+        sqlite_with_rowid=False,
     )
 
 
@@ -344,14 +360,33 @@ def _class_rollup_table(resolution: str) -> Table:
         Column("inferences", Integer, nullable=False),  # inferences with this class at least once
         Column("predictions", Integer, nullable=False),
         Column("confidence_sum", Float, nullable=False),
-        *(Column(name, Integer) for name in CONFIDENCE_COLUMNS),
         # Of the inferences above: failed ones, and their inference times.
-        Column("errors", Integer, nullable=False, server_default="0"),
-        Column("timed", Integer, nullable=False, server_default="0"),
-        Column("inference_time_sum", Float, nullable=False, server_default="0"),
+        Column("errors", Integer, nullable=False),
+        Column("timed", Integer, nullable=False),
+        Column("inference_time_sum", Float, nullable=False),
         PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id", "class_name"),
+        sqlite_with_rowid=False,
+    )
+
+
+def _class_bins_table(resolution: str) -> Table:
+    """Confidence histograms per class, sparse, for all devices only: no read asks for one
+    device's class percentiles, and per device they were most of the aggregator's writes."""
+    return Table(
+        f"class_bins_{resolution}",
+        metadata,
+        Column("workspace_id", Integer, nullable=False),
+        Column("bucket", Timestamp, nullable=False),
+        Column("model_id", Integer, nullable=False),
+        Column("class_name", String(256), nullable=False),
+        Column("bin", SmallInteger, nullable=False),
+        Column("count", Integer, nullable=False),
+        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "class_name", "bin"),
+        sqlite_with_rowid=False,
     )
 
 
 rollups = {resolution: _rollup_table(resolution) for resolution in RESOLUTIONS}
+rollup_bins = {resolution: _rollup_bins_table(resolution) for resolution in RESOLUTIONS}
 class_rollups = {resolution: _class_rollup_table(resolution) for resolution in RESOLUTIONS}
+class_bins = {resolution: _class_bins_table(resolution) for resolution in RESOLUTIONS}

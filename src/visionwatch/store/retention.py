@@ -16,12 +16,14 @@ from visionwatch.aggregator import settle
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
+    class_bins,
     class_rollups,
     image_counts,
     inference_metadata,
     inferences,
     pending_metadata,
     predictions,
+    rollup_bins,
     rollup_queue,
     rollups,
     workspaces,
@@ -181,7 +183,12 @@ def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) 
 
 
 def _prune_rollups(db: Database, cutoff: datetime, dry_run: bool) -> int:
-    tables = [*rollups.values(), *class_rollups.values()]
+    tables = [
+        *rollups.values(),
+        *rollup_bins.values(),
+        *class_rollups.values(),
+        *class_bins.values(),
+    ]
     total = 0
     with db.read() if dry_run else db.write() as conn:
         for table in tables:

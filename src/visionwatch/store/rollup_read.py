@@ -28,14 +28,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from visionwatch.db.schema import (
     CLASS_SUMS,
-    CONFIDENCE_COLUMNS,
     ROLLUP_SUMS,
-    TIME_COLUMNS,
+    TIME_BIN_BASE,
+    class_bins,
     class_rollups,
+    rollup_bins,
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.histograms import CONFIDENCE_BINS
 from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -79,12 +79,12 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
 
 def _where(table: Table, with_model: bool, segments: int) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every period of the
-    same shape, and SQLAlchemy computes its cache key once, not per request (a statement of
-    two hundred sums took longer to key than to run)."""
+    same shape, and SQLAlchemy computes its cache key once, not per request."""
     bucket = type_coerce(table.c.bucket, BigInteger)
-    conditions = [
-        table.c.workspace_id == bindparam("workspace_id"),
-        table.c.device_id == bindparam("device_id"),
+    conditions = [table.c.workspace_id == bindparam("workspace_id")]
+    if "device_id" in table.c:  # class bins are kept for all devices only
+        conditions.append(table.c.device_id == bindparam("device_id"))
+    conditions += [
         or_(
             *(
                 and_(bucket >= bindparam(f"from_{n}"), bucket < bindparam(f"to_{n}"))
@@ -110,9 +110,14 @@ def _params(scope: Scope, segments: list[Segment]) -> dict[str, Any]:
 def _rollup_query(
     resolution: str, bins: bool, group: str | None, interval: timedelta | None, model: bool, n: int
 ) -> Select[Any]:
-    table = rollups[resolution]
-    names = ROLLUP_SUMS + ((CONFIDENCE_COLUMNS + TIME_COLUMNS) if bins else ())
-    query = select(*_sums(table, names)).where(*_where(table, model, n))
+    """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
+    the group's key last."""
+    table = rollup_bins[resolution] if bins else rollups[resolution]
+    if bins:
+        query = select(table.c.bin, func.sum(table.c.count)).group_by(table.c.bin)
+    else:
+        query = select(*_sums(table, ROLLUP_SUMS))
+    query = query.where(*_where(table, model, n))
     if group is not None:
         key = _group_column(table, group, interval)
         query = query.add_columns(key).group_by(key)
@@ -121,12 +126,14 @@ def _rollup_query(
 
 @lru_cache(maxsize=1024)
 def _class_query(resolution: str, bins: bool, model: bool, n: int) -> Select[Any]:
-    table = class_rollups[resolution]
-    names = CLASS_SUMS + (CONFIDENCE_COLUMNS if bins else ())
+    """Per model and class: the sums, or (`bins`) the count per confidence bin, last."""
+    table = class_bins[resolution] if bins else class_rollups[resolution]
+    columns = (table.c.bin, func.sum(table.c.count)) if bins else _sums(table, CLASS_SUMS)
+    keys = (table.c.model_id, table.c.class_name, *((table.c.bin,) if bins else ()))
     return (
-        select(table.c.model_id, table.c.class_name, *_sums(table, names))
+        select(table.c.model_id, table.c.class_name, *columns)
         .where(*_where(table, model, n))
-        .group_by(table.c.model_id, table.c.class_name)
+        .group_by(*keys)
     )
 
 
@@ -155,33 +162,42 @@ def sum_rollups(
     result: dict[Any, Delta] = {}
     model = scope.model_id is not None
     for resolution, segments in by_resolution(cover(start, end, coarsest)).items():
-        query = _rollup_query(resolution, with_bins, group, interval, model, len(segments))
-        for row in conn.execute(query, _params(scope, segments)):
-            group_key = _group_value(group, row[-1])
-            totals = result.setdefault(group_key, Delta())
-            values = row[:-1] if group is not None else row
-            totals.requests += values[0] or 0
-            totals.errors += values[1] or 0
-            totals.empty += values[2] or 0
-            totals.predictions += values[3] or 0
-            totals.confidence_sum += values[4] or 0.0
-            totals.timed += values[5] or 0
-            totals.inference_time_sum += values[6] or 0.0
-            if with_bins:
-                _add_bins(totals.confidence_bins, values[7 : 7 + CONFIDENCE_BINS])
-                _add_bins(totals.time_bins, values[7 + CONFIDENCE_BINS :])
+        params = _params(scope, segments)
+        query = _rollup_query(resolution, False, group, interval, model, len(segments))
+        for row in conn.execute(query, params):
+            totals = result.setdefault(_group_value(group, row[-1]), Delta())
+            totals.requests += row[0] or 0
+            totals.errors += row[1] or 0
+            totals.empty += row[2] or 0
+            totals.predictions += row[3] or 0
+            totals.confidence_sum += row[4] or 0.0
+            totals.timed += row[5] or 0
+            totals.inference_time_sum += row[6] or 0.0
+        if not with_bins:
+            continue
+        query = _rollup_query(resolution, True, group, interval, model, len(segments))
+        for row in conn.execute(query, params):
+            totals = result.setdefault(_group_value(group, row[-1]), Delta())
+            bin_, count = row[0], int(row[1])
+            if bin_ < TIME_BIN_BASE:
+                totals.confidence_bins[bin_] += count
+            else:
+                totals.time_bins[bin_ - TIME_BIN_BASE] += count
     return result
 
 
 def sum_classes(
     conn: Connection, scope: Scope, start: datetime, end: datetime, *, with_bins: bool = True
 ) -> dict[tuple[int, str], ClassDelta]:
-    """Per (model, class) totals over [start, end)."""
+    """Per (model, class) totals over [start, end). Their confidence histograms are kept for
+    all devices only: for one device they are empty."""
     result: dict[tuple[int, str], ClassDelta] = {}
     model = scope.model_id is not None
+    with_bins = with_bins and scope.device_id == ALL_DEVICES
     for resolution, segments in by_resolution(cover(start, end)).items():
-        query = _class_query(resolution, with_bins, model, len(segments))
-        for row in conn.execute(query, _params(scope, segments)):
+        params = _params(scope, segments)
+        query = _class_query(resolution, False, model, len(segments))
+        for row in conn.execute(query, params):
             totals = result.setdefault((row[0], row[1]), ClassDelta())
             totals.inferences += row[2] or 0
             totals.predictions += row[3] or 0
@@ -189,8 +205,12 @@ def sum_classes(
             totals.errors += row[5] or 0
             totals.timed += row[6] or 0
             totals.inference_time_sum += row[7] or 0.0
-            if with_bins:
-                _add_bins(totals.confidence_bins, row[8:])
+        if not with_bins:
+            continue
+        query = _class_query(resolution, True, model, len(segments))
+        for row in conn.execute(query, params):
+            totals = result.setdefault((row[0], row[1]), ClassDelta())
+            totals.confidence_bins[row[2]] += int(row[3])
     return result
 
 
@@ -217,7 +237,6 @@ def device_requests(
 
 @cache
 def _sums(table: Table, names: tuple[str, ...]) -> list[ColumnElement[Any]]:
-    # Built once: over two hundred SUM() expressions cost more to build than to run.
     return [func.sum(table.c[name]) for name in names]
 
 
@@ -237,9 +256,3 @@ def _group_value(group: str | None, value: Any) -> Any:
     if group == "interval":
         return from_micros(int(value))
     return value
-
-
-def _add_bins(totals: Counter[int], values: Iterable[int | None]) -> None:
-    for index, value in enumerate(values):
-        if value:
-            totals[index] += int(value)
