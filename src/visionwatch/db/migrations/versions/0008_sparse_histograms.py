@@ -13,6 +13,8 @@ Revises: 0007
 Create Date: 2026-12-02
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -51,7 +53,11 @@ FLOATS = {"confidence_sum", "inference_time_sum"}
 
 
 def _key_columns(names: list[str]) -> list[sa.Column[object]]:
-    types = {"bucket": sa.BigInteger(), "class_name": sa.String(256), "bin": sa.SmallInteger()}
+    types: dict[str, sa.types.TypeEngine[Any]] = {
+        "bucket": sa.BigInteger(),
+        "class_name": sa.String(256),
+        "bin": sa.SmallInteger(),
+    }
     return [sa.Column(name, types.get(name, sa.Integer()), nullable=False) for name in names]
 
 
