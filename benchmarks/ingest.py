@@ -178,6 +178,7 @@ def _report(batch: list[dict[str, Any]]) -> dict[str, Any]:
 class Served:
     rate: float
     peak_rss_mib: float
+    parsers_rss_mib: float  # the parser processes' peaks, added
     bytes_per_inference: float
     freshness_p99: float
     stats_p95_ms: float
@@ -195,12 +196,14 @@ def serve(database_url: str, workload: Workload) -> Served:
         with serving_process(env) as (base, process):
             loaded = _load(base, key, workload)
             peak = _peak_rss_mib(process.pid)
+            parsers = sum(_peak_rss_mib(child) for child in _children(process.pid))
         assert loaded.accepted == workload.count, "not every inference was stored"
         size = _database_bytes(database_url)
     freshness = [seen - acked for acked, seen in loaded.freshness]
     return Served(
         rate=loaded.accepted / loaded.elapsed,
         peak_rss_mib=peak,
+        parsers_rss_mib=parsers,
         bytes_per_inference=size / loaded.accepted,
         freshness_p99=_percentile(freshness, 99),
         stats_p95_ms=_percentile(loaded.stats_latency, 95) * 1000,
@@ -324,6 +327,14 @@ def _peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _children(pid: int) -> list[int]:
+    """The server's child processes (its parsers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def _rows(workload: Workload) -> Iterator[tuple[list[Any], ...]]:
@@ -493,6 +504,7 @@ def run(
                     "freshness_p99_s": served.freshness_p99,
                     "stats_p95_ms": served.stats_p95_ms,
                     "peak_rss_mib": served.peak_rss_mib,
+                    "parsers_rss_mib": served.parsers_rss_mib,
                     "bytes_per_inference": served.bytes_per_inference,
                 }
                 _print_row(shape, kind, results[(shape, kind)], header=len(results) == 1)
@@ -506,6 +518,7 @@ COLUMNS = (
     ("fresh p99 s", "freshness_p99_s", "{:.2f}"),
     ("stats p95 ms", "stats_p95_ms", "{:.1f}"),
     ("peak RSS MiB", "peak_rss_mib", "{:.0f}"),
+    ("parsers MiB", "parsers_rss_mib", "{:.0f}"),
     ("B / inference", "bytes_per_inference", "{:.0f}"),
 )
 

@@ -32,6 +32,7 @@ from visionwatch.images.blobs import FilesystemStore
 from visionwatch.items import BatchIn
 from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
+from visionwatch.parsers import Parsers, default_processes
 from visionwatch.ratelimit import RateLimiter
 from visionwatch.security import install_log_redaction
 from visionwatch.store.retention import prune
@@ -76,6 +77,8 @@ def create_app(
         )
 
     aggregator = Aggregator(db, spacing=settings.aggregate_spacing_seconds)
+    processes = settings.parse_processes
+    parsers = Parsers(default_processes() if processes is None else processes)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +90,7 @@ def create_app(
         for job in jobs:
             job.stop()
         aggregator.stop()
+        parsers.close()
         if owned:
             db.dispose()
 
@@ -101,6 +105,7 @@ def create_app(
     app.state.database = db
     app.state.blobs = blobs
     app.state.aggregator = aggregator
+    app.state.parsers = parsers
     app.state.clock = clock
     app.state.rate_limiter = (
         RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # The aggregator's pause between runs: longer gathers more batches into each run (less
     # work per inference under load), shorter counts them sooner.
     aggregate_spacing_seconds: float = Field(default=0.25, ge=0, le=10)
+    # Processes that parse large request bodies beside the server (visionwatch/parsers.py);
+    # none given: one fewer than the cores (at most four); 0: parse in the server's threads.
+    parse_processes: int | None = Field(default=None, ge=0, le=64)
     public_url: str = "http://127.0.0.1:8000"
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

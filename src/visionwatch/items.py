@@ -256,6 +256,10 @@ class InvalidBatch(Exception):
         super().__init__(f"{len(errors)} invalid value(s)")
         self.errors = errors
 
+    def __reduce__(self) -> tuple[type["InvalidBatch"], tuple[list[ItemError]]]:
+        # Raised in a parser process, it comes back to the server pickled (parsers.py).
+        return (InvalidBatch, (self.errors,))
+
 
 def split_model_id(model_id: str) -> tuple[str | None, str | None]:
     """`vehicles/3` -> (`vehicles`, `3`); names of another form have no project or version."""

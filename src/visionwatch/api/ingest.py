@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from visionwatch.api.body import parse_json, read_json
+from visionwatch.api.body import not_json, parse_json, read_raw
 from visionwatch.api.deps import DatabaseDep, IngestKey, SettingsDep
 from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, InvalidParams
 from visionwatch.api.images import blobs_of
@@ -25,6 +25,7 @@ from visionwatch.items import (
     NoNul,
     parse_batch,
 )
+from visionwatch.parsers import NotJson, native_rows
 from visionwatch.store import devices as device_store
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
@@ -63,29 +64,45 @@ async def post_inferences(
 
     The body may be gzip-compressed (`Content-Encoding: gzip`).
     """
-    images: dict[str, bytes] = {}
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         body, images = await read_multipart(request, settings)
+
+        def validate_and_store() -> ingest_store.IngestResult:
+            # In a worker thread: validating 500 items takes milliseconds the event loop
+            # should spend on other requests.
+            now = utcnow()
+            batch = parse_batch(
+                body,
+                now=now,
+                max_items=settings.max_batch_items,
+                max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+                limits=settings.item_limits(),
+            )
+            checked = check_images(settings, batch, images)
+            return ingest_store.ingest(
+                database, key.workspace.id, batch, now, images=checked, blobs=blobs_of(request)
+            )
+
+        result = await run_in_threadpool(validate_and_store)
     else:
-        body = await read_json(request)
-
-    def validate_and_store() -> ingest_store.IngestResult:
-        # In a worker thread: validating 500 items takes milliseconds the event loop
-        # should spend on other requests.
+        images = {}
+        raw = await read_raw(request)
         now = utcnow()
-        batch = parse_batch(
-            body,
-            now=now,
-            max_items=settings.max_batch_items,
-            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-            limits=settings.item_limits(),
+        try:
+            # Decoded, validated and made rows in a parser process when large (parsers.py).
+            rows = await request.app.state.parsers.run(
+                raw,
+                native_rows,
+                now,
+                settings.max_batch_items,
+                timedelta(seconds=settings.max_clock_skew_seconds),
+                settings.item_limits(),
+            )
+        except NotJson as error:
+            raise not_json(str(error)) from None
+        result = await run_in_threadpool(
+            ingest_store.store_rows, database, key.workspace.id, rows, now
         )
-        checked = check_images(settings, batch, images)
-        return ingest_store.ingest(
-            database, key.workspace.id, batch, now, images=checked, blobs=blobs_of(request)
-        )
-
-    result = await run_in_threadpool(validate_and_store)
     request.app.state.metrics.record_ingest(result.accepted, result.duplicates)
     answer = {"accepted": result.accepted, "duplicates": result.duplicates}
     if images:

@@ -11,19 +11,18 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from visionwatch.api.body import parse_json
+from visionwatch.api.body import check_encoding, not_json, parse_json
 from visionwatch.api.deps import DatabaseDep, SettingsDep, check_rate
 from visionwatch.api.ingest import MetadataIn, values_too_long
 from visionwatch.api.responses import JSON
-from visionwatch.compat import roboflow
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
-from visionwatch.items import InvalidBatch, json_path, message_of
+from visionwatch.items import json_path, message_of
+from visionwatch.parsers import NotJson, report_rows
 from visionwatch.store import accounts
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
 from visionwatch.store.accounts import ApiKey
-from visionwatch.store.devices import Heartbeat
 from visionwatch.store.roboflow_stats import inference_stats
 from visionwatch.store.stats import Period
 from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
@@ -121,35 +120,31 @@ async def _report(
 async def _handle_report(
     request: Request, raw: bytes, database: Database, settings: Settings, workspace: str | None
 ) -> JSON:
-    body = await _body(request, raw)
-    key = await _key(
-        request, database, _presented(request, roboflow.api_key_of(body)), "ingest", workspace
-    )
     now = utcnow()
-
-    def validate_and_store() -> ingest_store.IngestResult:
-        # In a worker thread, as the native API's batches: validation takes milliseconds
-        # (a second for a busy server's minute) that the event loop owes other requests.
-        try:
-            report = roboflow.parse_report(
-                body,
-                now=now,
-                max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-                limits=settings.item_limits(),
-            )
-        except InvalidBatch as invalid:
-            errors = [{"path": e.path, "message": e.message} for e in invalid.errors]
-            first = invalid.errors[0]
-            raise CompatError(422, f"{first.path}: {first.message}", errors) from None
-        beat = None
-        if report.sender is not None:
-            sender = report.sender
-            beat = Heartbeat(
-                sender.device, sender.version, sender.hostname, sender.tags, sender.info
-            )
-        return ingest_store.ingest(database, key.workspace.id, report.inferences, now, beat)
-
-    result = await run_in_threadpool(validate_and_store)
+    try:
+        check_encoding(request)
+        # Decoded, validated and made rows in a parser process when large (parsers.py): a
+        # busy server's minute is a second of Python the event loop owes other requests.
+        parsed = await request.app.state.parsers.run(
+            raw,
+            report_rows,
+            now,
+            timedelta(seconds=settings.max_clock_skew_seconds),
+            settings.item_limits(),
+        )
+    except HTTPException as error:
+        raise CompatError(error.status_code, str(error.detail)) from None
+    except NotJson as error:
+        raise CompatError(400, str(not_json(str(error)).detail)) from None
+    # The key first: a report with a bad key is refused whatever else is wrong with it.
+    key = await _key(request, database, _presented(request, parsed.api_key), "ingest", workspace)
+    if parsed.errors:
+        errors = [{"path": e.path, "message": e.message} for e in parsed.errors]
+        first = parsed.errors[0]
+        raise CompatError(422, f"{first.path}: {first.message}", errors)
+    result = await run_in_threadpool(
+        ingest_store.store_rows, database, key.workspace.id, parsed.rows, now, parsed.sender
+    )
     request.app.state.metrics.record_ingest(result.accepted, result.duplicates)
     return JSON({"status": "ok", "accepted": result.accepted, "duplicates": result.duplicates})
 

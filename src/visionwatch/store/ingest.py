@@ -56,27 +56,54 @@ def ingest(
     in the same transaction. `images` (checked, by inference id) go to `blobs`
     for the new inferences, as far as their models' daily caps allow.
     """
-    # Everything Python does for the rows happens here, before the transaction: inside it
-    # the writer (on SQLite, everyone's one writer) runs SQL only.
-    rows = _Rows.of(batch, now)
+    with_images = {i.inference_id: i for i in batch if images and i.inference_id in images}
+    return store_rows(
+        db, workspace_id, Rows.of(batch, now), now, heartbeat, images, blobs, with_images
+    )
+
+
+def store_rows(
+    db: Database,
+    workspace_id: int,
+    rows: "Rows",
+    now: datetime,
+    heartbeat: Heartbeat | None = None,
+    images: dict[str, CheckedImage] | None = None,
+    blobs: BlobStore | None = None,
+    with_images: dict[str, Inference] | None = None,
+) -> IngestResult:
+    """`ingest` for rows prepared beforehand (`Rows.of`, maybe in another process): inside
+    the transaction the writer (on SQLite, everyone's one writer) runs SQL only."""
     result: IngestResult = db.run_write(
-        _ingest, db.dialect, workspace_id, rows, now, heartbeat, images or {}, blobs
+        _ingest,
+        db.dialect,
+        workspace_id,
+        rows,
+        now,
+        heartbeat,
+        images or {},
+        blobs,
+        with_images or {},
     )
     return result
 
 
 @dataclass(frozen=True, slots=True)
-class _Rows:
-    """A batch's rows as JSON for the statements of `_sql` (one parameter per table)."""
+class Rows:
+    """A batch's rows, ready for the statements of `_sql`: JSON text (one parameter per
+    table) and small lists. Plain data, cheap to pickle: a parser process sends it back
+    (visionwatch/parsers.py)."""
 
     sent: int  # items in the batch, repeated ids included
-    unique: list[Inference]  # the first of each inference id, in the order sent
+    ids: list[str]  # the first of each inference id, in the order sent
+    models: list[tuple[str, str | None, str | None, str | None, datetime, datetime]]
+    devices: list[tuple[str, datetime, datetime]]  # name, first and last inference time
     inferences: str
     predictions: str
     metadata: dict[tuple[str, str], tuple[str, str]]  # (inference id, field): (value, kind)
 
     @classmethod
-    def of(cls, batch: list[Inference], now: datetime) -> "_Rows":
+    def of(cls, batch: list[Inference], now: datetime) -> "Rows":
         unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
         unique.reverse()
         received = to_micros(now)
@@ -113,34 +140,66 @@ class _Rows:
         }
         return cls(
             sent=len(batch),
-            unique=unique,
+            ids=[i.inference_id for i in unique],
+            models=_model_rows(unique),
+            devices=_device_rows(unique),
             inferences=orjson.dumps(inference_rows).decode(),
             predictions=orjson.dumps(prediction_rows).decode(),
             metadata=metadata,
         )
 
 
+def _model_rows(
+    batch: list[Inference],
+) -> list[tuple[str, str | None, str | None, str | None, datetime, datetime]]:
+    """Per model: its project, version, task, and its inferences' first and last times."""
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    tasks: dict[str, str] = {}
+    for inference in batch:
+        first, last = seen.get(inference.model, (inference.timestamp, inference.timestamp))
+        seen[inference.model] = (min(first, inference.timestamp), max(last, inference.timestamp))
+        if inference.task is not None:
+            tasks[inference.model] = inference.task
+    return [
+        (name, *split_model_id(name), tasks.get(name), first, last)
+        for name, (first, last) in sorted(seen.items())
+    ]
+
+
+def _device_rows(batch: list[Inference]) -> list[tuple[str, datetime, datetime]]:
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    for inference in batch:
+        if inference.device is not None:
+            first, last = seen.get(inference.device, (inference.timestamp, inference.timestamp))
+            seen[inference.device] = (
+                min(first, inference.timestamp),
+                max(last, inference.timestamp),
+            )
+    return [(name, first, last) for name, (first, last) in sorted(seen.items())]
+
+
 def _ingest(
     conn: Connection,
     dialect: Dialect,
     workspace_id: int,
-    rows: _Rows,
+    rows: Rows,
     now: datetime,
     heartbeat: Heartbeat | None,
     images: dict[str, CheckedImage],
     blobs: BlobStore | None,
+    with_images: dict[str, Inference],
 ) -> IngestResult:
     if heartbeat is not None:
         upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
-    unique = rows.unique
+    unique = rows.ids
     if not unique:
         return IngestResult(accepted=0, duplicates=0)
     dialects.lock_for_ingest(dialect, conn, workspace_id)
-    _upsert_models(conn, dialect, workspace_id, unique)
-    _upsert_devices(conn, dialect, workspace_id, unique, now)
+    _upsert_models(conn, dialect, workspace_id, rows.models)
+    _upsert_devices(conn, dialect, workspace_id, rows.devices, now)
     sql = _sql(dialect)
     first, last, count = _insert_inferences(conn, sql, workspace_id, rows.inferences)
-    accepted: list[Inference] = []
+    accepted: list[str] = []
     pks: dict[str, int] = {}
     if count:
         span = (workspace_id, first, last)
@@ -154,17 +213,18 @@ def _ingest(
         )
         if images or count != len(unique):  # which ones are new
             pks = {row[0]: row[1] for row in conn.exec_driver_sql(sql.new_ids, span)}
-            accepted = [i for i in unique if i.inference_id in pks]
+            accepted = [i for i in unique if i in pks]
         else:  # the usual case: all of them
             accepted = unique
     kept = 0
     if images and blobs is not None:
-        kept = _keep_images(conn, dialect, blobs, workspace_id, accepted, pks, images, now)
+        new = [with_images[i] for i in accepted if i in with_images]
+        kept = _keep_images(conn, dialect, blobs, workspace_id, new, pks, images, now)
     return IngestResult(
         accepted=len(accepted),
         duplicates=rows.sent - len(accepted),
         images_kept=kept,
-        images_over_cap=sum(1 for i in accepted if i.inference_id in images) - kept,
+        images_over_cap=sum(1 for i in accepted if i in images) - kept,
     )
 
 
@@ -327,30 +387,21 @@ def _keep_images(
 
 
 def _upsert_models(
-    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference]
+    conn: Connection, dialect: Dialect, workspace_id: int, found: list[tuple[Any, ...]]
 ) -> None:
     """The inference insert finds its models by name: no keys need come back."""
-    newest: dict[str, Inference] = {}
-    for inference in batch:
-        seen = newest.get(inference.model)
-        if seen is None or inference.timestamp > seen.timestamp:
-            newest[inference.model] = inference
-    tasks = {i.model: i.task for i in batch if i.task is not None}
-    rows = []
-    for name in sorted(newest):
-        project, version = split_model_id(name)
-        last_seen = newest[name].timestamp
-        rows.append(
-            {
-                "workspace_id": workspace_id,
-                "name": name,
-                "project": project,
-                "version": version,
-                "task": tasks.get(name),
-                "first_seen": last_seen,
-                "last_seen": last_seen,
-            }
-        )
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "name": name,
+            "project": project,
+            "version": version,
+            "task": task,
+            "first_seen": first,
+            "last_seen": last,
+        }
+        for name, project, version, task, first, last in found
+    ]
     statement = dialects.insert(dialect, models)
     statement = statement.on_conflict_do_update(
         index_elements=["workspace_id", "name"],
@@ -368,33 +419,28 @@ def _upsert_models(
 
 
 def _upsert_devices(
-    conn: Connection, dialect: Dialect, workspace_id: int, batch: list[Inference], now: datetime
+    conn: Connection,
+    dialect: Dialect,
+    workspace_id: int,
+    found: list[tuple[str, datetime, datetime]],
+    now: datetime,
 ) -> None:
     """A device is last seen at its newest inference, not when its batch arrives: a batch sent
     late (a spool drained, a history imported) must not make a silent device look alive."""
-    seen: dict[str, tuple[datetime, datetime]] = {}
-    for inference in batch:
-        if inference.device is not None:
-            first, last = seen.get(inference.device, (inference.timestamp, inference.timestamp))
-            seen[inference.device] = (
-                min(first, inference.timestamp),
-                max(last, inference.timestamp),
-            )
-    if not seen:
+    if not found:
         return
     rows: list[dict[str, object]] = [
-        {"name": name, "first_seen": first, "last_seen": last}
-        for name, (first, last) in sorted(seen.items())
+        {"name": name, "first_seen": first, "last_seen": last} for name, first, last in found
     ]
     upsert_devices(conn, dialect, workspace_id, rows, now)
 
 
 def _insert_metadata(
-    conn: Connection, sql: _Sql, workspace_id: int, rows: _Rows, span: tuple[int, int, int]
+    conn: Connection, sql: _Sql, workspace_id: int, rows: Rows, span: tuple[int, int, int]
 ) -> None:
     values = rows.metadata
     # Metadata that came before its inference: it was sent after the fact, so it wins.
-    pending = list(_pending_for(conn, workspace_id, [i.inference_id for i in rows.unique]))
+    pending = list(_pending_for(conn, workspace_id, rows.ids))
     if pending:
         values = dict(values)
         for row in pending:

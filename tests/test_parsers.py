@@ -1,0 +1,200 @@
+"""Large bodies are decoded, validated and made rows in parser processes: what a server with
+them stores and answers is what a server parsing in its own threads stores and answers, for
+good batches and bad ones, on both APIs that take them."""
+
+import multiprocessing
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import auth
+from tests.support.settled import SettledClient
+from tests.test_roboflow import condensed, report
+from visionwatch.app import create_app
+from visionwatch.config import Settings
+from visionwatch.db import migrate
+from visionwatch.db.engine import create_database
+from visionwatch.parsers import MIN_BYTES
+from visionwatch.store import accounts
+
+
+def servers(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, str]]:
+    """Two servers on databases of their own, with the same key: one parses in a process."""
+    clients = []
+    for processes in (1, 0):
+        folder = tmp_path / f"processes-{processes}"
+        folder.mkdir()
+        database = create_database(f"sqlite:///{folder / 'visionwatch.db'}")
+        migrate.upgrade(database)
+        accounts.create_workspace(database, "acme")
+        settings = Settings(data_dir=folder / "data", parse_processes=processes)
+        clients.append((SettledClient(create_app(settings, database)), database))
+    # The same secret for both: make it in one, copy its hash to the other.
+    _, secret = accounts.create_key(clients[0][1], "acme", ("ingest", "read"))
+    with clients[0][1].read() as conn:
+        row = conn.exec_driver_sql("SELECT * FROM api_keys").mappings().one()
+    with clients[1][1].write() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, scopes, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                row["id"],
+                row["workspace_id"],
+                row["name"],
+                row["prefix"],
+                row["key_hash"],
+                row["scopes"],
+                row["created_at"],
+            ),
+        )
+    with clients[0][0] as in_process, clients[1][0] as in_thread:
+        yield in_process, in_thread, secret
+    for _, database in clients:
+        database.dispose()
+
+
+@pytest.fixture
+def both(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, str]]:
+    yield from servers(tmp_path)
+
+
+def batch(count: int, seed: int = 3) -> dict[str, Any]:
+    rng = random.Random(seed)
+    return {
+        "inferences": [
+            {
+                "inference_id": f"big-{n}",
+                "model_id": f"parts/{1 + n % 3}",
+                "device_id": f"cam-{n % 7}",
+                "timestamp": f"2026-12-01T10:{n % 60:02d}:00Z",
+                "inference_time": rng.random() / 10,
+                "predictions": [
+                    {
+                        "class": rng.choice(["bolt", "nut", "gear"]),
+                        "confidence": round(rng.random(), 4),
+                        "x": 10,
+                        "y": 20.5,
+                        "width": 4,
+                        "height": 5,
+                        "points": [{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 1}],
+                    }
+                    for _ in range(rng.randrange(0, 5))
+                ],
+                "metadata": {"line": f"line-{n % 4}", "shift": n % 3, "ok": n % 2 == 0},
+            }
+            for n in range(count)
+        ]
+    }
+
+
+def post(client: TestClient, path: str, body: dict[str, Any], secret: str | None = None) -> Any:
+    raw = orjson.dumps(body)
+    assert len(raw) >= MIN_BYTES, "the body must be large enough for a parser process"
+    headers = {"content-type": "application/json", **(auth(secret) if secret else {})}
+    return client.post(path, content=raw, headers=headers)
+
+
+def stored(client: TestClient, secret: str) -> list[Any]:
+    """Every inference's details, but when it was received (each server's own clock)."""
+    listed = client.get("/api/v1/inferences?limit=500", headers=auth(secret)).json()
+    details = []
+    for summary in listed["inferences"]:
+        path = f"/api/v1/inferences/{summary['inference_id']}"
+        detail = client.get(path, headers=auth(secret)).json()
+        del detail["received_at"]
+        details.append(detail)
+    return details
+
+
+def test_a_large_batch_is_stored_as_a_server_parsing_it_itself_would(
+    both: tuple[TestClient, TestClient, str],
+) -> None:
+    in_process, in_thread, secret = both
+    body = batch(300)
+    body["inferences"].append(body["inferences"][0])  # a repeated id counts once
+    answers = [post(c, "/api/v1/inferences", body, secret) for c in (in_process, in_thread)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json() == {"accepted": 300, "duplicates": 1}
+    assert _parser_processes() >= 1, "no parser process was started"
+    details = [stored(c, secret) for c in (in_process, in_thread)]
+    assert len(details[0]) == 300
+    assert details[0] == details[1]
+    stats = [c.get("/api/v1/stats", headers=auth(secret)).json() for c in (in_process, in_thread)]
+    assert stats[0] == stats[1]
+    assert stats[0]["total_requests"]["current"] == 300
+
+
+def test_a_large_bad_batch_is_refused_with_the_same_errors(
+    both: tuple[TestClient, TestClient, str],
+) -> None:
+    in_process, in_thread, secret = both
+    body = batch(300)
+    body["inferences"][250]["predictions"] = [{"class": "bolt", "confidence": 7}]
+    body["inferences"][260]["timestamp"] = "yesterday"
+    answers = [post(c, "/api/v1/inferences", body, secret) for c in (in_process, in_thread)]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert answers[0].json() == answers[1].json()
+    paths = [(e["index"], e["path"]) for e in answers[0].json()["errors"]]
+    assert (250, "predictions[0].confidence") in paths
+    assert (260, "timestamp") in paths
+    # Nothing of the batch was stored.
+    for client in (in_process, in_thread):
+        assert (
+            client.get("/api/v1/stats", headers=auth(secret)).json()["total_requests"]["current"]
+            == 0
+        )
+
+
+def test_a_large_body_that_is_not_json_is_a_400_naming_it(
+    both: tuple[TestClient, TestClient, str],
+) -> None:
+    in_process, in_thread, secret = both
+    raw = orjson.dumps(batch(300))[:-5]
+    answers = [
+        c.post(
+            "/api/v1/inferences",
+            content=raw,
+            headers={**auth(secret), "content-type": "application/json"},
+        )
+        for c in (in_process, in_thread)
+    ]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()
+    assert "not valid JSON" in answers[0].json()["detail"]
+
+
+def test_large_reports_the_same_whatever_parses_them(
+    both: tuple[TestClient, TestClient, str],
+) -> None:
+    in_process, in_thread, secret = both
+    results = [
+        condensed(f"parts/{n % 3 + 1}", [("bolt", 0.5 + n % 40 / 100)], inference_id=f"r-{n}")
+        for n in range(400)
+    ]
+    good = report(secret, results)
+    answers = [post(c, "/inference-stats", good) for c in (in_process, in_thread)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["accepted"] == 400
+    assert stored(in_process, secret) == stored(in_thread, secret)
+
+    # A bad key is refused before what else is wrong with the report is looked at.
+    bad = report("not-a-key", [*results[:300], {"request_time": "soon"}])
+    answers = [post(c, "/inference-stats", bad) for c in (in_process, in_thread)]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answers[0].json() == answers[1].json()
+    # With the right key, the bad result is named.
+    bad = report(secret, [*[condensed("parts/1", [("nut", 0.5)]) for _ in range(300)], {}])
+    answers = [post(c, "/inference-stats", bad) for c in (in_process, in_thread)]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert answers[0].json() == answers[1].json()
+    assert "inference_results[300]" in answers[0].json()["error"]
+
+
+def _parser_processes() -> int:
+    return sum(1 for p in multiprocessing.active_children() if "SpawnProcess" in p.name)
