@@ -128,9 +128,13 @@ class Rows:
             )
             for i in ordered
         ]
+        # Each with its inference's position among the rows and its time: a batch whose
+        # inferences are all new gets consecutive keys in that order (SQLite), and its
+        # predictions need no lookup of their inference (see _sql).
         prediction_rows = [
-            (i.inference_id, index, p.class_name, p.class_id, p.confidence, *p.box)
-            for i in ordered
+            (i.inference_id, index, p.class_name, p.class_id, p.confidence, *p.box, at, ts)
+            for at, i in enumerate(ordered)
+            for ts in (to_micros(i.timestamp),)
             for index, p in enumerate(i.predictions)
         ]
         metadata = {
@@ -203,7 +207,11 @@ def _ingest(
     pks: dict[str, int] = {}
     if count:
         span = (workspace_id, first, last)
-        if rows.predictions != "[]":
+        if rows.predictions == "[]":
+            pass
+        elif sql.new_predictions is not None and count == len(unique) == last - first + 1:
+            conn.exec_driver_sql(sql.new_predictions, (workspace_id, first, rows.predictions))
+        else:
             conn.exec_driver_sql(sql.predictions, (rows.predictions, *span))
         _insert_metadata(conn, sql, workspace_id, rows, span)
         conn.execute(
@@ -234,6 +242,8 @@ class _Sql:
     inferences: str
     span: str | None  # SQLite: the keys inserted after `before`
     predictions: str
+    # SQLite: the predictions of a batch whose inferences were all new, keyed by position.
+    new_predictions: str | None
     metadata: str
     new_ids: str
 
@@ -264,6 +274,8 @@ _PREDICTION_FIELDS = (
     ("y", "DOUBLE PRECISION"),
     ("width", "DOUBLE PRECISION"),
     ("height", "DOUBLE PRECISION"),
+    ("position", "BIGINT"),
+    ("ts", "BIGINT"),
 )
 _METADATA_FIELDS = (
     ("inference_id", "TEXT"),
@@ -296,6 +308,7 @@ def _sql(dialect: Dialect) -> _Sql:
         FROM {source} CROSS JOIN models m
         LEFT JOIN devices d ON d.workspace_id = m.workspace_id AND d.name = {f["device"]}
         WHERE m.workspace_id = {mark} AND m.name = {f["model"]}
+        {{order}}
         ON CONFLICT (workspace_id, inference_id) DO NOTHING
     """
     # CROSS JOIN: SQLite then reads the rows first and finds each one's inference by its id
@@ -310,6 +323,13 @@ def _sql(dialect: Dialect) -> _Sql:
             {f["confidence"]}, {f["x"]}, {f["y"]}, {f["width"]}, {f["height"]}
         FROM {source} {mine.format(inference_id=f["inference_id"])}
     """
+    new_predictions = f"""
+        INSERT INTO predictions (workspace_id, inference_pk, idx, ts, class_name, class_id,
+            confidence, x, y, width, height)
+        SELECT {mark}, {mark} + {f["position"]}, {f["idx"]}, {f["ts"]}, {f["class_name"]},
+            {f["class_id"]}, {f["confidence"]}, {f["x"]}, {f["y"]}, {f["width"]}, {f["height"]}
+        FROM {source}
+    """
     source, f = fields(_METADATA_FIELDS)
     metadata = f"""
         INSERT INTO inference_metadata (workspace_id, inference_pk, field, value, kind, ts)
@@ -321,20 +341,23 @@ def _sql(dialect: Dialect) -> _Sql:
         WHERE workspace_id = {mark} AND id BETWEEN {mark} AND {mark}
     """
     if dialect is Dialect.SQLITE:
-        # One writer: the keys after the largest one are this insert's.
+        # One writer: the keys after the largest one are this insert's, given in the order
+        # of the rows (ORDER BY: the positions of new_predictions rely on it).
         return _Sql(
             before="SELECT COALESCE(MAX(id), 0) FROM inferences",
-            inferences=inferences,
+            inferences=inferences.format(order="ORDER BY j.key"),
             span=f"SELECT MIN(id), MAX(id), COUNT(*) FROM inferences WHERE id > {mark}",
             predictions=predictions,
+            new_predictions=new_predictions,
             metadata=metadata,
             new_ids=new_ids,
         )
     return _Sql(
         before=None,
-        inferences=inferences + " RETURNING id",
+        inferences=inferences.format(order="") + " RETURNING id",
         span=None,
         predictions=predictions,
+        new_predictions=None,
         metadata=metadata,
         new_ids=new_ids,
     )
