@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, type_coerce
 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, inference_metadata, inferences, models, predictions
 from visionwatch.db.types import to_micros
 from visionwatch.items import MetadataValue, decode_metadata_value
+from visionwatch.store.packed_items import unpack
 from visionwatch.store.stats import Period
 
 MAX_LIMIT = 500
@@ -112,7 +112,7 @@ def export_rows(
             meta = _metadata(conn, workspace_id, pks)
         for row in rows:
             found = _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), {})
-            found["item"] = orjson.loads(row.item)
+            found["item"] = unpack(row.item)
             found["image_key"] = row.image_key
             yield found
         if len(rows) < page_size:
@@ -194,7 +194,7 @@ def get_inference(db: Database, workspace_id: int, inference_id: str) -> dict[st
         meta = _metadata(conn, workspace_id, [row.id]).get(row.id, {})
         classes = _class_counts(conn, workspace_id, [row.id]).get(row.id, {})
     detail = _summary(row, found, meta, classes)
-    detail["item"] = orjson.loads(row.item)
+    detail["item"] = unpack(row.item)
     return detail
 
 

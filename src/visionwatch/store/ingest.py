@@ -31,6 +31,7 @@ from visionwatch.items import Inference, encode_metadata_value, split_model_id
 from visionwatch.store.capture import rules_of
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.images import keep_image
+from visionwatch.store.packed_items import pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class Rows:
                 len(i.predictions),
                 None if i.inference_time is None else time_bin(i.inference_time),
                 # Last: JSON's ->> walks a row from its start.
-                i.item if isinstance(i.item, str) else orjson.dumps(i.item).decode(),
+                pack(i.item.encode() if isinstance(i.item, str) else orjson.dumps(i.item)),
             )
             for i in ordered
         ]
