@@ -20,6 +20,8 @@ from visionwatch.items import Inference
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 ALL_DEVICES = 0
+# The histograms (rollup_bins_*) of all devices are also kept for all models, under model 0.
+ALL_MODELS = 0
 # Class rollups keep inferences without predictions under this class name.
 NO_CLASS = ""
 

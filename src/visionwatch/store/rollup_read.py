@@ -36,7 +36,7 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
@@ -108,13 +108,24 @@ def _params(scope: Scope, segments: list[Segment]) -> dict[str, Any]:
 
 @lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not, segments
 def _rollup_query(
-    resolution: str, bins: bool, group: str | None, interval: timedelta | None, model: bool, n: int
+    resolution: str,
+    bins: bool,
+    group: str | None,
+    interval: timedelta | None,
+    model: bool,
+    n: int,
+    all_models: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
-    the group's key last."""
+    the group's key last. `all_models`: the histograms of every model and device, kept
+    under model 0 (a tenth of the rows with ten models); otherwise those rows are left out."""
     table = rollup_bins[resolution] if bins else rollups[resolution]
     if bins:
         query = select(table.c.bin, func.sum(table.c.count)).group_by(table.c.bin)
+        if all_models:
+            query = query.where(table.c.model_id == ALL_MODELS)
+        elif not model:
+            query = query.where(table.c.model_id != ALL_MODELS)
     else:
         query = select(*_sums(table, ROLLUP_SUMS))
     query = query.where(*_where(table, model, n))
@@ -175,7 +186,8 @@ def sum_rollups(
             totals.inference_time_sum += row[6] or 0.0
         if not with_bins:
             continue
-        query = _rollup_query(resolution, True, group, interval, model, len(segments))
+        all_models = not model and scope.device_id == ALL_DEVICES and group != "model"
+        query = _rollup_query(resolution, True, group, interval, model, len(segments), all_models)
         for row in conn.execute(query, params):
             totals = result.setdefault(_group_value(group, row[-1]), Delta())
             bin_, count = row[0], int(row[1])

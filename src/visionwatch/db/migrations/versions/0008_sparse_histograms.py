@@ -3,8 +3,9 @@
 A rollup row had a column per histogram bin (100 confidence bins, 122 inference-time bins),
 nearly all empty where keys are many (devices, models, minutes): those rows were most of the
 disk and of the aggregator's writes. The rollup tables keep their sums and lose the bins;
-`rollup_bins_*` holds both histograms (time bins from TIME_BIN_BASE on) and `class_bins_*`
-the class confidence histograms of all devices (per device they were always empty). On
+`rollup_bins_*` holds both histograms (time bins from TIME_BIN_BASE on), also for all models
+(model 0) and devices, and `class_bins_*` the class confidence histograms of all devices
+(per device they were always empty). On
 SQLite every rollup table is WITHOUT ROWID: its key is its identity, and a rowid table kept
 the key twice (the table and its unique index).
 
@@ -129,6 +130,12 @@ def upgrade() -> None:
         )
         _unpivot(old_rollup, bins, ROLLUP_KEY, CONFIDENCE_COLUMNS, 0)
         _unpivot(old_rollup, bins, ROLLUP_KEY, TIME_COLUMNS, TIME_BIN_BASE)
+        # The histograms of all models (model 0) and devices, which workspace-wide reads use.
+        op.execute(
+            f"INSERT INTO {bins} (workspace_id, device_id, bucket, model_id, bin, count) "
+            f"SELECT workspace_id, 0, bucket, 0, bin, SUM(count) FROM {bins} "
+            f"WHERE device_id = 0 GROUP BY workspace_id, bucket, bin"
+        )
 
         op.create_table(
             classes,
@@ -168,6 +175,7 @@ def downgrade() -> None:
         pivots = [_pivot(c, n) for n, c in enumerate(CONFIDENCE_COLUMNS)]
         pivots += [_pivot(c, TIME_BIN_BASE + n) for n, c in enumerate(TIME_COLUMNS)]
         joined = " AND ".join(f"b.{name} = r.{name}" for name in ROLLUP_KEY)
+        # The rows of all models (model 0) have no row of sums: they are left behind.
         sums = ", ".join(f"r.{name}" for name in [*ROLLUP_KEY, *ROLLUP_SUMS])
         op.execute(
             f"INSERT INTO {rollup} SELECT {sums}, {', '.join(pivots)} "
