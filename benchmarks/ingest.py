@@ -312,12 +312,26 @@ def _percentile(values: list[float], percent: int) -> float:
 
 
 def _database_bytes(database_url: str) -> int:
-    """The database's size on disk: the SQLite file and its WAL, or pg_database_size."""
+    """What the project's tables and indexes hold, after the server stopped: the SQLite
+    file's pages in use once its WAL is checkpointed; on PostgreSQL the tables' and indexes'
+    size after a VACUUM FULL (dead row versions of the rollups' upserts are space autovacuum
+    reuses, and an empty database's catalogs are 7 MB, not the data's)."""
     if database_url.startswith("sqlite:///"):
-        path = Path(database_url.removeprefix("sqlite:///"))
-        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = conn.execute(
+                "SELECT (SELECT page_count FROM pragma_page_count())"
+                " - (SELECT freelist_count FROM pragma_freelist_count())"
+            ).fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(pages) * int(size)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("VACUUM FULL")
+        row = conn.execute(
+            "SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchone()
         assert row is not None
         return int(row[0])
 
