@@ -3,7 +3,9 @@ them stores and answers is what a server parsing in its own threads stores and a
 good batches and bad ones, on both APIs that take them."""
 
 import multiprocessing
+import os
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +200,28 @@ def test_large_reports_the_same_whatever_parses_them(
 
 def _parser_processes() -> int:
     return sum(1 for p in multiprocessing.active_children() if "SpawnProcess" in p.name)
+
+
+def test_a_parser_killed_loses_nothing_after_it(both: tuple[TestClient, TestClient, str]) -> None:
+    in_process, _, secret = both
+    first = batch(300)
+    assert post(in_process, "/api/v1/inferences", first, secret).status_code == 200
+    parsers = [p for p in multiprocessing.active_children() if "SpawnProcess" in p.name]
+    assert parsers, "no parser process was started"
+    for process in parsers:
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(timeout=10)
+    second = batch(300, seed=4)
+    for item in second["inferences"]:
+        item["inference_id"] += "-after"
+    answer = post(in_process, "/api/v1/inferences", second, secret)
+    assert answer.status_code == 200
+    assert answer.json() == {"accepted": 300, "duplicates": 0}
+    third = batch(300, seed=5)
+    for item in third["inferences"]:
+        item["inference_id"] += "-later"
+    assert post(in_process, "/api/v1/inferences", third, secret).status_code == 200
+    assert _parser_processes() >= 1, "no new parser process was started"
+    stats = in_process.get("/api/v1/stats", headers=auth(secret)).json()
+    assert stats["total_requests"]["current"] == 900

@@ -12,10 +12,12 @@ batch's parse.
 """
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -29,6 +31,8 @@ from visionwatch.store.devices import Heartbeat
 from visionwatch.store.ingest import Rows
 
 T = TypeVar("T")
+
+log = logging.getLogger("visionwatch.parsers")
 
 # About a hundred items of the native API.
 MIN_BYTES = 64 * 1024
@@ -54,8 +58,16 @@ class Parsers:
 
     async def run(self, body: bytes, parse: Callable[..., T], *args: Any) -> T:
         if self.processes and len(body) >= self.min_bytes:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._started(), parse, body, *args)
+            pool = self._started()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, parse, body, *args)
+            except BrokenProcessPool:
+                # A parser died (killed, out of memory): this body is parsed here, and the
+                # next large one starts a new pool.
+                log.warning("a parser process died; starting new ones")
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
         return await run_in_threadpool(parse, body, *args)
 
     def _started(self) -> ProcessPoolExecutor:
