@@ -77,43 +77,39 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(table: Table, with_model: bool, segments: int) -> list[ColumnElement[bool]]:
-    """Conditions with parameters (see _params): one statement serves every period of the
-    same shape, and SQLAlchemy computes its cache key once, not per request."""
+def _where(table: Table, with_model: bool) -> list[ColumnElement[bool]]:
+    """Conditions with parameters (see _params): one statement serves every segment, and
+    SQLAlchemy computes its cache key once, not per request."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    conditions += [
-        or_(
-            *(
-                and_(bucket >= bindparam(f"from_{n}"), bucket < bindparam(f"to_{n}"))
-                for n in range(segments)
-            )
-        ),
-    ]
+    conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
 
 
-def _params(scope: Scope, segments: list[Segment]) -> dict[str, Any]:
-    params: dict[str, Any] = {"workspace_id": scope.workspace_id, "device_id": scope.device_id}
+def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
+    _, start, end = segment
+    params: dict[str, Any] = {
+        "workspace_id": scope.workspace_id,
+        "device_id": scope.device_id,
+        "from": to_micros(start),
+        "to": to_micros(end),
+    }
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
-    for n, (_, start, end) in enumerate(segments):
-        params[f"from_{n}"], params[f"to_{n}"] = to_micros(start), to_micros(end)
     return params
 
 
-@lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not, segments
+@lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
 def _rollup_query(
     resolution: str,
     bins: bool,
     group: str | None,
     interval: timedelta | None,
     model: bool,
-    n: int,
     all_models: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
@@ -128,7 +124,7 @@ def _rollup_query(
             query = query.where(table.c.model_id != ALL_MODELS)
     else:
         query = select(*_sums(table, ROLLUP_SUMS))
-    query = query.where(*_where(table, model, n))
+    query = query.where(*_where(table, model))
     if group is not None:
         key = _group_column(table, group, interval)
         query = query.add_columns(key).group_by(key)
@@ -136,14 +132,14 @@ def _rollup_query(
 
 
 @lru_cache(maxsize=1024)
-def _class_query(resolution: str, bins: bool, model: bool, n: int) -> Select[Any]:
+def _class_query(resolution: str, bins: bool, model: bool) -> Select[Any]:
     """Per model and class: the sums, or (`bins`) the count per confidence bin, last."""
     table = class_bins[resolution] if bins else class_rollups[resolution]
     columns = (table.c.bin, func.sum(table.c.count)) if bins else _sums(table, CLASS_SUMS)
     keys = (table.c.model_id, table.c.class_name, *((table.c.bin,) if bins else ()))
     return (
         select(table.c.model_id, table.c.class_name, *columns)
-        .where(*_where(table, model, n))
+        .where(*_where(table, model))
         .group_by(*keys)
     )
 
@@ -172,9 +168,11 @@ def sum_rollups(
         coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
     result: dict[Any, Delta] = {}
     model = scope.model_id is not None
-    for resolution, segments in by_resolution(cover(start, end, coarsest)).items():
-        params = _params(scope, segments)
-        query = _rollup_query(resolution, False, group, interval, model, len(segments))
+    # A statement per segment: each is one range of its table's key, where the segments of
+    # a resolution OR-ed in one statement made SQLite walk every bucket of the key's device.
+    for segment in cover(start, end, coarsest):
+        resolution, params = segment[0], _params(scope, segment)
+        query = _rollup_query(resolution, False, group, interval, model)
         for row in conn.execute(query, params):
             totals = result.setdefault(_group_value(group, row[-1]), Delta())
             totals.requests += row[0] or 0
@@ -187,7 +185,7 @@ def sum_rollups(
         if not with_bins:
             continue
         all_models = not model and scope.device_id == ALL_DEVICES and group != "model"
-        query = _rollup_query(resolution, True, group, interval, model, len(segments), all_models)
+        query = _rollup_query(resolution, True, group, interval, model, all_models)
         for row in conn.execute(query, params):
             totals = result.setdefault(_group_value(group, row[-1]), Delta())
             bin_, count = row[0], int(row[1])
@@ -206,9 +204,9 @@ def sum_classes(
     result: dict[tuple[int, str], ClassDelta] = {}
     model = scope.model_id is not None
     with_bins = with_bins and scope.device_id == ALL_DEVICES
-    for resolution, segments in by_resolution(cover(start, end)).items():
-        params = _params(scope, segments)
-        query = _class_query(resolution, False, model, len(segments))
+    for segment in cover(start, end):  # a statement per segment, as sum_rollups
+        resolution, params = segment[0], _params(scope, segment)
+        query = _class_query(resolution, False, model)
         for row in conn.execute(query, params):
             totals = result.setdefault((row[0], row[1]), ClassDelta())
             totals.inferences += row[2] or 0
@@ -219,7 +217,7 @@ def sum_classes(
             totals.inference_time_sum += row[7] or 0.0
         if not with_bins:
             continue
-        query = _class_query(resolution, True, model, len(segments))
+        query = _class_query(resolution, True, model)
         for row in conn.execute(query, params):
             totals = result.setdefault((row[0], row[1]), ClassDelta())
             totals.confidence_bins[row[2]] += int(row[3])
