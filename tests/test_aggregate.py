@@ -37,7 +37,13 @@ from visionwatch.db.schema import (
     workspaces,
 )
 from visionwatch.items import Inference, parse_batch
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, Deltas, compute_deltas
+from visionwatch.rollups import (
+    ALL_DEVICES,
+    ALL_MODELS,
+    ALL_MODELS_RESOLUTIONS,
+    Deltas,
+    compute_deltas,
+)
 from visionwatch.store import accounts
 from visionwatch.store.aggregate import aggregate_pending
 from visionwatch.store.ingest import ingest
@@ -133,9 +139,10 @@ def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> Non
         wanted[key] = tuple(getattr(delta, s) for s in ROLLUP_SUMS)
         wanted_bins[key] = {"confidence": _bins(delta.confidence_bins)}
         wanted_bins[key]["time"] = _bins(delta.time_bins)
-    # The histograms of all models and devices: the models' all-devices histograms added up.
+    # The histograms of all models and devices (by the hour and day): the models'
+    # all-devices histograms added up.
     for (resolution, bucket, _, device), delta in deltas.rollups.items():
-        if device == ALL_DEVICES:
+        if device == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS:
             key = (resolution, bucket, ALL_MODELS, ALL_DEVICES)
             kinds = wanted_bins.setdefault(key, {"confidence": {}, "time": {}})
             for kind, counts in (("confidence", delta.confidence_bins), ("time", delta.time_bins)):

@@ -78,7 +78,7 @@ def test_wide_histograms_become_sparse_and_back(database_url: str) -> None:
         wide: dict[str, list[dict[str, Any]]] = {}
         with database.writer.begin() as conn:
             tables = MetaData()
-            tables.reflect(conn, only=["rollup_minute", "class_rollup_minute"])
+            tables.reflect(conn, only=["rollup_minute", "rollup_hour", "class_rollup_minute"])
             wide["rollup_minute"] = [
                 {
                     "workspace_id": 1,
@@ -128,6 +128,12 @@ def test_wide_histograms_become_sparse_and_back(database_url: str) -> None:
                 for device in (0, 5)
                 for name in ("car", "bus")
             ]
+            # An hour of two models: read for all models from the rows the migration adds.
+            wide["rollup_hour"] = [
+                {**row, "bucket": to_micros(start - timedelta(hours=1)), "model_id": model}
+                for row in wide["rollup_minute"][:2]
+                for model in (7, 8)
+            ]
             for name, rows in wide.items():
                 conn.execute(tables.tables[name].insert(), rows)
 
@@ -139,6 +145,12 @@ def test_wide_histograms_become_sparse_and_back(database_url: str) -> None:
         assert everything.requests == 10 * len(all_devices)
         assert everything.confidence_bins == _column_sums(all_devices, "c", 100)
         assert everything.time_bins == _column_sums(all_devices, "t", 122)
+        with database.read() as conn:
+            hour = sum_rollups(conn, Scope(1), start - timedelta(hours=1), start)[None]
+        hour_rows = [row for row in wide["rollup_hour"] if row["device_id"] == 0]
+        assert hour.requests == 10 * len(hour_rows) == 20
+        assert hour.confidence_bins == _column_sums(hour_rows, "c", 100)
+        assert hour.time_bins == _column_sums(hour_rows, "t", 122)
         for name in ("car", "bus"):
             rows = [
                 row
@@ -177,5 +189,11 @@ def _is_bin(column: str) -> bool:
 
 def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
-        rows, key=lambda row: (row["bucket"], row["device_id"], row.get("class_name", ""))
+        rows,
+        key=lambda row: (
+            row["bucket"],
+            row["device_id"],
+            row["model_id"],
+            row.get("class_name", ""),
+        ),
     )

@@ -20,8 +20,10 @@ from visionwatch.items import Inference
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 ALL_DEVICES = 0
-# The histograms (rollup_bins_*) of all devices are also kept for all models, under model 0.
+# The histograms (rollup_bins_*) of all devices are also kept for all models, under model 0,
+# by the hour and day.
 ALL_MODELS = 0
+ALL_MODELS_RESOLUTIONS = ("hour", "day")
 # Class rollups keep inferences without predictions under this class name.
 NO_CLASS = ""
 

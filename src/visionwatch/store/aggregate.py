@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.schema import CLASS_SUMS, ROLLUP_SUMS, TIME_BIN_BASE
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, NO_CLASS
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, NO_CLASS
 from visionwatch.timeutil import RESOLUTION_STEPS
 
 MINUTE_MICROS = 60_000_000
@@ -195,19 +195,21 @@ def _statements(dialect: Dialect) -> tuple[tuple[str, ...], tuple[str, ...]]:
                     CLASS_SUMS,
                 )
             )
-        # The histograms of all models and devices: what the workspace's dashboards read,
-        # in a tenth of the rows when there are ten models.
-        folds.append(
-            _fold(
-                f"rollup_bins_{resolution}",
-                "agg_bins",
-                micros,
-                False,
-                _BINS_KEY,
-                ("count",),
-                all_models=True,
+        # The histograms of all models and devices, by the hour and day: what a workspace's
+        # dashboards read, in a tenth of the rows with ten models (not by the minute: a
+        # period's minutes are its edges, and a minute rarely holds several models).
+        if resolution in ALL_MODELS_RESOLUTIONS:
+            folds.append(
+                _fold(
+                    f"rollup_bins_{resolution}",
+                    "agg_bins",
+                    micros,
+                    False,
+                    _BINS_KEY,
+                    ("count",),
+                    all_models=True,
+                )
             )
-        )
         folds.append(
             _fold(
                 f"class_bins_{resolution}",

@@ -36,7 +36,7 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ClassDelta, Delta
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
@@ -184,7 +184,12 @@ def sum_rollups(
             totals.inference_time_sum += row[6] or 0.0
         if not with_bins:
             continue
-        all_models = not model and scope.device_id == ALL_DEVICES and group != "model"
+        all_models = (
+            not model
+            and scope.device_id == ALL_DEVICES
+            and group != "model"
+            and resolution in ALL_MODELS_RESOLUTIONS
+        )
         query = _rollup_query(resolution, True, group, interval, model, all_models)
         for row in conn.execute(query, params):
             totals = result.setdefault(_group_value(group, row[-1]), Delta())

@@ -130,12 +130,14 @@ def upgrade() -> None:
         )
         _unpivot(old_rollup, bins, ROLLUP_KEY, CONFIDENCE_COLUMNS, 0)
         _unpivot(old_rollup, bins, ROLLUP_KEY, TIME_COLUMNS, TIME_BIN_BASE)
-        # The histograms of all models (model 0) and devices, which workspace-wide reads use.
-        op.execute(
-            f"INSERT INTO {bins} (workspace_id, device_id, bucket, model_id, bin, count) "
-            f"SELECT workspace_id, 0, bucket, 0, bin, SUM(count) FROM {bins} "
-            f"WHERE device_id = 0 GROUP BY workspace_id, bucket, bin"
-        )
+        # The histograms of all models (model 0) and devices, which workspace-wide reads use,
+        # by the hour and day.
+        if resolution != "minute":
+            op.execute(
+                f"INSERT INTO {bins} (workspace_id, device_id, bucket, model_id, bin, count) "
+                f"SELECT workspace_id, 0, bucket, 0, bin, SUM(count) FROM {bins} "
+                f"WHERE device_id = 0 GROUP BY workspace_id, bucket, bin"
+            )
 
         op.create_table(
             classes,
