@@ -138,8 +138,10 @@ def json_rows(dialect: Dialect, types: tuple[str, ...]) -> tuple[str, list[str]]
         # ->> gives JSON numbers as SQLite numbers and strings as text: no cast needed.
         return "json_each(?) AS j", [f"j.value ->> {n}" for n in range(len(types))]
     if dialect is Dialect.POSTGRESQL:
+        # jsonb, parsed once: json's ->> parses the row's text again for each field (a
+        # batch's predictions took 40 ms to insert, 30 with jsonb).
         fields = [f"CAST(j.value ->> {n} AS {kind})" for n, kind in enumerate(types)]
-        return "json_array_elements(CAST(%s AS json)) AS j", fields
+        return "jsonb_array_elements(CAST(%s AS jsonb)) AS j", fields
     assert_never(dialect)
 
 
