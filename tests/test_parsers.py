@@ -6,15 +6,18 @@ import multiprocessing
 import os
 import random
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import auth
+from tests.support.server import cli, serving_process
 from tests.support.settled import SettledClient
 from tests.test_roboflow import condensed, report
 from visionwatch.app import create_app
@@ -225,3 +228,41 @@ def test_a_parser_killed_loses_nothing_after_it(both: tuple[TestClient, TestClie
     assert _parser_processes() >= 1, "no new parser process was started"
     stats = in_process.get("/api/v1/stats", headers=auth(secret)).json()
     assert stats["total_requests"]["current"] == 900
+
+
+def test_a_server_killed_leaves_no_parser_behind(tmp_path: Path) -> None:
+    env = {"VISIONWATCH_DATA_DIR": str(tmp_path), "VISIONWATCH_PARSE_PROCESSES": "1"}
+    assert cli(env, "workspaces", "create", "acme").returncode == 0
+    secret = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    with serving_process(env) as (base, process):
+        response = httpx.post(
+            f"{base}/api/v1/inferences",
+            content=orjson.dumps(batch(300)),
+            headers={**auth(secret), "content-type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        parsers = _children(process.pid)
+        assert parsers, "the server started no parser process"
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in parsers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in parsers if _alive(pid)], "a parser outlived its server"
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    # The pool's parsers, not multiprocessing's resource tracker (it ends by itself).
+    return [c for c in found if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; init reaps it

@@ -15,6 +15,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -75,7 +77,10 @@ class Parsers:
         # fork: the server has threads (the aggregator's, the jobs') whose locks a fork copies.
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn")
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -83,6 +88,19 @@ class Parsers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _watch_parent(server: int) -> None:
+    """In a parser process: end when the server is gone. A server killed (SIGKILL, out of
+    memory) cannot stop its pool, and a worker waiting for work never notices: it holds
+    both ends of its queue's pipe, so the pipe never closes."""
+
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="visionwatch-parser-watch", daemon=True).start()
 
 
 def _decoded(body: bytes) -> Any:
