@@ -9,7 +9,6 @@ spool every batch is written to disk before it is sent and removed once
 acknowledged.
 """
 
-import email.utils
 import gzip
 import logging
 import random
@@ -19,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -496,17 +494,8 @@ def _spooled_count(path: Any) -> int:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    """Seconds to wait, from Retry-After as seconds or as an HTTP date (RFC 9110 allows
-    both), within [0, 300]; 0 when absent or unreadable."""
-    value = response.headers.get("retry-after", "").strip()
+    value = response.headers.get("retry-after", "")
     try:
-        seconds = float(value)
+        return min(max(float(value), 0.0), 300.0)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return 0.0
-        if when.tzinfo is None:  # an HTTP date is GMT; a date without a zone says so too
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), 300.0)
+        return 0.0
