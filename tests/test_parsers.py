@@ -5,6 +5,7 @@ good batches and bad ones, on both APIs that take them."""
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -29,37 +30,24 @@ from visionwatch.store import accounts
 
 
 def servers(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, str]]:
-    """Two servers on databases of their own, with the same key: one parses in a process."""
-    clients = []
+    """Two servers on databases of their own, with the same key (a report carries it in its
+    body): one parses in a process, the other in its threads."""
+    made = create_database(f"sqlite:///{tmp_path / 'made.db'}")
+    migrate.upgrade(made)
+    accounts.create_workspace(made, "acme")
+    _, secret = accounts.create_key(made, "acme", ("ingest", "read"))
+    made.dispose()
+    clients, databases = [], []
     for processes in (1, 0):
         folder = tmp_path / f"processes-{processes}"
         folder.mkdir()
-        database = create_database(f"sqlite:///{folder / 'visionwatch.db'}")
-        migrate.upgrade(database)
-        accounts.create_workspace(database, "acme")
+        shutil.copy(tmp_path / "made.db", folder / "visionwatch.db")
+        databases.append(create_database(f"sqlite:///{folder / 'visionwatch.db'}"))
         settings = Settings(data_dir=folder / "data", parse_processes=processes)
-        clients.append((SettledClient(create_app(settings, database)), database))
-    # The same secret for both: make it in one, copy its hash to the other.
-    _, secret = accounts.create_key(clients[0][1], "acme", ("ingest", "read"))
-    with clients[0][1].read() as conn:
-        row = conn.exec_driver_sql("SELECT * FROM api_keys").mappings().one()
-    with clients[1][1].write() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, scopes, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                row["id"],
-                row["workspace_id"],
-                row["name"],
-                row["prefix"],
-                row["key_hash"],
-                row["scopes"],
-                row["created_at"],
-            ),
-        )
-    with clients[0][0] as in_process, clients[1][0] as in_thread:
+        clients.append(SettledClient(create_app(settings, databases[-1])))
+    with clients[0] as in_process, clients[1] as in_thread:
         yield in_process, in_thread, secret
-    for _, database in clients:
+    for database in databases:
         database.dispose()
 
 

@@ -57,7 +57,7 @@ def ingest(
     in the same transaction. `images` (checked, by inference id) go to `blobs`
     for the new inferences, as far as their models' daily caps allow.
     """
-    with_images = {i.inference_id: i for i in batch if images and i.inference_id in images}
+    with_images = {i.inference_id: i for i in batch if i.inference_id in images} if images else {}
     return store_rows(
         db, workspace_id, Rows.of(batch, now), now, heartbeat, images, blobs, with_images
     )
@@ -108,6 +108,7 @@ class Rows:
         unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
         unique.reverse()
         received = to_micros(now)
+        times = {i.inference_id: to_micros(i.timestamp) for i in unique}
         # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
         ordered = sorted(unique, key=lambda i: i.inference_id)
         inference_rows = [
@@ -115,7 +116,7 @@ class Rows:
                 i.inference_id,
                 i.model,
                 i.device,
-                to_micros(i.timestamp),
+                times[i.inference_id],
                 received,
                 i.inference_time,
                 i.task,
@@ -133,9 +134,17 @@ class Rows:
         # inferences are all new gets consecutive keys in that order (SQLite), and its
         # predictions need no lookup of their inference (see _sql).
         prediction_rows = [
-            (i.inference_id, index, p.class_name, p.class_id, p.confidence, *p.box, at, ts)
-            for at, i in enumerate(ordered)
-            for ts in (to_micros(i.timestamp),)
+            (
+                i.inference_id,
+                index,
+                p.class_name,
+                p.class_id,
+                p.confidence,
+                *p.box,
+                position,
+                times[i.inference_id],
+            )
+            for position, i in enumerate(ordered)
             for index, p in enumerate(i.predictions)
         ]
         metadata = {
@@ -158,28 +167,26 @@ def _model_rows(
     batch: list[Inference],
 ) -> list[tuple[str, str | None, str | None, str | None, datetime, datetime]]:
     """Per model: its project, version, task, and its inferences' first and last times."""
-    seen: dict[str, tuple[datetime, datetime]] = {}
-    tasks: dict[str, str] = {}
-    for inference in batch:
-        first, last = seen.get(inference.model, (inference.timestamp, inference.timestamp))
-        seen[inference.model] = (min(first, inference.timestamp), max(last, inference.timestamp))
-        if inference.task is not None:
-            tasks[inference.model] = inference.task
+    tasks = {i.model: i.task for i in batch if i.task is not None}
     return [
         (name, *split_model_id(name), tasks.get(name), first, last)
-        for name, (first, last) in sorted(seen.items())
+        for name, first, last in _first_and_last((i.model, i.timestamp) for i in batch)
     ]
 
 
 def _device_rows(batch: list[Inference]) -> list[tuple[str, datetime, datetime]]:
+    return _first_and_last((i.device, i.timestamp) for i in batch if i.device is not None)
+
+
+def _first_and_last(
+    named: Iterable[tuple[str, datetime]],
+) -> list[tuple[str, datetime, datetime]]:
+    """Per name, in name order (concurrent batches lock their rows in one order): the first
+    and last of its times."""
     seen: dict[str, tuple[datetime, datetime]] = {}
-    for inference in batch:
-        if inference.device is not None:
-            first, last = seen.get(inference.device, (inference.timestamp, inference.timestamp))
-            seen[inference.device] = (
-                min(first, inference.timestamp),
-                max(last, inference.timestamp),
-            )
+    for name, moment in named:
+        first, last = seen.get(name, (moment, moment))
+        seen[name] = (min(first, moment), max(last, moment))
     return [(name, first, last) for name, (first, last) in sorted(seen.items())]
 
 
