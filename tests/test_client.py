@@ -1,5 +1,6 @@
 """The SDK against a real visionwatch server on loopback, and its retry rules on a scripted one."""
 
+import email.utils
 import gzip
 import logging
 import random
@@ -9,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from tests.support.postgres import free_port
 from tests.support.server import serving
 from tests.support.workspaces import new_workspace, server_total
 from visionwatch.client import Client
+from visionwatch.client.worker import _retry_after
 
 
 def detection(i: int) -> dict[str, Any]:
@@ -340,3 +343,31 @@ def test_a_bounded_flush_at_interpreter_exit(server: tuple[str, dict[str, str]])
     )
     assert done.returncode == 0, done.stderr
     assert server_total(base, key) == 50
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    # RFC 9110: Retry-After is seconds or an HTTP date. One second of the date's resolution
+    # is lost, so ask for three and expect at least two.
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    script = Script((503, {"Retry-After": later}), (200, {}))
+    client = scripted(script)
+    began = time.monotonic()
+    client.log("m/1", detection(1))
+    assert client.flush(timeout=30)
+    assert time.monotonic() - began >= 2.0
+    assert (client.stats.sent, client.stats.retried) == (1, 1)
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # past
+        ("Fri, 31 Dec 2100 23:59:59 GMT", 300.0),  # at most five minutes
+        ("soon", 0.0),
+        ("7", 7.0),
+    ],
+)
+def test_retry_after_forms(header: str, wait: float) -> None:
+    response = httpx.Response(429, headers={"Retry-After": header})
+    assert _retry_after(response) == wait

@@ -9,6 +9,7 @@ spool every batch is written to disk before it is sent and removed once
 acknowledged.
 """
 
+import email.utils
 import gzip
 import logging
 import random
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -494,8 +496,17 @@ def _spooled_count(path: Any) -> int:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
+    """Seconds to wait, from Retry-After as seconds or as an HTTP date (RFC 9110 allows
+    both), within [0, 300]; 0 when absent or unreadable."""
+    value = response.headers.get("retry-after", "").strip()
     try:
-        return min(max(float(value), 0.0), 300.0)
+        seconds = float(value)
     except ValueError:
-        return 0.0
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        if when.tzinfo is None:  # an HTTP date is GMT; a date without a zone says so too
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), 300.0)
