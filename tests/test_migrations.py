@@ -2,6 +2,7 @@
 database made at the first revision upgrades with its data intact."""
 
 import random
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 
-from tests.conftest import auth
+from tests.conftest import _fresh_postgres, auth
+from tests.support.postgres import PostgresServer
 from tests.support.settled import SettledClient
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -197,3 +199,35 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.get("class_name", ""),
         ),
     )
+
+
+def test_servers_starting_together_migrate_once(postgres: PostgresServer) -> None:
+    """Replicas started at once on an empty PostgreSQL each upgrade it at start-up: one
+    migrates, the others wait for it and find nothing left to do."""
+    database_url = _fresh_postgres(postgres, migrated=False)
+    count = 4
+    start = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def start_up() -> None:
+        database = create_database(database_url)
+        try:
+            start.wait()
+            migrate.upgrade(database)
+        except BaseException as error:  # reported below, whatever it is
+            failures.append(error)
+        finally:
+            database.dispose()
+
+    threads = [threading.Thread(target=start_up, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not [t for t in threads if t.is_alive()], "a start-up is still waiting (deadlock)"
+    assert failures == []
+    database = create_database(database_url)
+    try:
+        assert migrate.current_revision(database) == migrate.head_revision()
+    finally:
+        database.dispose()

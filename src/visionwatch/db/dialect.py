@@ -64,6 +64,19 @@ def lock_for_ingest(dialect: Dialect, conn: Connection, workspace_id: int) -> No
     assert_never(dialect)
 
 
+def lock_for_migration(dialect: Dialect, conn: Connection) -> None:
+    """One migration at a time, for this transaction: replicas started together each upgrade
+    the database at start-up, and all but one must wait, then find nothing left to do.
+    SQLite's writer lock (BEGIN IMMEDIATE) does the same."""
+    if dialect is Dialect.SQLITE:
+        return
+    if dialect is Dialect.POSTGRESQL:
+        key = zlib.crc32(b"visionwatch.migrations")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return
+    assert_never(dialect)
+
+
 def lock_for_metadata(dialect: Dialect, conn: Connection, workspace_id: int) -> None:
     if dialect is Dialect.SQLITE:
         return

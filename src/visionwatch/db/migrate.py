@@ -7,6 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,6 +22,7 @@ def _config() -> Config:
 def upgrade(database: Database, revision: str = "head") -> None:
     config = _config()
     with database.writer.begin() as conn:
+        dialects.lock_for_migration(database.dialect, conn)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
