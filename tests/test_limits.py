@@ -1,11 +1,17 @@
 """Limits: what one inference may carry, how fast one key may call, and keys kept secret."""
 
+import http.client
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -155,3 +161,61 @@ def test_keys_never_reach_the_server_log(tmp_path: Path) -> None:
     assert "/api/v1/stats?api_key=[redacted]&x=1" in written
     assert secret not in written
     assert secret[3:20] not in written
+
+
+OVERSIZE = 11 * 1024 * 1024  # over the default 10 MiB
+
+
+def _post_with_urllib(url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _post_chunked_with_http_client(url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Streamed, with no declared length: the limit is found only while reading."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=60)
+    try:
+        pieces = (body[n : n + 65536] for n in range(0, len(body), 65536))
+        connection.request(
+            "POST",
+            parts.path,
+            body=pieces,
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def _post_with_httpx(url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    response = httpx.post(
+        url, content=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    return response.status_code, dict(response.headers), response.content
+
+
+@pytest.mark.parametrize(
+    "post", [_post_with_urllib, _post_chunked_with_http_client, _post_with_httpx]
+)
+def test_an_oversize_body_is_a_413_for_every_client(
+    server: tuple[str, dict[str, str]],
+    post: Callable[[str, bytes], tuple[int, dict[str, str], bytes]],
+) -> None:
+    """The server answers before the body is read; it reads the rest (up to a bound) before
+    closing, else the kernel resets a connection with unread data and a client still sending
+    sees a reset instead of the answer (urllib did)."""
+    base, _ = server
+    status, headers, body = post(f"{base}/api/v1/inferences", b" " * OVERSIZE)
+    assert status == 413
+    assert orjson.loads(body) == {"detail": "the request body exceeds 10 MiB"}
+    assert {name.lower(): value for name, value in headers.items()}["connection"] == "close"
+    assert httpx.get(f"{base}/healthz").status_code == 200, "the server serves on"

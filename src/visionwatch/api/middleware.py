@@ -4,11 +4,18 @@ import time
 import zlib
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visionwatch.api.responses import JSON
 from visionwatch.config import MIB
 from visionwatch.metrics import Metrics
+
+# Before a 413, the rest of the body is read and dropped, up to this much and this long (as
+# nginx's lingering close does): a server that closes with unread data makes the kernel
+# reset the connection, and a client still sending sees the reset, never the 413.
+DRAIN_BYTES = 64 * MIB
+DRAIN_SECONDS = 30.0
 
 
 class BodyLimit:
@@ -32,7 +39,7 @@ class BodyLimit:
         limit = self.report_limit if scope["path"].endswith("/inference-stats") else self.limit
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._reject(scope, receive, send, limit)
+                await self._reject(scope, receive, send, limit, unread=True)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -44,7 +51,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self._reject(scope, receive, send, limit)
+                unread = message.get("more_body", False)
+                await self._reject(scope, receive, send, limit, unread=unread)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -72,9 +80,26 @@ class BodyLimit:
         body = {"type": "http.request", "body": data, "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, unread: bool = False
+    ) -> None:
+        # A client that asked to continue has sent nothing yet, and will not: nothing to read.
+        if unread and _header(scope, b"expect").lower() != b"100-continue":
+            await _drain(receive)
         body = {"detail": f"the request body exceeds {limit / MIB:g} MiB"}
-        await JSON(body, status_code=413)(scope, receive, send)
+        # The connection ends after the answer: what is left of the body is not read.
+        await JSON(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a request's body, within DRAIN_BYTES and DRAIN_SECONDS."""
+    drained = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            drained += len(message.get("body", b""))
 
 
 class _TooLarge(Exception):
