@@ -34,7 +34,6 @@ from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
 from visionwatch.parsers import Parsers, default_processes
 from visionwatch.ratelimit import RateLimiter
-from visionwatch.security import install_log_redaction
 from visionwatch.store.retention import prune
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
@@ -82,7 +81,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        install_log_redaction()
         aggregator.start()
         for job in jobs:
             job.start()

@@ -14,6 +14,7 @@ from visionwatch import __version__
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import Database, create_database
+from visionwatch.logs import logging_config
 from visionwatch.security import SCOPES
 from visionwatch.store import accounts
 
@@ -94,7 +95,14 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     app = create_app(settings, database)
     _tune_garbage_collector()
     _return_large_blocks_to_the_system()
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=logging_config(settings),
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
 
 
 @cli.command()

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Signs dashboard sessions; default: a random one kept in data_dir/secret_key.
     # Replicas behind one load balancer must share one.
     secret_key: str | None = Field(default=None, min_length=32)
+    # The server's log, to stderr: its level, and text or one JSON object a line.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     def item_limits(self) -> ItemLimits:
         return ItemLimits(

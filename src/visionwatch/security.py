@@ -55,28 +55,46 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     )
 
 
-_KEY_IN_QUERY = re.compile(r"(?i)(api_key=)[^&\s\"]*")
+_KEY_IN_QUERY = re.compile(r"(?i)(api_key=)[^&\s\"']*")
+# A URL with a path or credentials: webhook URLs carry their secret in the path (Slack's
+# /services/T.../B.../<token>), database URLs in their user info. Scheme and host stay.
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^/\s\"'@]*@)?([^/\s\"'?#@]+)[^\s\"']*")
 
 
-def redact(text: str) -> str:
-    """A URL or log line with the value of every `api_key=` parameter replaced."""
-    return _KEY_IN_QUERY.sub(r"\1[redacted]", text)
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with every `api_key=` value, every URL's path and credentials, and each of
+    `secrets` (an SMTP password, say) replaced by [redacted]."""
+    text = _KEY_IN_QUERY.sub(r"\1[redacted]", text)
+    text = _URL.sub(_redact_url, text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
-class RedactKeys(logging.Filter):
-    """Keep API keys out of logs: uvicorn's access log writes the query string,
-    and Roboflow's clients send the key as `?api_key=`."""
+def _redact_url(match: re.Match[str]) -> str:
+    scheme, host = match.group(1), match.group(2)
+    if match.group(0) in (scheme + host, scheme + host + "/"):
+        return match.group(0)  # nothing secret: a server's own address, say
+    return f"{scheme}{host}/[redacted]"
+
+
+class RedactSecrets(logging.Filter):
+    """On a handler, so that it sees every record it writes, a child logger's too (a
+    logger's own filters see only records logged to that very logger). The message is
+    rendered here and the traceback too: secrets hide in arguments and in exceptions."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "api_key=" in record.msg:
-            record.msg = redact(record.msg)
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
         return True
-
-
-def install_log_redaction() -> None:
-    for name in ("uvicorn.access", "uvicorn.error", "visionwatch"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactKeys) for f in logger.filters):
-            logger.addFilter(RedactKeys())

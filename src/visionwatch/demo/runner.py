@@ -31,6 +31,7 @@ from visionwatch.demo import faces, history, rules
 from visionwatch.demo.fleet import DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES, Fleet
 from visionwatch.demo.state import DemoError, DemoState, prepare
 from visionwatch.jobs import PeriodicJob
+from visionwatch.logs import logging_config
 from visionwatch.timeutil import utcnow
 
 HOST = "127.0.0.1"
@@ -51,7 +52,7 @@ def run(data_dir: Path, port: int, days: int, rate: float, live: bool) -> None:
         migrate.upgrade(database)
         state, new = prepare(database, data_dir, utcnow(), days)
         url = f"http://{HOST}:{port}"
-        stack.enter_context(_Server(create_app(settings, database), listening))
+        stack.enter_context(_Server(create_app(settings, database), settings, listening))
         _welcome(url, data_dir, state, new)
         try:
             client = stack.enter_context(Client(url, state.api_key, exit_timeout=5))
@@ -106,8 +107,10 @@ def _listen(port: int) -> socket.socket:
 class _Server:
     """uvicorn on a thread of its own, for the length of a `with` block."""
 
-    def __init__(self, app: Any, listening: socket.socket) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    def __init__(self, app: Any, settings: Settings, listening: socket.socket) -> None:
+        quiet = settings.model_copy(update={"log_level": "warning"})
+        config = uvicorn.Config(app, log_config=logging_config(quiet), log_level="warning")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [listening]}, name="visionwatch-server"
         )
