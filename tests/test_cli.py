@@ -9,6 +9,7 @@ from tests.conftest import auth
 from tests.support.server import cli, serving
 from tests.support.workspaces import settled_stats
 from visionwatch.db import migrate
+from visionwatch.db.engine import create_database
 
 
 @pytest.fixture
@@ -120,3 +121,30 @@ def test_bad_configuration_is_explained(tmp_path: Path) -> None:
     assert bad_url.returncode != 0
     assert "postgresql://" in bad_url.stderr
     assert "Traceback" not in bad_url.stderr
+
+
+def test_commands_that_only_read_never_migrate(env: dict[str, str], database_url: str) -> None:
+    """Listing keys must not upgrade a database that another version's server still uses."""
+    for command in (["workspaces", "list"], ["keys", "list", "acme"]):
+        refused = cli(env, *command)
+        assert refused.returncode != 0
+        assert "`visionwatch db upgrade`" in refused.stderr, refused.stderr
+    if database_url.startswith("sqlite"):
+        assert not Path(database_url.removeprefix("sqlite:///")).exists(), "nothing was created"
+    database = create_database(database_url)
+    try:
+        migrate.upgrade(database, "0007")  # a database the previous version made
+        stale = cli(env, "keys", "list", "acme")
+        assert stale.returncode != 0
+        assert f"at revision 0007, this visionwatch reads {migrate.head_revision()}" in (
+            stale.stderr
+        )
+        dry = cli(env, "db", "prune", "--dry-run")
+        assert dry.returncode != 0
+        assert migrate.current_revision(database) == "0007", "still where it was"
+        assert cli(env, "workspaces", "create", "acme").returncode == 0  # a write upgrades
+        assert migrate.current_revision(database) == migrate.head_revision()
+    finally:
+        database.dispose()
+    assert cli(env, "workspaces", "list").stdout.split() == ["acme"]
+    assert cli(env, "keys", "list", "acme").returncode == 0

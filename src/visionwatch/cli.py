@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from sqlalchemy import make_url
 
 from visionwatch import __version__
 from visionwatch.config import Settings
@@ -34,18 +35,49 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-def _database(ctx: click.Context) -> Database:
+def _database(ctx: click.Context, upgrade: bool = True) -> Database:
+    """The configured database, upgraded to this version's schema first; or, for commands
+    that only read (`upgrade=False`), left as it is and refused unless already current:
+    reading must not change a database another version's server may be using."""
     holder = ctx.ensure_object(dict)
     if "database" not in holder:
+        url = _settings(ctx).database_url_or_default()
+        if not upgrade and _sqlite_file_missing(url):
+            raise click.ClickException(
+                "no database yet: `visionwatch db upgrade` (or `serve`) creates it"
+            )
         try:
-            database = create_database(_settings(ctx).database_url_or_default())
+            database = create_database(url)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-        migrate.upgrade(database)
         ctx.call_on_close(database.dispose)
+        if upgrade:
+            migrate.upgrade(database)
+        else:
+            _require_current_schema(database)
         holder["database"] = database
     result: Database = holder["database"]
     return result
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return not Path(parsed.database).exists()
+
+
+def _require_current_schema(database: Database) -> None:
+    current, head = migrate.current_revision(database), migrate.head_revision()
+    if current is None:
+        raise click.ClickException(
+            "the database holds no visionwatch schema yet: `visionwatch db upgrade` creates it"
+        )
+    if current != head:
+        raise click.ClickException(
+            f"the database's schema is at revision {current}, this visionwatch reads {head}: "
+            "run `visionwatch db upgrade` first"
+        )
 
 
 def _account_errors(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,7 +234,7 @@ def workspaces_create(ctx: click.Context, name: str) -> None:
 @workspaces.command("list")
 @click.pass_context
 def workspaces_list(ctx: click.Context) -> None:
-    for workspace in accounts.list_workspaces(_database(ctx)):
+    for workspace in accounts.list_workspaces(_database(ctx, upgrade=False)):
         click.echo(workspace.name)
 
 
@@ -217,8 +249,9 @@ def workspaces_retention(
 ) -> None:
     """Show or set how long the workspace NAME keeps inferences and images."""
     settings = _settings(ctx)
-    database = _database(ctx)
-    if days is not None or image_days is not None:
+    changes = days is not None or image_days is not None
+    database = _database(ctx, upgrade=changes)
+    if changes:
         accounts.set_retention(database, name, days, image_days)
     rows, images = accounts.retention(database, name)
     click.echo(
@@ -261,7 +294,7 @@ def keys_create(
 def keys_list(ctx: click.Context, workspace: str) -> None:
     """List the keys of WORKSPACE (their secrets are never shown again)."""
     click.echo("id\tprefix\tscopes\tcreated\tlast used\tstatus\tname")
-    for key in accounts.list_keys(_database(ctx), workspace):
+    for key in accounts.list_keys(_database(ctx, upgrade=False), workspace):
         status = "revoked" if key.revoked_at else "active"
         last_used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
         created = key.created_at.isoformat(timespec="seconds")
@@ -350,7 +383,7 @@ def db_prune(ctx: click.Context, dry_run: bool) -> None:
 
     settings = _settings(ctx)
     blobs = FilesystemStore(settings.images_dir())
-    report = prune(_database(ctx), blobs, settings, utcnow(), dry_run=dry_run)
+    report = prune(_database(ctx, upgrade=not dry_run), blobs, settings, utcnow(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     for name in sorted(report.inferences):
         click.echo(
