@@ -101,10 +101,11 @@ def test_metrics_per_model_and_device(client: TestClient, new_key: NewKey) -> No
     items.append({"model_id": "vehicles/3", "error": "boom"})
     client.post("/api/v1/inferences", json={"inferences": items}, headers=key)
     text = client.get("/metrics").text
-    assert 'visionwatch_model_requests_total{model="vehicles/3",workspace="acme"} 8.0' in text
-    assert 'visionwatch_model_errors_total{model="vehicles/3",workspace="acme"} 1.0' in text
+    # Sent without timestamps, so now: inside the gauges' window.
+    assert 'visionwatch_model_inferences_last_24h{model="vehicles/3",workspace="acme"} 8.0' in text
+    assert 'visionwatch_model_errors_last_24h{model="vehicles/3",workspace="acme"} 1.0' in text
     predictions = sum(i % 3 for i in range(7))
-    series = 'visionwatch_model_predictions_total{model="vehicles/3",workspace="acme"}'
+    series = 'visionwatch_model_predictions_last_24h{model="vehicles/3",workspace="acme"}'
     assert f"{series} {predictions}.0" in text
     assert 'visionwatch_device_online{device="edge-1",workspace="acme"} 1.0' in text
     assert "visionwatch_database_up 1.0" in text

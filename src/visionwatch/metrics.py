@@ -1,16 +1,22 @@
 """Prometheus metrics of one app instance, in a registry of its own.
 
-Labels are bounded: HTTP metrics by route template (never a raw path, so no
-inference id), workspace metrics by model and device, capped in number.
+Counters are this process's own (HTTP requests, inferences ingested): they only grow,
+and restart from zero with the process, which Prometheus reads as the reset it is.
+Figures read from the database are gauges over a stated window: retention deletes old
+rollups and only the busiest models are exported, so a database sum can go down, and
+Prometheus would take a counter going down for a reset and invent traffic in rate().
+
+Labels are bounded: HTTP metrics by standard method and route template (never a raw
+path, so no inference id), workspace metrics by model and device, capped in number.
 """
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from visionwatch.db.engine import Database
 from visionwatch.store import exporter
@@ -20,6 +26,10 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 
 # At most this many models and devices get series of their own.
 MAX_SERIES = 1000
+# The window of the per-model gauges; their names say it (_last_24h).
+WINDOW = timedelta(hours=24)
+# Clients choose the method token: each other one would otherwise be a series of its own.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -27,7 +37,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests: Any = Counter(
             "visionwatch_http_requests",
-            "HTTP requests by method, route template and status",
+            "HTTP requests by method (other: a non-standard one), route template and status",
             ["method", "route", "status"],
             registry=self.registry,
         )
@@ -47,9 +57,10 @@ class Metrics:
             "Inferences received again by this process and counted once",
             registry=self.registry,
         )
-        self.registry.register(_StoredTotals(database, offline_after))
+        self.registry.register(_StoredFigures(database, offline_after))
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
@@ -62,8 +73,8 @@ class Metrics:
         return data
 
 
-class _StoredTotals:
-    """Totals from the database at scrape time: the same for every replica behind a balancer."""
+class _StoredFigures:
+    """Gauges from the database at scrape time: the same for every replica behind a balancer."""
 
     def __init__(self, database: Database, offline_after: timedelta) -> None:
         self.database = database
@@ -74,8 +85,9 @@ class _StoredTotals:
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("visionwatch_database_up", "1 if the database answered the scrape")
+        now = utcnow()
         try:
-            totals = exporter.model_totals(self.database, MAX_SERIES)
+            totals = exporter.window_totals(self.database, now, WINDOW, MAX_SERIES)
             seen = exporter.devices_seen(self.database, MAX_SERIES)
         except Exception:  # an unreachable database must not break the process metrics
             up.add_metric([], 0.0)
@@ -83,33 +95,44 @@ class _StoredTotals:
             return
         up.add_metric([], 1.0)
         yield up
-        labels = ["workspace", "model"]
-        requests = CounterMetricFamily(
-            "visionwatch_model_requests", "Inferences received, per model", labels=labels
-        )
-        errors = CounterMetricFamily(
-            "visionwatch_model_errors", "Failed inferences, per model", labels=labels
-        )
-        predictions = CounterMetricFamily(
-            "visionwatch_model_predictions", "Predictions made, per model", labels=labels
-        )
-        for row in totals:
-            requests.add_metric([row.workspace, row.model], row.requests)
-            errors.add_metric([row.workspace, row.model], row.errors)
-            predictions.add_metric([row.workspace, row.model], row.predictions)
-        yield from (requests, errors, predictions)
-        device_labels = ["workspace", "device"]
+        yield from _model_gauges(totals)
+        yield from self._device_gauges(seen, now)
+
+    def _device_gauges(self, seen: list[exporter.DeviceSeen], now: datetime) -> list[Metric]:
+        labels = ["workspace", "device"]
         last_seen = GaugeMetricFamily(
             "visionwatch_device_last_seen_timestamp_seconds",
-            "When the device was last heard from",
-            labels=device_labels,
+            f"When the device was last heard from (the {MAX_SERIES} most recently heard)",
+            labels=labels,
         )
         online = GaugeMetricFamily(
-            "visionwatch_device_online", "1 if the device is online, else 0", labels=device_labels
+            "visionwatch_device_online", "1 if the device is online, else 0", labels=labels
         )
-        now = utcnow()
         for device in seen:
             last_seen.add_metric([device.workspace, device.device], device.last_seen.timestamp())
             is_online = now - device.last_seen <= self.offline_after
             online.add_metric([device.workspace, device.device], 1.0 if is_online else 0.0)
-        yield from (last_seen, online)
+        return [last_seen, online]
+
+
+def _model_gauges(totals: list[exporter.WindowTotals]) -> list[Metric]:
+    # Said in every HELP: a series that disappears is a quiet model, not a lost count.
+    scope = (
+        "per model, timestamped in the 24 hours up to the end of the current minute; only"
+        f" the {MAX_SERIES} busiest models in that window have a series (a quiet one drops out)"
+    )
+    labels = ["workspace", "model"]
+    inferences = GaugeMetricFamily(
+        "visionwatch_model_inferences_last_24h", f"Inferences received, {scope}", labels=labels
+    )
+    errors = GaugeMetricFamily(
+        "visionwatch_model_errors_last_24h", f"Inferences that failed, {scope}", labels=labels
+    )
+    predictions = GaugeMetricFamily(
+        "visionwatch_model_predictions_last_24h", f"Predictions made, {scope}", labels=labels
+    )
+    for row in totals:
+        inferences.add_metric([row.workspace, row.model], row.inferences)
+        errors.add_metric([row.workspace, row.model], row.errors)
+        predictions.add_metric([row.workspace, row.model], row.predictions)
+    return [inferences, errors, predictions]

@@ -1,20 +1,28 @@
-"""What /metrics exports per workspace, model and device, read from the day rollups."""
+"""What /metrics exports per workspace, model and device, read from the rollups.
+
+Only figures over a fixed window are read, never all-time sums: retention deletes old
+rollups and only the busiest models are exported, so a sum over whatever is kept could
+go down, which is fine for a gauge but not for a counter.
+"""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, models, rollups, workspaces
 from visionwatch.rollups import ALL_DEVICES
+from visionwatch.store.rollup_read import Segment, cover, in_segments
+from visionwatch.timeutil import MINUTE, floor_to
 
 
 @dataclass(frozen=True, slots=True)
-class ModelTotals:
+class WindowTotals:
     workspace: str
     model: str
-    requests: int
+    inferences: int
     errors: int
     predictions: int
 
@@ -26,33 +34,53 @@ class DeviceSeen:
     last_seen: datetime
 
 
-def model_totals(db: Database, limit: int) -> list[ModelTotals]:
-    """All-time totals per model, at most `limit` models (the busiest)."""
-    day = rollups["day"]
-    requests = func.sum(day.c.requests)
-    query = (
-        select(
-            workspaces.c.name.label("workspace"),
-            models.c.name.label("model"),
-            requests.label("requests"),
-            func.sum(day.c.errors).label("errors"),
-            func.sum(day.c.predictions).label("predictions"),
-        )
-        .select_from(
-            day.join(models, models.c.id == day.c.model_id).join(
-                workspaces, workspaces.c.id == day.c.workspace_id
-            )
-        )
-        .where(day.c.device_id == ALL_DEVICES)
-        .group_by(workspaces.c.name, models.c.name)
-        .order_by(requests.desc(), workspaces.c.name, models.c.name)
-        .limit(limit)
-    )
+def window_totals(db: Database, now: datetime, window: timedelta, limit: int) -> list[WindowTotals]:
+    """Per model, the inferences timestamped in the `window` (whole minutes) that ends with
+    the minute of `now`, at most `limit` models: the busiest, then by name.
+
+    Whole minutes because the finest rollups are per minute; the current minute is in, so
+    an inference shows at the next scrape, not a minute later.
+    """
+    end = floor_to(now, MINUTE) + MINUTE
+    sums: dict[tuple[str, str], list[int]] = {}
     with db.read() as conn:
-        return [
-            ModelTotals(r.workspace, r.model, int(r.requests), int(r.errors), int(r.predictions))
-            for r in conn.execute(query)
-        ]
+        # A statement per segment: each reads one key range per workspace (see rollup_read).
+        for segment in cover(end - window, end):
+            for workspace, model, *counts in conn.execute(_window_query(segment)):
+                into = sums.setdefault((workspace, model), [0, 0, 0])
+                for i, count in enumerate(counts):
+                    into[i] += int(count)
+    ranked = sorted(sums.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+    return [WindowTotals(w, m, *counts) for (w, m), counts in ranked]
+
+
+def _window_query(segment: Segment) -> Select[Any]:
+    """Workspace, model, inferences, errors and predictions in one segment's buckets."""
+    table = rollups[segment[0]]
+    sums = (
+        select(
+            table.c.model_id,
+            func.sum(table.c.requests).label("inferences"),
+            func.sum(table.c.errors).label("errors"),
+            func.sum(table.c.predictions).label("predictions"),
+        )
+        .where(
+            # Every workspace named: the rollups' key leads with it, and so each workspace
+            # reads a range of the key instead of the whole table.
+            table.c.workspace_id.in_(select(workspaces.c.id)),
+            table.c.device_id == ALL_DEVICES,
+            in_segments(table, [segment]),
+        )
+        .group_by(table.c.model_id)
+        .subquery()
+    )
+    return select(
+        workspaces.c.name, models.c.name, sums.c.inferences, sums.c.errors, sums.c.predictions
+    ).select_from(
+        sums.join(models, models.c.id == sums.c.model_id).join(
+            workspaces, workspaces.c.id == models.c.workspace_id
+        )
+    )
 
 
 def devices_seen(db: Database, limit: int) -> list[DeviceSeen]:
