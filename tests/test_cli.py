@@ -1,11 +1,13 @@
 """The command line, run as a user runs it, and durability across a server restart."""
 
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import auth
+from tests.support.postgres import free_port
 from tests.support.server import cli, serving
 from tests.support.workspaces import settled_stats
 from visionwatch.db import migrate
@@ -148,3 +150,23 @@ def test_commands_that_only_read_never_migrate(env: dict[str, str], database_url
         database.dispose()
     assert cli(env, "workspaces", "list").stdout.split() == ["acme"]
     assert cli(env, "keys", "list", "acme").returncode == 0
+
+
+def test_every_serve_option_has_its_environment_variable(tmp_path: Path) -> None:
+    help_text = " ".join(cli({}, "serve", "--help").stdout.split())  # unwrapped
+    options = re.findall(r"(--[a-z-]+) ", help_text)
+    assert {"--host", "--port", "--data-dir", "--database-url", "--log-level"} <= set(options)
+    for option in options:
+        if option != "--help":
+            variable = "VISIONWATCH_" + option[2:].replace("-", "_").upper()
+            assert f"env var: {variable}" in help_text, option
+    port = free_port()
+    env = {
+        "VISIONWATCH_HOST": "127.0.0.1",
+        "VISIONWATCH_PORT": str(port),
+        "VISIONWATCH_DATA_DIR": str(tmp_path / "from-env"),
+    }
+    with serving(env, port=port, options=()) as base:  # no options: the environment only
+        assert base.endswith(f":{port}")
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    assert (tmp_path / "from-env" / "visionwatch.db").exists()

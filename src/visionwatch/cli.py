@@ -20,11 +20,12 @@ from visionwatch.security import SCOPES
 from visionwatch.store import accounts
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, **options: Any) -> Settings:
+    """The settings from the environment, under the command's own `options`."""
     holder = ctx.ensure_object(dict)
     if "settings" not in holder:
         try:
-            holder["settings"] = Settings()
+            holder["settings"] = Settings(**options)
         except ValidationError as error:
             problems = "; ".join(
                 f"VISIONWATCH_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
@@ -105,16 +106,63 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(serve)
 
 
+def _serve_option(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """An option of `serve` that its environment variable also sets (VISIONWATCH_ and the
+    option's name), both shown by `--help`: containers configure by environment."""
+    variable = "VISIONWATCH_" + name.removeprefix("--").replace("-", "_").upper()
+    return click.option(name, envvar=variable, show_envvar=True, **kwargs)
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@_serve_option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@_serve_option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@_serve_option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default="./visionwatch-data",
+    help="Where the SQLite database, images and the session secret live.",
+)
+@_serve_option(
+    "--database-url",
+    show_default="SQLite in the data dir",
+    help="postgresql://user:pass@host:port/db, or sqlite:///path.db.",
+)
+@_serve_option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    show_default="info",
+    help="The least severe record logged.",
+)
+@_serve_option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    show_default="text",
+    help="Text, or one JSON object a line.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Create or upgrade the schema, then serve the API and the dashboard."""
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    database_url: str | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """Create or upgrade the schema, then serve the API and the dashboard.
+
+    Every other setting comes from its VISIONWATCH_* variable (see the README)."""
     import uvicorn
 
     from visionwatch.app import create_app
 
+    given = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
+    _settings(ctx, **{name: value for name, value in given.items() if value is not None})
     settings = _settings(ctx)
     database = _database(ctx)
     if not accounts.list_workspaces(database):

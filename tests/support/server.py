@@ -30,24 +30,31 @@ def cli(
 
 
 @contextmanager
-def serving(env: dict[str, str], port: int | None = None) -> Iterator[str]:
-    """The base URL of a server started with `env`; it is stopped (by its PID) on exit."""
-    with serving_process(env, port) as (base, _):
+def serving(
+    env: dict[str, str], port: int | None = None, options: tuple[str, ...] | None = None
+) -> Iterator[str]:
+    """The base URL of a server started with `env`; it is stopped (by its PID) on exit.
+    `options` of `serve` default to `--port` and the port."""
+    with serving_process(env, port, options=options) as (base, _):
         yield base
 
 
 @contextmanager
 def serving_process(
-    env: dict[str, str], port: int | None = None, log_to: IO[str] | None = None
+    env: dict[str, str],
+    port: int | None = None,
+    log_to: IO[str] | None = None,
+    options: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[str, "subprocess.Popen[str]"]]:
     """Like `serving`, with the server's process (to read its memory, say); its log goes to
     `log_to` when given."""
     port = port or free_port()
+    options = ("--port", str(port)) if options is None else options
     # A file, not a pipe: nobody reads the log while the test runs, and a full
     # pipe would block the server on its next log line.
     with tempfile.TemporaryFile(mode="w+") if log_to is None else nullcontext(log_to) as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "visionwatch", "serve", "--port", str(port)],
+            [sys.executable, "-m", "visionwatch", "serve", *options],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
