@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.postgres import free_port
 from tests.support.receivers import Mailbox
+from visionwatch.alert_rules import Rule
 from visionwatch.alerts import notify
-from visionwatch.alerts.rules import Rule
 from visionwatch.config import Settings
 
 NOW = datetime.datetime(2026, 11, 26, 12, tzinfo=datetime.UTC)

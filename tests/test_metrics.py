@@ -20,8 +20,8 @@ from tests.conftest import NewKey, auth
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore
+from visionwatch.retention import prune
 from visionwatch.store import exporter
-from visionwatch.store.retention import prune
 from visionwatch.timeutil import MINUTE, floor_to
 
 NOW = datetime.now(UTC)

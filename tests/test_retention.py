@@ -17,7 +17,7 @@ from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore
 from visionwatch.jobs import PeriodicJob
-from visionwatch.store.retention import prune
+from visionwatch.retention import prune
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -151,7 +151,7 @@ def test_a_prune_keeps_old_rows_until_the_aggregator_has_counted_them(
     )
     blobs = FilesystemStore(settings.images_dir())
     with monkeypatch.context() as patched:
-        patched.setattr("visionwatch.store.retention.settle", lambda db: None)
+        patched.setattr("visionwatch.retention.settle", lambda db: None)
         assert prune(database, blobs, settings, datetime.now(UTC)).inferences == {"acme": 0}
     assert ids(client, key) == ["backfilled"]  # the client settles first: now it is counted
     assert prune(database, blobs, settings, datetime.now(UTC)).inferences == {"acme": 1}

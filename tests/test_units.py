@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from visionwatch import security
-from visionwatch.alerts.rules import Rule
+from visionwatch.alert_rules import Rule
 from visionwatch.items import split_model_id
 from visionwatch.timeutil import ceil_to, floor_to, parse_time
 from visionwatch.web import rendering

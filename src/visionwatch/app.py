@@ -25,16 +25,16 @@ from visionwatch.api import (
 )
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
-from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database, create_database
+from visionwatch.http.responses import JSON
 from visionwatch.images.blobs import FilesystemStore
 from visionwatch.items import BatchIn
 from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
 from visionwatch.parsers import Parsers, default_processes
 from visionwatch.ratelimit import RateLimiter
-from visionwatch.store.retention import prune
+from visionwatch.retention import prune
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
 
@@ -46,7 +46,8 @@ def create_app(
 ) -> FastAPI:
     """The app on `database` (made from the settings when not given; the app then owns it).
 
-    `clock` is the time of the background jobs (tests pass their own).
+    `clock` is the app's one "now", of its requests and its background jobs (tests pass
+    their own); see docs/architecture.md, "Clocks".
     """
     owned = database is None
     db = database or create_database(settings.database_url_or_default())
@@ -58,7 +59,7 @@ def create_app(
             PeriodicJob(
                 "retention",
                 db,
-                lambda: prune(db, blobs, settings, utcnow()),
+                lambda: prune(db, blobs, settings, clock()),
                 interval=settings.prune_interval_seconds,
             )
         )
@@ -110,7 +111,7 @@ def create_app(
         if settings.rate_limit_per_second
         else None
     )
-    app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after))
+    app.state.metrics = Metrics(db, timedelta(seconds=settings.device_offline_after), clock)
     # Large reports are parsed and stored one at a time: each holds a hundred megabytes of
     # parsed JSON and rows while it is handled (api/roboflow.py).
     app.state.large_reports = asyncio.Semaphore(1)

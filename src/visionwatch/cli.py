@@ -426,7 +426,7 @@ def db_backup(ctx: click.Context, path: Path) -> None:
 def db_prune(ctx: click.Context, dry_run: bool) -> None:
     """Delete inferences and images past their retention (rollups are kept longer)."""
     from visionwatch.images.blobs import FilesystemStore
-    from visionwatch.store.retention import prune
+    from visionwatch.retention import prune
     from visionwatch.timeutil import utcnow
 
     settings = _settings(ctx)

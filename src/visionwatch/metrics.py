@@ -10,7 +10,7 @@ Labels are bounded: HTTP metrics by standard method and route template (never a 
 path, so no inference id), workspace metrics by model and device, capped in number.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,9 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class Metrics:
-    def __init__(self, database: Database, offline_after: timedelta) -> None:
+    def __init__(
+        self, database: Database, offline_after: timedelta, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests: Any = Counter(
             "visionwatch_http_requests",
@@ -57,7 +59,7 @@ class Metrics:
             "Inferences received again by this process and counted once",
             registry=self.registry,
         )
-        self.registry.register(_StoredFigures(database, offline_after))
+        self.registry.register(_StoredFigures(database, offline_after, clock))
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "other"
@@ -76,16 +78,19 @@ class Metrics:
 class _StoredFigures:
     """Gauges from the database at scrape time: the same for every replica behind a balancer."""
 
-    def __init__(self, database: Database, offline_after: timedelta) -> None:
+    def __init__(
+        self, database: Database, offline_after: timedelta, clock: Callable[[], datetime]
+    ) -> None:
         self.database = database
         self.offline_after = offline_after
+        self.clock = clock
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("visionwatch_database_up", "1 if the database answered the scrape")
-        now = utcnow()
+        now = self.clock()
         try:
             totals = exporter.window_totals(self.database, now, WINDOW, MAX_SERIES)
             seen = exporter.devices_seen(self.database, MAX_SERIES)

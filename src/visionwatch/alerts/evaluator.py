@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from visionwatch.aggregator import settle
+from visionwatch.alert_rules import Measurement, Outcome, step
 from visionwatch.alerts import notify
 from visionwatch.alerts.measure import measure, window
-from visionwatch.alerts.rules import Measurement, Outcome, step
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.store import alerts as store

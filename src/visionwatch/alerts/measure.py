@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from visionwatch.alert_rules import DRIFT, Measurement, Rule, compared_value
 from visionwatch.alerts.drift import js_distance, psi
-from visionwatch.alerts.rules import DRIFT, Measurement, Rule, compared_value
 from visionwatch.db.schema import devices, models
 from visionwatch.histograms import percentile_bin, time_bin_value
 from visionwatch.rollups import NO_CLASS, ClassDelta, Delta

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from visionwatch.alerts.rules import RELATIVE, Rule
+from visionwatch.alert_rules import RELATIVE, Rule
 from visionwatch.config import Settings
 
 TITLES = {

@@ -8,29 +8,14 @@ from fastapi import Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from visionwatch.api.errors import InvalidParams
-from visionwatch.config import Settings
-from visionwatch.db.engine import Database
+from visionwatch.http.deps import DatabaseDep, clock_of
+from visionwatch.http.params import BadParameter, parse_period
 from visionwatch.ratelimit import RateLimiter
 from visionwatch.store import accounts
 from visionwatch.store.accounts import ApiKey
 from visionwatch.store.stats import Filters, Period
-from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
 
 DEFAULT_PERIOD = timedelta(days=7)
-
-
-def get_database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _presented_key(request: Request) -> str | None:
@@ -95,21 +80,15 @@ SenderKey = Annotated[ApiKey, Depends(require("ingest", "read"))]
 
 
 def period(
+    request: Request,
     start: Annotated[str | None, Query(description="ISO 8601 or Unix seconds")] = None,
     end: Annotated[str | None, Query(description="ISO 8601 or Unix seconds; default now")] = None,
 ) -> Period:
     """[start, end) widened to whole minutes, the rollups' grain. Default: the last 7 days."""
     try:
-        end_at = ceil_to(parse_time(end) if end else utcnow(), MINUTE)
-    except ValueError as error:
-        raise InvalidParams.one("end", str(error)) from None
-    try:
-        start_at = floor_to(parse_time(start), MINUTE) if start else end_at - DEFAULT_PERIOD
-    except ValueError as error:
-        raise InvalidParams.one("start", str(error)) from None
-    if start_at >= end_at:
-        raise InvalidParams.one("start", "must be before end")
-    return Period(start_at, end_at)
+        return parse_period(start, end, now=clock_of(request), default=DEFAULT_PERIOD)
+    except BadParameter as error:
+        raise InvalidParams.one(error.parameter, error.message) from None
 
 
 def filters(

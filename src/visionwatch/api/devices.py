@@ -4,21 +4,21 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from visionwatch.api.deps import DatabaseDep, ReadKey, SettingsDep
+from visionwatch.api.deps import ReadKey
 from visionwatch.api.errors import AUTH_ERRORS
-from visionwatch.api.responses import JSON
 from visionwatch.api.schemas import DevicesOut
+from visionwatch.http.deps import DatabaseDep, NowDep, SettingsDep
+from visionwatch.http.responses import JSON
 from visionwatch.store import devices as store
-from visionwatch.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 
 
 @router.get("/devices", response_model=DevicesOut, responses=AUTH_ERRORS, summary="Devices")
-def list_devices(key: ReadKey, database: DatabaseDep, settings: SettingsDep) -> JSON:
+def list_devices(key: ReadKey, database: DatabaseDep, settings: SettingsDep, now: NowDep) -> JSON:
     """`offline` when nothing came from the device for `device_offline_after` seconds."""
     offline_after = timedelta(seconds=settings.device_offline_after)
-    found = store.list_devices(database, key.workspace.id, utcnow(), offline_after)
+    found = store.list_devices(database, key.workspace.id, now, offline_after)
     return JSON(
         {
             "devices": [

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from visionwatch.api.responses import JSON
+from visionwatch.http.responses import JSON, json_error
 from visionwatch.items import InvalidBatch, ItemError, json_path, message_of
 
 
@@ -91,7 +91,3 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSON:
         return json_error(error)
-
-
-def json_error(error: HTTPException) -> JSON:
-    return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

@@ -1,22 +1,22 @@
 """Images of inferences: upload after the fact (scope ingest), original and thumbnail (read)."""
 
+from datetime import datetime
+
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from visionwatch.api.deps import DatabaseDep, IngestKey, ReadKey, SettingsDep
+from visionwatch.api.deps import IngestKey, ReadKey
 from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, NOT_FOUND, InvalidParams
-from visionwatch.api.responses import JSON
+from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
+from visionwatch.http.downloads import image_response
+from visionwatch.http.responses import JSON
 from visionwatch.images.blobs import BlobStore
-from visionwatch.images.decode import CONTENT_TYPES, BadImage, check_image
-from visionwatch.images.thumbnails import thumbnail_of
+from visionwatch.images.decode import BadImage, check_image
 from visionwatch.store import images as image_store
-from visionwatch.timeutil import DAY, ceil_to, utcnow
+from visionwatch.timeutil import DAY, ceil_to
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
-# Images never change under a key (keys are content hashes); an inference may get
-# another image, so browsers revalidate after a while.
-CACHE = "private, max-age=300"
 
 
 def blobs_of(request: Request) -> BlobStore:
@@ -61,7 +61,12 @@ async def put_image(
             raise InvalidParams.one("image", str(error)) from None
         try:
             image_store.attach_image(
-                database, blobs_of(request), key.workspace.id, inference_id, checked, utcnow()
+                database,
+                blobs_of(request),
+                key.workspace.id,
+                inference_id,
+                checked,
+                clock_of(request),
             )
         except image_store.NoInference:
             raise HTTPException(404, f"no inference {inference_id!r} in this workspace") from None
@@ -70,7 +75,7 @@ async def put_image(
                 429,
                 f"model {error.args[0]!r} has kept as many images today as its capture rule "
                 "allows; the count starts again at midnight UTC",
-                headers={"Retry-After": str(seconds_to_midnight())},
+                headers={"Retry-After": str(seconds_to_midnight(clock_of(request)))},
             ) from None
         return {
             "inference_id": inference_id,
@@ -83,24 +88,8 @@ async def put_image(
     return JSON(await run_in_threadpool(check_and_store))
 
 
-def seconds_to_midnight() -> int:
-    now = utcnow()
+def seconds_to_midnight(now: datetime) -> int:
     return max(1, int((ceil_to(now, DAY) - now).total_seconds()))
-
-
-def image_response(blobs: BlobStore, key: str | None, thumbnail: bool) -> Response:
-    """The image under `key` (or its thumbnail), or 404."""
-    if key is None:
-        raise HTTPException(404, "this inference has no image")
-    data = thumbnail_of(blobs, key) if thumbnail else blobs.get(key)
-    if data is None:
-        raise HTTPException(404, "this inference's image is no longer stored")
-    extension = "thumb.jpg" if thumbnail else key.split(".", 1)[1]
-    return Response(
-        data,
-        media_type=CONTENT_TYPES[extension],
-        headers={"Cache-Control": CACHE, "X-Content-Type-Options": "nosniff"},
-    )
 
 
 @router.get(

@@ -1,41 +1,24 @@
 """Raw inferences (scope read): the filtered list with cursor pagination, and one in full."""
 
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.responses import StreamingResponse
 
-from visionwatch.api.deps import DatabaseDep, FiltersDep, PeriodDep, ReadKey
+from visionwatch.api.deps import FiltersDep, PeriodDep, ReadKey
 from visionwatch.api.errors import AUTH_ERRORS, NOT_FOUND, VALIDATION_ERRORS, InvalidParams
-from visionwatch.api.responses import JSON
 from visionwatch.api.schemas import InferenceDetailOut, InferencesOut
-from visionwatch.db.engine import Database
-from visionwatch.images.exports import export_zip
-from visionwatch.items import MAX_FIELD_NAME, MAX_FIELD_VALUE
+from visionwatch.http.deps import DatabaseDep
+from visionwatch.http.downloads import dataset_response
+from visionwatch.http.params import (
+    BadParameter,
+    inference_query,
+)
+from visionwatch.http.responses import JSON
 from visionwatch.store import inferences as store
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
-METADATA_PREFIX = "metadata."
-
-
-class BadMetadataFilter(ValueError):
-    def __init__(self, parameter: str) -> None:
-        super().__init__("metadata filters name a field and its value")
-        self.parameter = parameter
-
-
-def metadata_filters(params: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Field -> value of the `metadata.<field>=<value>` parameters (the API's and the pages')."""
-    found = {}
-    for name, value in params:
-        if name.startswith(METADATA_PREFIX):
-            field = name.removeprefix(METADATA_PREFIX)
-            if not 1 <= len(field) <= MAX_FIELD_NAME or len(value) > MAX_FIELD_VALUE:
-                raise BadMetadataFilter(name)
-            found[field] = value
-    return found
 
 
 def inference_filters(
@@ -47,21 +30,12 @@ def inference_filters(
     max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     has_image: bool | None = None,
 ) -> store.InferenceQuery:
-    """The filters of the inferences list, also used by exports."""
+    """The filters of the inferences list, also used by exports. The parameters are declared
+    for the schema and checked by FastAPI; the query is read as the pages read theirs."""
     try:
-        metadata = metadata_filters(request.query_params.multi_items())
-    except BadMetadataFilter as error:
-        raise InvalidParams.one(error.parameter, str(error)) from None
-    return store.InferenceQuery(
-        period=period,
-        model=filters.model,
-        device=filters.device,
-        class_name=class_,
-        min_confidence=min_confidence,
-        max_confidence=max_confidence,
-        has_image=has_image,
-        metadata=metadata,
-    )
+        return inference_query(request.query_params, period)
+    except BadParameter as error:
+        raise InvalidParams.one(error.parameter, error.message) from None
 
 
 InferenceFilters = Annotated[store.InferenceQuery, Depends(inference_filters)]
@@ -112,17 +86,6 @@ def export_dataset(
     """A zip of `images/` and the predictions as annotations: COCO (`annotations.json`),
     YOLO (`labels/`, `data.yaml`) or JSON Lines (`annotations.jsonl`)."""
     return dataset_response(request, database, key.workspace.id, query, format)
-
-
-def dataset_response(
-    request: Request, database: Database, workspace_id: int, query: store.InferenceQuery, fmt: str
-) -> StreamingResponse:
-    rows = store.export_rows(database, workspace_id, query)
-    return StreamingResponse(
-        export_zip(rows, request.app.state.blobs, fmt),
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="visionwatch-{fmt}.zip"'},
-    )
 
 
 @router.get(

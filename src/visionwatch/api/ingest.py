@@ -9,11 +9,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from visionwatch.api.body import not_json, parse_json, read_raw
-from visionwatch.api.deps import DatabaseDep, IngestKey, SettingsDep
+from visionwatch.api.deps import IngestKey
 from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, InvalidParams
 from visionwatch.api.images import blobs_of
-from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
+from visionwatch.http.deps import DatabaseDep, NowDep, SettingsDep, clock_of
+from visionwatch.http.responses import JSON
 from visionwatch.images.decode import BadImage, CheckedImage, check_image
 from visionwatch.items import (
     DeviceName,
@@ -29,7 +30,6 @@ from visionwatch.parsers import NotJson, native_rows
 from visionwatch.store import devices as device_store
 from visionwatch.store import ingest as ingest_store
 from visionwatch.store import metadata as metadata_store
-from visionwatch.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -70,7 +70,7 @@ async def post_inferences(
         def validate_and_store() -> ingest_store.IngestResult:
             # In a worker thread: validating 500 items takes milliseconds the event loop
             # should spend on other requests.
-            now = utcnow()
+            now = clock_of(request)
             batch = parse_batch(
                 body,
                 now=now,
@@ -87,7 +87,7 @@ async def post_inferences(
     else:
         images = {}
         raw = await read_raw(request)
-        now = utcnow()
+        now = clock_of(request)
         try:
             # Decoded, validated and made rows in a parser process when large (parsers.py).
             rows = await request.app.state.parsers.run(
@@ -178,12 +178,12 @@ class HeartbeatIn(BaseModel):
     responses={**AUTH_ERRORS, **BODY_ERRORS},
     summary="Mark a device online",
 )
-def post_heartbeat(beat: HeartbeatIn, key: IngestKey, database: DatabaseDep) -> JSON:
+def post_heartbeat(beat: HeartbeatIn, key: IngestKey, database: DatabaseDep, now: NowDep) -> JSON:
     device_store.record_heartbeat(
         database,
         key.workspace.id,
         device_store.Heartbeat(beat.device_id, beat.version, beat.hostname, beat.tags),
-        utcnow(),
+        now,
     )
     return JSON({"device_id": beat.device_id, "status": "online"})
 
@@ -223,7 +223,7 @@ def values_too_long(body: MetadataIn, most: int) -> list[ItemError]:
     summary="Attach custom metadata to inferences, before or after they arrive",
 )
 def post_metadata(
-    body: MetadataIn, key: IngestKey, database: DatabaseDep, settings: SettingsDep
+    body: MetadataIn, key: IngestKey, database: DatabaseDep, settings: SettingsDep, now: NowDep
 ) -> JSON:
     too_long = values_too_long(body, settings.max_metadata_value_chars)
     if too_long:
@@ -232,5 +232,5 @@ def post_metadata(
         metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
         for entry in body.data
     ]
-    result = metadata_store.attach(database, key.workspace.id, updates, utcnow())
+    result = metadata_store.attach(database, key.workspace.id, updates, now)
     return JSON({"attached": result.attached, "pending": result.pending})

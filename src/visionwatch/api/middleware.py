@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visionwatch.api.responses import JSON
 from visionwatch.config import MIB
+from visionwatch.http.responses import JSON
 from visionwatch.metrics import Metrics
 
 # Before a 413, the rest of the body is read and dropped, up to this much and this long (as

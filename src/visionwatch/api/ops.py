@@ -5,9 +5,9 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from visionwatch.api.deps import DatabaseDep
-from visionwatch.api.responses import JSON
 from visionwatch.db.engine import Database
+from visionwatch.http.deps import DatabaseDep
+from visionwatch.http.responses import JSON
 from visionwatch.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])

@@ -4,10 +4,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from visionwatch.api.deps import DatabaseDep, FiltersDep, PeriodDep, ReadKey
+from visionwatch.api.deps import FiltersDep, PeriodDep, ReadKey
 from visionwatch.api.errors import AUTH_ERRORS, VALIDATION_ERRORS, InvalidParams
-from visionwatch.api.responses import JSON
 from visionwatch.api.schemas import ClassesOut, ModelsOut, StatsOut, TimeseriesOut
+from visionwatch.http.deps import DatabaseDep
+from visionwatch.http.responses import JSON
 from visionwatch.store import stats as store
 from visionwatch.store.stats import Change, Period
 

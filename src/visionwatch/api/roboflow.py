@@ -4,7 +4,7 @@ Errors answer `{"error": "..."}` as Roboflow's API does; report validation
 errors also list every bad path under `errors`.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from visionwatch.api.body import check_encoding, not_json, parse_json
-from visionwatch.api.deps import DatabaseDep, SettingsDep, check_rate
+from visionwatch.api.deps import check_rate
 from visionwatch.api.ingest import MetadataIn, values_too_long
-from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
+from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
+from visionwatch.http.params import BadParameter, EmptyPeriod, parse_period
+from visionwatch.http.responses import JSON
 from visionwatch.items import json_path, message_of
 from visionwatch.parsers import NotJson, report_rows
 from visionwatch.store import accounts
@@ -25,7 +27,6 @@ from visionwatch.store import metadata as metadata_store
 from visionwatch.store.accounts import ApiKey
 from visionwatch.store.roboflow_stats import inference_stats
 from visionwatch.store.stats import Period
-from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
 
 router = APIRouter(tags=["roboflow"])
 DEFAULT_PERIOD = timedelta(hours=24)
@@ -120,7 +121,7 @@ async def _report(
 async def _handle_report(
     request: Request, raw: bytes, database: Database, settings: Settings, workspace: str | None
 ) -> JSON:
-    now = utcnow()
+    now = clock_of(request)
     try:
         check_encoding(request)
         # Decoded, validated and made rows in a parser process when large (parsers.py): a
@@ -167,19 +168,15 @@ async def post_workspace_report(
     return await _report(request, database, settings, workspace)
 
 
-def _roboflow_period(start: str | None, end: str | None) -> Period:
+def _roboflow_period(start: str | None, end: str | None, now: datetime) -> Period:
     """`YYYY-MM-DD HH:mm:ss` (UTC) or ISO 8601, widened to whole minutes; default the last day."""
     try:
-        end_at = ceil_to(parse_time(end) if end else utcnow(), MINUTE)
-    except ValueError as error:
-        raise CompatError(400, f"endTime: {error}") from None
-    try:
-        start_at = floor_to(parse_time(start), MINUTE) if start else end_at - DEFAULT_PERIOD
-    except ValueError as error:
-        raise CompatError(400, f"startTime: {error}") from None
-    if start_at >= end_at:
-        raise CompatError(400, "startTime: must be before endTime")
-    return Period(start_at, end_at)
+        return parse_period(start, end, now=now, default=DEFAULT_PERIOD)
+    except EmptyPeriod:
+        raise CompatError(400, "startTime: must be before endTime") from None
+    except BadParameter as error:
+        name = {"start": "startTime", "end": "endTime"}[error.parameter]
+        raise CompatError(400, f"{name}: {error.message}") from None
 
 
 @router.get(
@@ -196,7 +193,7 @@ async def get_inference_stats(
     """Totals of the period and of the previous one (`prev_`), and one row per model and
     predicted class (`""`: inferences that predicted nothing)."""
     key = await _key(request, database, _presented(request, None), "read", workspace)
-    period = _roboflow_period(start_time, end_time)
+    period = _roboflow_period(start_time, end_time, clock_of(request))
     names = None
     if model_names is not None:
         names = [name.strip() for name in model_names.split(",") if name.strip()]
@@ -228,5 +225,7 @@ async def post_metadata(
         metadata_store.MetadataUpdate(entry.inference_ids, entry.field_name, entry.field_value)
         for entry in parsed.data
     ]
-    await run_in_threadpool(metadata_store.attach, database, key.workspace.id, updates, utcnow())
+    await run_in_threadpool(
+        metadata_store.attach, database, key.workspace.id, updates, clock_of(request)
+    )
     return JSON({"status": "ok"})

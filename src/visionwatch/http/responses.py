@@ -3,6 +3,7 @@
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
@@ -16,3 +17,7 @@ def dumps(content: Any, *, line: bool = False) -> bytes:
 class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+def json_error(error: HTTPException) -> JSON:
+    return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)

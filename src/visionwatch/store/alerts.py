@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, func, select, update
 
-from visionwatch.alerts.rules import Rule, RuleState
+from visionwatch.alert_rules import Rule, RuleState
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import alert_events, alert_rules, alert_states, notifications, workspaces
 

@@ -8,11 +8,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from visionwatch.alert_rules import CONDITIONS, METRICS, RuleState
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.alerts.notify import dashboard_path
-from visionwatch.alerts.rules import CONDITIONS, METRICS, RuleState
-from visionwatch.api.alerts import AlertRuleIn, preview_points
-from visionwatch.api.deps import DatabaseDep, SettingsDep
+from visionwatch.alerts.preview import preview_points
+from visionwatch.http.deps import DatabaseDep, SettingsDep
+from visionwatch.http.rules import AlertRuleIn
 from visionwatch.store import alerts as store
 from visionwatch.timeutil import parse_time
 from visionwatch.web.auth import UserDep, read_form

@@ -11,9 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
-from visionwatch.api.errors import json_error
-from visionwatch.api.responses import JSON
 from visionwatch.config import Settings
+from visionwatch.http.responses import JSON, json_error
 from visionwatch.web import alerts, auth, capture, exports, pages
 from visionwatch.web.errors import LoginRequired, PageError, wants_page
 from visionwatch.web.rendering import render

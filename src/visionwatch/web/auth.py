@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from visionwatch.api.deps import DatabaseDep
+from visionwatch.http.deps import DatabaseDep
 from visionwatch.store import accounts
 from visionwatch.store.accounts import User
 from visionwatch.web.errors import LoginRequired, PageError

@@ -7,11 +7,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from visionwatch.api.capture import CaptureRuleIn
-from visionwatch.api.deps import DatabaseDep
 from visionwatch.capture import WORKSPACE
+from visionwatch.http.deps import DatabaseDep, clock_of
+from visionwatch.http.rules import CaptureRuleIn
 from visionwatch.store import capture as capture_store
-from visionwatch.timeutil import utcnow
 from visionwatch.web.auth import UserDep, read_form
 from visionwatch.web.errors import form_errors
 from visionwatch.web.rendering import render
@@ -36,7 +35,9 @@ async def save_rule(request: Request, user: UserDep, database: DatabaseDep) -> R
     except ValueError as error:  # a field that is not a number, or a bad metadata line
         errors = [str(error)]
     else:
-        await run_in_threadpool(capture_store.put_rule, database, user.workspace.id, rule, utcnow())
+        await run_in_threadpool(
+            capture_store.put_rule, database, user.workspace.id, rule, clock_of(request)
+        )
         return RedirectResponse(PAGE, status_code=303)
     rules = await run_in_threadpool(capture_store.list_rules, database, user.workspace.id)
     context = {"user": user, "rules": rules, "errors": errors, "form": form}

@@ -10,10 +10,10 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
-from visionwatch.api.deps import DatabaseDep
-from visionwatch.api.inferences import dataset_response
-from visionwatch.api.responses import dumps
 from visionwatch.db.engine import Database
+from visionwatch.http.deps import DatabaseDep, clock_of
+from visionwatch.http.downloads import dataset_response
+from visionwatch.http.responses import dumps
 from visionwatch.images.exports import FORMATS
 from visionwatch.store import inferences as inference_store
 from visionwatch.store.inferences import InferenceQuery
@@ -75,7 +75,7 @@ def export_csv(request: Request, user: UserDep, database: DatabaseDep) -> Stream
 
 
 def _query(request: Request) -> InferenceQuery:
-    period = page_period(request.query_params).period
+    period = page_period(request.query_params, clock_of(request)).period
     return inference_query(request.query_params, period, cursor="")
 
 

@@ -7,10 +7,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from visionwatch.api.deps import DatabaseDep, SettingsDep
-from visionwatch.api.images import image_response
 from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
+from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
+from visionwatch.http.downloads import image_response
 from visionwatch.store import alerts as alert_store
 from visionwatch.store import devices as device_store
 from visionwatch.store import images as image_store
@@ -18,7 +18,6 @@ from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.inferences import BadCursor, InferenceQuery
 from visionwatch.store.stats import Distributions, Filters, Period
-from visionwatch.timeutil import utcnow
 from visionwatch.web.auth import UserDep
 from visionwatch.web.errors import PageError
 from visionwatch.web.params import (
@@ -43,10 +42,10 @@ SEARCH_PERIOD = "30d"
 def workspace_page(
     request: Request, user: UserDep, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
-    page = page_period(request.query_params)
+    page = page_period(request.query_params, clock_of(request))
     workspace = user.workspace.id
     models = stats_store.model_stats(database, workspace, Filters(), page.period)
-    now = utcnow()
+    now = clock_of(request)
     devices = device_store.list_devices(
         database, workspace, now, timedelta(seconds=settings.device_offline_after)
     )
@@ -75,7 +74,7 @@ def workspace_page(
 
 @router.get("/models/{model_id:path}")
 def model_page(request: Request, model_id: str, user: UserDep, database: DatabaseDep) -> Response:
-    page = page_period(request.query_params)
+    page = page_period(request.query_params, clock_of(request))
     workspace = user.workspace.id
     filters = Filters(model=model_id)
     found = stats_store.find_model(database, workspace, model_id)
@@ -101,7 +100,7 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
 
 @router.get("/inferences")
 def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
-    page = page_period(request.query_params)
+    page = page_period(request.query_params, clock_of(request))
     query = inference_query(request.query_params, page.period, limit=PAGE_SIZE)
     try:
         rows, next_cursor = inference_store.list_inferences(database, user.workspace.id, query)

@@ -6,11 +6,17 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from visionwatch.api.inferences import METADATA_PREFIX, BadMetadataFilter
-from visionwatch.api.inferences import metadata_filters as api_metadata_filters
+from visionwatch.http.params import (
+    METADATA_PREFIX,
+    BadMetadataFilter,
+    BadParameter,
+    EmptyPeriod,
+    parse_period,
+)
+from visionwatch.http.params import inference_query as read_inference_query
 from visionwatch.store.inferences import InferenceQuery
 from visionwatch.store.stats import Period
-from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time, utcnow
+from visionwatch.timeutil import MINUTE, ceil_to
 from visionwatch.web.errors import PageError
 
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -48,22 +54,23 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
 
 
-def page_period(params: QueryParams, now: datetime | None = None) -> PagePeriod:
+def page_period(params: QueryParams, now: datetime) -> PagePeriod:
     """A preset (`period=24h|7d|30d`) or a custom `start`/`end`; the last 7 days by default."""
     start, end = params.get("start"), params.get("end")
     if start or end:
         try:
-            end_at = ceil_to(parse_time(end) if end else now or utcnow(), MINUTE)
-            start_at = floor_to(parse_time(start), MINUTE) if start else end_at - PRESETS["7d"]
-        except ValueError as error:
-            raise PageError(400, "This period cannot be read", str(error)) from None
-        if start_at >= end_at:
-            raise PageError(400, "This period is empty", "The start must be before the end.")
-        return PagePeriod(Period(start_at, end_at), None, "Custom range")
+            period = parse_period(start, end, now=now, default=PRESETS["7d"])
+        except EmptyPeriod:
+            raise PageError(
+                400, "This period is empty", "The start must be before the end."
+            ) from None
+        except BadParameter as error:
+            raise PageError(400, "This period cannot be read", error.message) from None
+        return PagePeriod(period, None, "Custom range")
     preset = params.get("period") or DEFAULT_PRESET
     if preset not in PRESETS:
         raise PageError(400, "Unknown period", f"Choose one of {', '.join(PRESETS)}.")
-    end_at = ceil_to(now or utcnow(), MINUTE)
+    end_at = ceil_to(now, MINUTE)
     return PagePeriod(Period(end_at - PRESETS[preset], end_at), preset, PRESET_NAMES[preset])
 
 
@@ -80,32 +87,19 @@ def chart_interval(period: Period) -> str:
 def inference_query(
     params: QueryParams, period: Period, limit: int = 50, cursor: str | None = None
 ) -> InferenceQuery:
-    """The inference filters of a page's URL (the API's names, so links work in both)."""
-    metadata = metadata_filters(params)
-    return InferenceQuery(
-        period=period,
-        model=params.get("model_id") or None,
-        device=params.get("device_id") or None,
-        class_name=params.get("class") or None,
-        min_confidence=_confidence(params, "min_confidence"),
-        max_confidence=_confidence(params, "max_confidence"),
-        has_image=_flag(params, "has_image"),
-        metadata=metadata,
-        limit=limit,
-        cursor=cursor if cursor is not None else params.get("cursor") or None,
-    )
-
-
-def metadata_filters(params: QueryParams) -> dict[str, str]:
-    """`metadata.<field>=<value>` parameters, and the form's `meta_field`/`meta_value` pair."""
-    pairs = params.multi_items()
+    """The inference filters of a page's URL (the API's names, so links work in both), and
+    the search form's `meta_field`/`meta_value` pair."""
     field = params.get("meta_field", "").strip()
     if field:
-        pairs.append((METADATA_PREFIX + field, params.get("meta_value", "")))
+        pairs = [*params.multi_items(), (METADATA_PREFIX + field, params.get("meta_value", ""))]
+        params = QueryParams(pairs)
     try:
-        return api_metadata_filters(pairs)
+        return read_inference_query(params, period, limit=limit, cursor=cursor)
     except BadMetadataFilter:
         raise PageError(400, "Bad metadata filter", "A metadata filter names a field.") from None
+    except BadParameter as error:
+        title = "Bad confidence filter" if "confidence" in error.parameter else "Bad filter"
+        raise PageError(400, title, f"{error.parameter} {error.message}.") from None
 
 
 def filter_params(query: InferenceQuery) -> dict[str, str]:
@@ -129,27 +123,3 @@ def url_with(path: str, *parts: dict[str, str]) -> str:
     for part in parts:
         merged.update(part)
     return f"{path}?{urlencode(merged)}" if merged else path
-
-
-def _confidence(params: QueryParams, name: str) -> float | None:
-    raw = params.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise PageError(400, "Bad confidence filter", f"{name} must be a number.") from None
-    if not 0 <= value <= 1:
-        raise PageError(400, "Bad confidence filter", f"{name} lies between 0 and 1.")
-    return value
-
-
-def _flag(params: QueryParams, name: str) -> bool | None:
-    raw = params.get(name, "").strip().lower()
-    if raw in ("", "any"):
-        return None
-    if raw in ("true", "yes", "1"):
-        return True
-    if raw in ("false", "no", "0"):
-        return False
-    raise PageError(400, "Bad filter", f"{name} is true, false or any.")

@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from visionwatch.alerts.rules import Rule
+from visionwatch.alert_rules import Rule
 from visionwatch.store.stats import Change
 from visionwatch.web.sessions import CSRF_COOKIE, new_csrf_token
 
