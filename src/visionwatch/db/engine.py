@@ -1,11 +1,11 @@
 """One factory for both databases: SQLite (WAL, one writer) and PostgreSQL (psycopg 3)."""
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -13,6 +13,11 @@ from sqlalchemy.pool import QueuePool
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# Serialization failures and deadlocks are PostgreSQL asking for the transaction again.
+WRITE_ATTEMPTS = 5
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -50,14 +55,17 @@ class Database:
         with self.reader.connect() as conn:
             yield conn
 
-    def run_write(self, work: Any, *args: Any, attempts: int = 5) -> Any:
-        """Run `work(conn, *args)` in a write transaction, again if PostgreSQL aborted it."""
-        for attempt in range(attempts):
+    def run_write(
+        self, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`work(conn, *args, **kwargs)` in a write transaction, run again (up to
+        WRITE_ATTEMPTS times) when PostgreSQL aborted it for a conflict or a deadlock."""
+        for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self.write() as conn:
-                    return work(conn, *args)
+                    return work(conn, *args, **kwargs)
             except Exception as error:
-                if attempt + 1 < attempts and dialects.is_retryable(self.dialect, error):
+                if attempt + 1 < WRITE_ATTEMPTS and dialects.is_retryable(self.dialect, error):
                     continue
                 raise
         raise AssertionError("unreachable")

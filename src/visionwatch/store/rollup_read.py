@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Row,
     Select,
     Table,
     and_,
@@ -117,7 +118,9 @@ def _rollup_query(
     under model 0 (a tenth of the rows with ten models); otherwise those rows are left out."""
     table = rollup_bins[resolution] if bins else rollups[resolution]
     if bins:
-        query = select(table.c.bin, func.sum(table.c.count)).group_by(table.c.bin)
+        query = select(table.c.bin, func.sum(table.c.count).label("bin_count")).group_by(
+            table.c.bin
+        )
         if all_models:
             query = query.where(table.c.model_id == ALL_MODELS)
         elif not model:
@@ -127,7 +130,7 @@ def _rollup_query(
     query = query.where(*_where(table, model))
     if group is not None:
         key = _group_column(table, group, interval)
-        query = query.add_columns(key).group_by(key)
+        query = query.add_columns(key.label("group_key")).group_by(key)
     return query
 
 
@@ -135,7 +138,11 @@ def _rollup_query(
 def _class_query(resolution: str, bins: bool, model: bool) -> Select[Any]:
     """Per model and class: the sums, or (`bins`) the count per confidence bin, last."""
     table = class_bins[resolution] if bins else class_rollups[resolution]
-    columns = (table.c.bin, func.sum(table.c.count)) if bins else _sums(table, CLASS_SUMS)
+    columns = (
+        (table.c.bin, func.sum(table.c.count).label("bin_count"))
+        if bins
+        else _sums(table, CLASS_SUMS)
+    )
     keys = (table.c.model_id, table.c.class_name, *((table.c.bin,) if bins else ()))
     return (
         select(table.c.model_id, table.c.class_name, *columns)
@@ -174,14 +181,14 @@ def sum_rollups(
         resolution, params = segment[0], _params(scope, segment)
         query = _rollup_query(resolution, False, group, interval, model)
         for row in conn.execute(query, params):
-            totals = result.setdefault(_group_value(group, row[-1]), Delta())
-            totals.requests += row[0] or 0
-            totals.errors += row[1] or 0
-            totals.empty += row[2] or 0
-            totals.predictions += row[3] or 0
-            totals.confidence_sum += row[4] or 0.0
-            totals.timed += row[5] or 0
-            totals.inference_time_sum += row[6] or 0.0
+            totals = result.setdefault(_group_value(group, row), Delta())
+            totals.requests += row.requests or 0
+            totals.errors += row.errors or 0
+            totals.empty += row.empty or 0
+            totals.predictions += row.predictions or 0
+            totals.confidence_sum += row.confidence_sum or 0.0
+            totals.timed += row.timed or 0
+            totals.inference_time_sum += row.inference_time_sum or 0.0
         if not with_bins:
             continue
         all_models = (
@@ -192,8 +199,8 @@ def sum_rollups(
         )
         query = _rollup_query(resolution, True, group, interval, model, all_models)
         for row in conn.execute(query, params):
-            totals = result.setdefault(_group_value(group, row[-1]), Delta())
-            bin_, count = row[0], int(row[1])
+            totals = result.setdefault(_group_value(group, row), Delta())
+            bin_, count = row.bin, int(row.bin_count)
             if bin_ < TIME_BIN_BASE:
                 totals.confidence_bins[bin_] += count
             else:
@@ -213,19 +220,19 @@ def sum_classes(
         resolution, params = segment[0], _params(scope, segment)
         query = _class_query(resolution, False, model)
         for row in conn.execute(query, params):
-            totals = result.setdefault((row[0], row[1]), ClassDelta())
-            totals.inferences += row[2] or 0
-            totals.predictions += row[3] or 0
-            totals.confidence_sum += row[4] or 0.0
-            totals.errors += row[5] or 0
-            totals.timed += row[6] or 0
-            totals.inference_time_sum += row[7] or 0.0
+            totals = result.setdefault((row.model_id, row.class_name), ClassDelta())
+            totals.inferences += row.inferences or 0
+            totals.predictions += row.predictions or 0
+            totals.confidence_sum += row.confidence_sum or 0.0
+            totals.errors += row.errors or 0
+            totals.timed += row.timed or 0
+            totals.inference_time_sum += row.inference_time_sum or 0.0
         if not with_bins:
             continue
         query = _class_query(resolution, True, model)
         for row in conn.execute(query, params):
-            totals = result.setdefault((row[0], row[1]), ClassDelta())
-            totals.confidence_bins[row[2]] += int(row[3])
+            totals = result.setdefault((row.model_id, row.class_name), ClassDelta())
+            totals.confidence_bins[row.bin] += int(row.bin_count)
     return result
 
 
@@ -251,8 +258,14 @@ def device_requests(
 
 
 @cache
+def _bin_count(table: Table) -> ColumnElement[Any]:
+    # Not "count": a row is a tuple, and row.count is the tuple's method.
+    return func.sum(table.c.count).label("bin_count")
+
+
 def _sums(table: Table, names: tuple[str, ...]) -> list[ColumnElement[Any]]:
-    return [func.sum(table.c[name]) for name in names]
+    """The sums of `names`, each labelled with its name: rows are read by name."""
+    return [func.sum(table.c[name]).label(name) for name in names]
 
 
 def _group_column(table: Table, group: str, interval: timedelta | None) -> Any:
@@ -265,9 +278,11 @@ def _group_column(table: Table, group: str, interval: timedelta | None) -> Any:
     raise ValueError(f"unknown grouping {group!r}")
 
 
-def _group_value(group: str | None, value: Any) -> Any:
+def _group_value(group: str | None, row: Row[Any]) -> Any:
+    """The row's group: none, a model id, or an interval's start."""
     if group is None:
         return None
+    value = row.group_key
     if group == "interval":
         return from_micros(int(value))
     return value
