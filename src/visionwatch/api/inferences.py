@@ -11,6 +11,7 @@ from visionwatch.api.errors import AUTH_ERRORS, NOT_FOUND, VALIDATION_ERRORS, In
 from visionwatch.api.schemas import InferenceDetailOut, InferencesOut
 from visionwatch.http.deps import DatabaseDep
 from visionwatch.http.downloads import dataset_response
+from visionwatch.http.inferences import inference_json
 from visionwatch.http.params import (
     BadParameter,
     inference_query,
@@ -63,7 +64,9 @@ def list_inferences(
         )
     except store.BadCursor as error:
         raise InvalidParams.one("cursor", str(error)) from None
-    return JSON({"inferences": items, "next_cursor": next_cursor})
+    return JSON(
+        {"inferences": [inference_json(item) for item in items], "next_cursor": next_cursor}
+    )
 
 
 @router.get(
@@ -98,4 +101,4 @@ def get_inference(inference_id: str, key: ReadKey, database: DatabaseDep) -> JSO
     found = store.get_inference(database, key.workspace.id, inference_id)
     if found is None:
         raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
-    return JSON(found)
+    return JSON(inference_json(found, with_item=True))

@@ -4,6 +4,7 @@ from fastapi import HTTPException, Request
 from starlette.responses import Response, StreamingResponse
 
 from visionwatch.db.engine import Database
+from visionwatch.http.inferences import inference_json
 from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import CONTENT_TYPES
 from visionwatch.images.exports import export_zip
@@ -33,7 +34,9 @@ def image_response(blobs: BlobStore, key: str | None, thumbnail: bool) -> Respon
 def dataset_response(
     request: Request, database: Database, workspace_id: int, query: store.InferenceQuery, fmt: str
 ) -> StreamingResponse:
-    rows = store.export_rows(database, workspace_id, query)
+    records = store.export_rows(database, workspace_id, query)
+    # The images layer writes files; it reads each inference as the API's JSON, with its key.
+    rows = ({**inference_json(r, with_item=True), "image_key": r.image_key} for r in records)
     return StreamingResponse(
         export_zip(rows, request.app.state.blobs, fmt),
         media_type="application/zip",

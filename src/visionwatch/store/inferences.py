@@ -5,7 +5,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, type_coerce
 
@@ -25,6 +24,46 @@ TOP_CLASSES = 3
 
 class BadCursor(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    class_name: str
+    confidence: float
+    class_id: int | None = None
+    # The box's centre and size, in pixels; None for a classification.
+    x: float | None = None
+    y: float | None = None
+    width: float | None = None
+    height: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRecord:
+    """One stored inference as read back: what it was, where, and what it found. Shaping it
+    for a reader (the API's JSON, a page) is theirs to do."""
+
+    inference_id: str
+    model: str
+    device: str | None
+    timestamp: datetime
+    received_at: datetime
+    task: str | None
+    inference_time: float | None
+    image_width: int | None
+    image_height: int | None
+    error: str | None
+    prediction_count: int
+    mean_confidence: float | None
+    top_classes: list[str]
+    predictions: list[Prediction]
+    metadata: dict[str, MetadataValue]
+    image_key: str | None
+    item: Any = None  # the item as sent: in a detail or an export, not in a list
+
+    @property
+    def has_image(self) -> bool:
+        return self.image_key is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +112,7 @@ _SUMMARY_COLUMNS = (
 
 def list_inferences(
     db: Database, workspace_id: int, query: InferenceQuery
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[InferenceRecord], str | None]:
     """A page of inferences, newest first, and the cursor of the next page (None at the end)."""
     position = decode_cursor(query.cursor) if query.cursor else None
     with db.read() as conn:
@@ -96,7 +135,7 @@ def list_inferences(
 
 def export_rows(
     db: Database, workspace_id: int, query: InferenceQuery, page_size: int = 200
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[InferenceRecord]:
     """Every matching inference with an image, newest first: all predictions, the item as
     sent, and its image key. One page in memory at a time."""
     position = None
@@ -112,9 +151,7 @@ def export_rows(
             meta = _metadata(conn, workspace_id, pks)
         for row in rows:
             found = _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), {})
-            found["item"] = unpack(row.item)
-            found["image_key"] = row.image_key
-            yield found
+            yield replace(found, item=unpack(row.item))
         if len(rows) < page_size:
             return
         position = (to_micros(rows[-1].ts), rows[-1].id)
@@ -174,7 +211,7 @@ def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int
     )
 
 
-def get_inference(db: Database, workspace_id: int, inference_id: str) -> dict[str, Any] | None:
+def get_inference(db: Database, workspace_id: int, inference_id: str) -> InferenceRecord | None:
     with db.read() as conn:
         row = conn.execute(
             select(*_SUMMARY_COLUMNS, inferences.c.item)
@@ -193,51 +230,42 @@ def get_inference(db: Database, workspace_id: int, inference_id: str) -> dict[st
         found = _predictions(conn, workspace_id, [row.id], None).get(row.id, [])
         meta = _metadata(conn, workspace_id, [row.id]).get(row.id, {})
         classes = _class_counts(conn, workspace_id, [row.id]).get(row.id, {})
-    detail = _summary(row, found, meta, classes)
-    detail["item"] = unpack(row.item)
-    return detail
+    return replace(_summary(row, found, meta, classes), item=unpack(row.item))
 
 
 def _summary(
     row: Any,
-    found: list[dict[str, Any]],
+    found: list[Prediction],
     meta: dict[str, MetadataValue],
     classes: dict[str, tuple[int, float]],
-) -> dict[str, Any]:
+) -> InferenceRecord:
     count = sum(n for n, _ in classes.values())
     mean = sum(total for _, total in classes.values()) / count if count else None
     # Most predicted first; ties by name, so the order is stable.
     ranked = sorted(classes.items(), key=lambda item: (-item[1][0], item[0]))
-    image = None
-    if row.image_width is not None or row.image_height is not None:
-        image = {"width": row.image_width, "height": row.image_height}
-    return {
-        "inference_id": row.inference_id,
-        "model_id": row.model,
-        "device_id": row.device,
-        "timestamp": row.ts,
-        "received_at": row.received_at,
-        "task": row.task,
-        "inference_time": row.inference_time,
-        "image": image,
-        "error": row.error,
-        "prediction_count": row.prediction_count,
-        "mean_confidence": mean,
-        "top_classes": [name for name, _ in ranked[:TOP_CLASSES]],
-        "predictions": found,
-        "metadata": meta,
-        "has_image": row.image_key is not None,
-        "image_url": (
-            f"/api/v1/inferences/{quote(row.inference_id, safe='')}/image"
-            if row.image_key is not None
-            else None
-        ),
-    }
+    return InferenceRecord(
+        inference_id=row.inference_id,
+        model=row.model,
+        device=row.device,
+        timestamp=row.ts,
+        received_at=row.received_at,
+        task=row.task,
+        inference_time=row.inference_time,
+        image_width=row.image_width,
+        image_height=row.image_height,
+        error=row.error,
+        prediction_count=row.prediction_count,
+        mean_confidence=mean,
+        top_classes=[name for name, _ in ranked[:TOP_CLASSES]],
+        predictions=found,
+        metadata=meta,
+        image_key=row.image_key,
+    )
 
 
 def _predictions(
     conn: Connection, workspace_id: int, pks: Sequence[int], per_inference: int | None
-) -> dict[int, list[dict[str, Any]]]:
+) -> dict[int, list[Prediction]]:
     if not pks:
         return {}
     conditions = [predictions.c.workspace_id == workspace_id, predictions.c.inference_pk.in_(pks)]
@@ -248,15 +276,9 @@ def _predictions(
         .where(*conditions)
         .order_by(predictions.c.inference_pk, predictions.c.idx)
     )
-    result: dict[int, list[dict[str, Any]]] = {}
+    result: dict[int, list[Prediction]] = {}
     for r in rows:
-        prediction: dict[str, Any] = {"class": r.class_name, "confidence": r.confidence}
-        if r.class_id is not None:
-            prediction["class_id"] = r.class_id
-        for name in ("x", "y", "width", "height"):
-            value = getattr(r, name)
-            if value is not None:
-                prediction[name] = value
+        prediction = Prediction(r.class_name, r.confidence, r.class_id, r.x, r.y, r.width, r.height)
         result.setdefault(r.inference_pk, []).append(prediction)
     return result
 

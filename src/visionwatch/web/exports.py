@@ -13,6 +13,7 @@ from starlette.responses import StreamingResponse
 from visionwatch.db.engine import Database
 from visionwatch.http.deps import DatabaseDep, clock_of
 from visionwatch.http.downloads import dataset_response
+from visionwatch.http.inferences import inference_json
 from visionwatch.http.responses import dumps
 from visionwatch.images.exports import FORMATS
 from visionwatch.store import inferences as inference_store
@@ -44,7 +45,7 @@ def _rows(database: Database, workspace: int, query: InferenceQuery) -> Iterator
     while True:
         page = replace(query, limit=EXPORT_PAGE, cursor=cursor)
         rows, cursor = inference_store.list_inferences(database, workspace, page)
-        yield from rows
+        yield from (inference_json(record) for record in rows)
         if cursor is None:
             return
 

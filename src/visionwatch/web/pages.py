@@ -11,12 +11,13 @@ from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
 from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
 from visionwatch.http.downloads import image_response
+from visionwatch.http.inferences import inference_json
 from visionwatch.store import alerts as alert_store
 from visionwatch.store import devices as device_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
-from visionwatch.store.inferences import BadCursor, InferenceQuery
+from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
 from visionwatch.store.stats import Distributions, Filters, Period
 from visionwatch.web.auth import UserDep
 from visionwatch.web.errors import PageError
@@ -60,9 +61,10 @@ def workspace_page(
         "now": request.app.state.clock(),
     }
     if models:
-        recent, _ = inference_store.list_inferences(
+        records, _ = inference_store.list_inferences(
             database, workspace, InferenceQuery(period=page.period, limit=RECENT)
         )
+        recent = [_shown(record) for record in records]
         context.update(
             stats=stats_store.stats(database, workspace, Filters(), page.period),
             series=_series(database, workspace, Filters(), page.period),
@@ -103,9 +105,10 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
     page = page_period(request.query_params, clock_of(request))
     query = inference_query(request.query_params, page.period, limit=PAGE_SIZE)
     try:
-        rows, next_cursor = inference_store.list_inferences(database, user.workspace.id, query)
+        records, next_cursor = inference_store.list_inferences(database, user.workspace.id, query)
     except BadCursor:
         raise PageError(400, "Bad page link", "This link to a next page is broken.") from None
+    rows = [_shown(record) for record in records]
     fields = sorted({name for row in rows for name in row["metadata"]})
     filters = filter_params(query)
     here = {**filters, **page.params()}
@@ -148,14 +151,12 @@ def thumbnail(
 def inference_page(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:
-    found = inference_store.get_inference(database, user.workspace.id, inference_id)
-    if found is None:
+    record = inference_store.get_inference(database, user.workspace.id, inference_id)
+    if record is None:
         raise PageError(
             404, "No such inference", f"This workspace has no inference {inference_id!r}."
         )
-    if found["has_image"]:
-        # The dashboard's own route: the signed-in user's cookie, not an API key.
-        found["image_url"] = f"/images/{quote(inference_id, safe='')}"
+    found = _shown(record, with_item=True)
     context = {
         "user": user,
         "inference": found,
@@ -217,6 +218,13 @@ def _bars(counts: list[int], labels: list[str]) -> list[dict[str, Any]]:
         {"label": label, "count": count, "height": round(100 * count / tallest, 1)}
         for label, count in zip(labels, counts, strict=True)
     ]
+
+
+def _shown(record: InferenceRecord, with_item: bool = False) -> dict[str, Any]:
+    """An inference as the API writes it, its image at the dashboard's own route (the
+    signed-in user's cookie, not an API key)."""
+    image_url = f"/images/{quote(record.inference_id, safe='')}"
+    return inference_json(record, image_url, with_item=with_item)
 
 
 def _fields(found: dict[str, Any]) -> list[dict[str, Any]]:
