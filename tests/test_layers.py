@@ -13,6 +13,8 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "visionwatch"
 
 # Pure modules: no I/O, no framework; everything else may use them.
 PURE = {"timeutil", "items", "histograms", "rollups", "alert_rules", "capture", "security"}
+# Foundations with I/O but no dependency of their own: anything, the SDK too, may use them.
+FOUNDATIONS = {"files"}
 # What each part may import of visionwatch, besides itself and the pure modules. The
 # layers, bottom up: pure, config; db and images (files); store; the services; http; then
 # api and web side by side; app, cli and demo put it all together.
@@ -71,7 +73,7 @@ IMPORTS = imports_by_part()
 
 def test_every_part_is_placed_in_a_layer() -> None:
     parts = {path.name.removesuffix(".py") for path in SOURCE.iterdir()} - {"__pycache__"}
-    unplaced = parts - PURE - ALLOWED.keys() - COMPOSERS - {"py.typed", "static"}
+    unplaced = parts - PURE - FOUNDATIONS - ALLOWED.keys() - COMPOSERS - {"py.typed", "static"}
     assert not unplaced, f"say where these belong, here and in docs/architecture.md: {unplaced}"
 
 
@@ -80,7 +82,7 @@ def test_each_part_imports_only_what_is_below_it(part: str) -> None:
     wrong = {
         imported: sorted(files)
         for imported, files in IMPORTS[part].items()
-        if imported != part and imported not in PURE and imported not in ALLOWED[part]
+        if imported != part and imported not in PURE | FOUNDATIONS and imported not in ALLOWED[part]
     }
     assert not wrong, f"{part} imports {wrong}"
 
@@ -88,6 +90,11 @@ def test_each_part_imports_only_what_is_below_it(part: str) -> None:
 @pytest.mark.parametrize("part", sorted(PURE))
 def test_pure_modules_import_only_pure_modules(part: str) -> None:
     assert set(IMPORTS[part]) <= PURE, dict(IMPORTS[part])
+
+
+@pytest.mark.parametrize("part", sorted(FOUNDATIONS))
+def test_foundations_import_nothing_of_visionwatch(part: str) -> None:
+    assert not IMPORTS[part], dict(IMPORTS[part])
 
 
 def test_api_and_web_are_siblings() -> None:

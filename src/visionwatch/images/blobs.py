@@ -5,11 +5,11 @@ user input, so a key is a safe file name and the same image is stored once.
 """
 
 import hashlib
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import Protocol
+
+from visionwatch.files import write_durably
 
 # An image (hash.ext) or the thumbnail made from it (hash.thumb.jpg).
 KEY = re.compile(r"^[0-9a-f]{64}(\.thumb\.jpg|\.jpg|\.png|\.webp)$")
@@ -54,14 +54,7 @@ class FilesystemStore:
         if target.exists():
             return  # content-addressed: the same key holds the same bytes
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole to a temporary name beside it, synced, then renamed into place:
-        # a reader never sees half an image, and a crash leaves no torn file.
-        temporary = target.with_name(f".{key}.{secrets.token_hex(4)}.tmp")
-        with open(temporary, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
+        write_durably(target, data)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -9,7 +9,6 @@ neither read it nor make a browser send it.
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from visionwatch.files import write_durably
 
 SESSION_COOKIE = "vw_session"
 CSRF_COOKIE = "vw_csrf"
@@ -104,19 +105,8 @@ def load_secret(configured: str | None, data_dir: Path) -> bytes:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32).encode()
-    # Written whole to a private file, then linked in place: a process starting at the
-    # same moment sees either no secret or the whole of one, and all end up with the same.
-    temporary = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(secret)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return path.read_bytes().strip()
-    finally:
-        temporary.unlink()
+    # Private, and never replaced: a process starting at the same moment sees either no
+    # secret or the whole of one, and all end up with the same.
+    if not write_durably(path, secret, replace=False, mode=0o600):
+        return path.read_bytes().strip()
     return secret
