@@ -109,3 +109,12 @@ def test_the_check_sees_imports() -> None:
     assert "store" in IMPORTS["api"]
     assert "http" in IMPORTS["web"]
     assert "db" in IMPORTS["store"]
+
+
+def test_the_architecture_notes_place_every_part() -> None:
+    """docs/architecture.md's table of layers names every part the checks above know."""
+    notes = (SOURCE.parent.parent / "docs" / "architecture.md").read_text()
+    table = notes.split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    parts = PURE | FOUNDATIONS | ALLOWED.keys() | {"app", "cli", "demo"}
+    missing = {part for part in parts if f"`{part}`" not in table and f"`{part}/`" not in table}
+    assert not missing, f"docs/architecture.md does not place {missing}"

@@ -1,7 +1,7 @@
 """Ingest items: validate a batch as sent and normalise each item into an Inference. Pure.
 
-An item is a Roboflow inference response plus where it came from (DESIGN.md,
-"Ingest"). Validation is strict: a boolean or a string is not a number,
+An item is a Roboflow inference response plus where it came from (docs/architecture.md,
+"The write path"). Validation is strict: a boolean or a string is not a number,
 confidences lie in [0, 1], NaN and infinities are refused, sizes are bounded.
 Every error names the item's index and the JSON path of the bad value.
 """

@@ -1,7 +1,7 @@
 """The item as sent, stored small: deflated against a dictionary of what items look like.
 
 An inference's item (its JSON as sent) is kept beside its parsed rows, for the detail
-page and the API (DESIGN.md: "the item as sent"). As plain JSON it was most of an inference
+page and the API (docs/architecture.md, "The write path"). As plain JSON it was most of an inference
 row (about 670 bytes of the ingest benchmark's 820). Deflate alone gains little on one
 small document; with a preset dictionary of the keys and fragments items share (both the
 native API's and an Inference Server's results) it takes about 200 bytes.
