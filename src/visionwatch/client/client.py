@@ -3,6 +3,7 @@
 import atexit
 import functools
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -20,6 +21,7 @@ from visionwatch.client.worker import METADATA, Entry, Sender
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SCALARS = (str, int, float, bool)
+log = logging.getLogger("visionwatch.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,13 @@ class Client:
     `log()` checks its arguments (a wrong one raises TypeError or ValueError at
     once) and enqueues; a background thread batches, compresses, sends and
     retries. Network and server trouble never raises into the caller.
+
+    A client made before os.fork() goes on in both processes (preloaded gunicorn or
+    uvicorn workers, multiprocessing pools, DataLoader workers): the child gets a
+    sender of its own, starting empty. What was logged before the fork is the parent's
+    to send, and the child's stats count only its own. With a spool, the child's sits
+    in a directory of its own inside the parent's. A child that ends with os._exit (as
+    multiprocessing's do) runs no exit handlers: call flush() or close() before.
     """
 
     def __init__(
@@ -74,22 +83,25 @@ class Client:
         self._id_prefix = uuid.uuid4().hex[:20] + "-"
         self._ids = itertools.count()
         self._closed = False
-        self._sender = Sender(
+        # All a sender needs but its spool: a forked child starts one of its own.
+        self._new_sender = functools.partial(
+            Sender,
             url=url,
             api_key=api_key,
             batch_size=batch_size,
             flush_interval=flush_interval,
             max_queue=max_queue,
-            spool=Spool(spool_dir) if spool_dir is not None else None,
             timeout=timeout,
             heartbeat_interval=heartbeat_interval if device_id else None,
             device_id=device_id,
             capture_refresh=capture_refresh,
             transport=transport,
         )
+        self._sender = self._new_sender(spool=Spool(spool_dir) if spool_dir is not None else None)
         self._sender.start()
         # A bounded flush when the interpreter exits, without keeping the client alive.
         atexit.register(_close_at_exit, weakref.ref(self))
+        _open_clients.add(self)
 
     # -- logging ------------------------------------------------------------------
 
@@ -250,6 +262,7 @@ class Client:
         if self._closed:
             return True
         self._closed = True
+        _open_clients.discard(self)
         delivered = self.flush(timeout)
         self._sender.stop()
         self._sender.join(timeout=max(timeout or 0, 1.0))
@@ -260,6 +273,37 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close(self.exit_timeout)
+
+    def _start_over_after_fork(self) -> None:
+        """In a forked child: fork copied the sender's state but not its thread. Whatever
+        it held (queue, batch in flight, spool) the parent still sends, so the child starts
+        empty; its locks are new (the parent's may have been held at the fork), and so are
+        its id prefix (else parent and children would make the same ids) and spool.
+        A `transport` given to the client is shared as it is: one holding the parent's
+        open connections would send on them too."""
+        if self._closed:  # closing as the process forked: nothing to start over
+            return
+        self._id_prefix = uuid.uuid4().hex[:20] + "-"
+        self._ids = itertools.count()
+        spool = self._sender.spool
+        self._sender = self._new_sender(spool=spool.forked() if spool is not None else None)
+        self._sender.start()
+
+
+# The open clients, to start over in a forked child; weak, so that this keeps none alive.
+_open_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def _start_over_in_child() -> None:
+    for client in list(_open_clients):
+        try:
+            client._start_over_after_fork()
+        except Exception:  # one client's trouble must neither stop the others nor the fork
+            log.exception("visionwatch client could not start over after fork")
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: there is no fork elsewhere
+    os.register_at_fork(after_in_child=_start_over_in_child)
 
 
 def _close_at_exit(ref: "weakref.ref[Client]") -> None:
