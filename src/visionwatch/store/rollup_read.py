@@ -257,12 +257,12 @@ def device_requests(
     return dict(result)
 
 
-@cache
 def _bin_count(table: Table) -> ColumnElement[Any]:
     # Not "count": a row is a tuple, and row.count is the tuple's method.
     return func.sum(table.c.count).label("bin_count")
 
 
+@cache
 def _sums(table: Table, names: tuple[str, ...]) -> list[ColumnElement[Any]]:
     """The sums of `names`, each labelled with its name: rows are read by name."""
     return [func.sum(table.c[name]).label(name) for name in names]
