@@ -4,7 +4,8 @@ share. Each caller says where its image is (the API's URL or the dashboard's).""
 from typing import Any
 from urllib.parse import quote
 
-from visionwatch.store.inferences import InferenceRecord, Prediction
+from visionwatch.items import Prediction
+from visionwatch.store.inferences import InferenceRecord
 
 
 def api_image_url(inference_id: str) -> str:

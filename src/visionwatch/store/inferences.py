@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, inference_metadata, inferences, models, predictions
 from visionwatch.db.types import to_micros
-from visionwatch.items import MetadataValue, decode_metadata_value
+from visionwatch.items import MetadataValue, Prediction, decode_metadata_value
 from visionwatch.store.packed_items import unpack
 from visionwatch.store.stats import Period
 
@@ -24,18 +24,6 @@ TOP_CLASSES = 3
 
 class BadCursor(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    class_name: str
-    confidence: float
-    class_id: int | None = None
-    # The box's centre and size, in pixels; None for a classification.
-    x: float | None = None
-    y: float | None = None
-    width: float | None = None
-    height: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
