@@ -1,28 +1,36 @@
-"""Fixtures: a fresh real database per test, on SQLite and on PostgreSQL, and an app on it."""
+"""Fixtures: a fresh real database per test, on SQLite and on PostgreSQL, and an app on it.
 
-import itertools
+Only fixtures and pytest's hooks live here; what tests import is in tests/support/.
+"""
+
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.postgres import (
+    EXISTING_URL,
+    PostgresServer,
+    PostgresUnavailable,
+    ScratchDatabases,
+    running_postgres,
+    scratch_databases,
+)
 from tests.support.server import serving
+from tests.support.services import unavailable
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, workspace_key
 from visionwatch.app import create_app
 from visionwatch.client import worker as sender
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import Database, create_database
-from visionwatch.store import accounts
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 DATABASES = ("sqlite", "postgresql")
-TEMPLATE = "vw_template"
 
 
 @pytest.fixture(autouse=True)
@@ -56,51 +64,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("db_kind", chosen)
 
 
-def unavailable(reason: str) -> None:
-    """Skip locally; under CI=true a missing service is a failure, never a skip."""
-    if IN_CI:
-        pytest.fail(f"required service unavailable under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer | str]:
-    # The server starts once per test process; a failure is reported by each test that needs it.
-    try:
-        with running_postgres() as server:
-            with psycopg.connect(server.url(), autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE {TEMPLATE}")
-            template = create_database(server.url(TEMPLATE))
-            migrate.upgrade(template)
-            template.dispose()
-            yield server
-    except PostgresUnavailable as error:
-        yield str(error)
-
-
-_names = itertools.count()
+def postgres_server() -> Iterator[ScratchDatabases | str]:
+    """The server of VISIONWATCH_TEST_POSTGRES_URL, else one started once per test process;
+    a failure to reach it is reported by each test that needs it."""
+    with ExitStack() as stack:
+        try:
+            scratch = stack.enter_context(scratch_databases(os.environ.get(EXISTING_URL)))
+        except PostgresUnavailable as error:
+            yield str(error)
+            return
+        yield scratch
 
 
 @pytest.fixture
-def postgres(postgres_server: PostgresServer | str) -> PostgresServer:
+def postgres(postgres_server: ScratchDatabases | str) -> ScratchDatabases:
+    """Where a test makes its PostgreSQL databases (each dropped after it)."""
     if isinstance(postgres_server, str):
         unavailable(postgres_server)
-    assert isinstance(postgres_server, PostgresServer)
+    assert isinstance(postgres_server, ScratchDatabases)
     return postgres_server
 
 
-def _fresh_postgres(server: PostgresServer, migrated: bool) -> str:
-    name = f"vw_test_{os.getpid()}_{next(_names)}"
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        # Cloning the migrated template is much faster than migrating each database.
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'}")
-    return server.url(name)
-
-
-def _drop_postgres(server: PostgresServer, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own (to stop and start, say), whatever
+    VISIONWATCH_TEST_POSTGRES_URL says."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as error:
+        unavailable(str(error))
 
 
 @pytest.fixture
@@ -109,10 +103,9 @@ def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
     if db_kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'visionwatch.db'}"
         return
-    server = request.getfixturevalue("postgres")
-    url = _fresh_postgres(server, migrated=False)
-    yield url
-    _drop_postgres(server, url)
+    scratch: ScratchDatabases = request.getfixturevalue("postgres")
+    with scratch.database(migrated=False) as url:
+        yield url
 
 
 @pytest.fixture
@@ -124,12 +117,11 @@ def database(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
         yield db
         db.dispose()
         return
-    server = request.getfixturevalue("postgres")
-    url = _fresh_postgres(server, migrated=True)
-    db = create_database(url)
-    yield db
-    db.dispose()
-    _drop_postgres(server, url)
+    scratch: ScratchDatabases = request.getfixturevalue("postgres")
+    with scratch.database(migrated=True) as url:
+        db = create_database(url)
+        yield db
+        db.dispose()
 
 
 @pytest.fixture
@@ -143,20 +135,12 @@ def client(settings: Settings, database: Database) -> Iterator[TestClient]:
         yield test_client
 
 
-NewKey = Callable[..., str]
-
-
 @pytest.fixture
 def new_key(database: Database) -> NewKey:
     """new_key(workspace="acme", scopes=(...)) -> a new key's secret (workspace made if new)."""
 
     def make(workspace: str = "acme", scopes: tuple[str, ...] = ("ingest", "read")) -> str:
-        with database.read() as conn:
-            exists = accounts.get_workspace(conn, workspace) is not None
-        if not exists:
-            accounts.create_workspace(database, workspace)
-        _, secret = accounts.create_key(database, workspace, scopes)
-        return secret
+        return workspace_key(database, workspace, scopes)
 
     return make
 
@@ -168,7 +152,3 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     env = {"VISIONWATCH_DATA_DIR": str(data)}
     with serving(env) as base:
         yield base, env
-
-
-def auth(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.support.server import cli, serving_process
+from tests.support.server import serving_process
+from tests.support.workspaces import auth, ensure_workspace, new_workspace
 from visionwatch.aggregator import Aggregator, settle
 from visionwatch.db.engine import Database, create_database
 from visionwatch.db.schema import (
@@ -44,7 +45,6 @@ from visionwatch.rollups import (
     Deltas,
     compute_deltas,
 )
-from visionwatch.store import accounts
 from visionwatch.store.aggregate import aggregate_pending
 from visionwatch.store.ingest import ingest
 
@@ -169,7 +169,7 @@ def queued(database: Database) -> int:
 
 
 def workspace(database: Database) -> int:
-    return accounts.create_workspace(database, f"ws-{random.randrange(10**9)}").id
+    return ensure_workspace(database, f"ws-{random.randrange(10**9)}").id
 
 
 def test_rollups_equal_an_independent_computation(database: Database) -> None:
@@ -237,6 +237,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) ->
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_server_killed_before_aggregating_counts_everything_once_after_restart(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -246,9 +247,8 @@ def test_a_server_killed_before_aggregating_counts_everything_once_after_restart
         # After a run the aggregator waits this long: the batches of that time stay queued.
         "VISIONWATCH_AGGREGATE_SPACING_SECONDS": "10",
     }
-    assert cli(env, "workspaces", "create", "killed").returncode == 0
-    key = cli(env, "keys", "create", "killed").stdout.strip().splitlines()[-1]
-    headers = {"Authorization": f"Bearer {key}"}
+    key = new_workspace(env, "killed")
+    headers = auth(key)
     database = create_database(database_url)
     rng = random.Random(8)
     first = items(rng, 60, timedelta(days=2))

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NewKey, auth
 from tests.support.clock import Clock
-from tests.support.dashboard import HTML, csrf_token, new_user, sign_in
+from tests.support.dashboard import HTML, csrf_token, sign_in
 from tests.support.receivers import smtp_server
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.app import create_app
 from visionwatch.config import Settings

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NewKey, auth
 from tests.support.clock import Clock
 from tests.support.postgres import free_port
 from tests.support.receivers import Hooks, Mailbox, http_receiver, smtp_server, text_of
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth
 from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.app import create_app
 from visionwatch.config import Settings

@@ -9,20 +9,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _drop_postgres, _fresh_postgres
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import ScratchDatabases
 from tests.support.receivers import smtp_server
-from tests.support.server import cli, serving
+from tests.support.server import serving
+from tests.support.workspaces import auth, new_workspace
 
 pytestmark = pytest.mark.slow
 RULES = 30
 
 
 @pytest.fixture
-def postgres_url(postgres: PostgresServer) -> Iterator[str]:
-    url = _fresh_postgres(postgres, migrated=True)
-    yield url
-    _drop_postgres(postgres, url)
+def postgres_url(postgres: ScratchDatabases) -> Iterator[str]:
+    with postgres.database(migrated=True) as url:
+        yield url
 
 
 def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path) -> None:
@@ -34,14 +33,8 @@ def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path
             "VISIONWATCH_SMTP_PORT": str(port),
             "VISIONWATCH_SMTP_SECURITY": "none",
         }
-        assert (
-            cli(
-                {**env, "VISIONWATCH_DATA_DIR": str(tmp_path)}, "workspaces", "create", "acme"
-            ).returncode
-            == 0
-        )
-        key = cli({**env, "VISIONWATCH_DATA_DIR": str(tmp_path)}, "keys", "create", "acme")
-        headers = {"Authorization": f"Bearer {key.stdout.strip().splitlines()[-1]}"}
+        key = new_workspace({**env, "VISIONWATCH_DATA_DIR": str(tmp_path)}, "acme")
+        headers = auth(key)
         bases = [
             servers.enter_context(serving({**env, "VISIONWATCH_DATA_DIR": str(tmp_path / name)}))
             for name in ("a", "b")

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import auth
 from tests.support.server import cli, serving
-from tests.support.workspaces import every_inference, settled_stats
+from tests.support.workspaces import auth, every_inference, new_workspace, settled_stats
+
+pytestmark = pytest.mark.slow  # each test runs the CLI, and `visionwatch serve`, as processes
 
 
 def send(base: str, key: str, start: int, count: int) -> None:
@@ -52,8 +54,7 @@ def restored(tmp_path: Path, backup: Path, name: str) -> dict[str, str]:
 
 def test_a_backup_taken_while_writing_is_consistent_and_restores(tmp_path: Path) -> None:
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path / "live")}
-    assert cli(env, "workspaces", "create", "team").returncode == 0
-    key = cli(env, "keys", "create", "team").stdout.split()[-1]
+    key = new_workspace(env, "team")
     during, after = tmp_path / "during.db", tmp_path / "after.db"
     with serving(env) as base:
         send(base, key, 0, 500)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each benchmark runs as a process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

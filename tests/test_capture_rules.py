@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth
 from visionwatch.capture import CaptureRule, effective_rule, keep_reason
 
 

@@ -6,10 +6,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.support.workspaces import every_inference, new_workspace
 from visionwatch.client import Client
+
+pytestmark = pytest.mark.slow  # the `server` fixture: `visionwatch serve` as a process
 
 
 def png(seed: int) -> bytes:

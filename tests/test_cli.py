@@ -6,12 +6,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import auth
 from tests.support.postgres import free_port
 from tests.support.server import cli, serving
-from tests.support.workspaces import settled_stats
+from tests.support.workspaces import auth, settled_stats
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
+
+pytestmark = pytest.mark.slow  # each test runs the CLI (and `visionwatch serve`) as processes
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import auth
 from tests.support.postgres import free_port
 from tests.support.server import serving
-from tests.support.workspaces import new_workspace, server_total
+from tests.support.workspaces import auth, new_workspace, server_total
 from visionwatch.client import Client
 from visionwatch.client.worker import _retry_after
 
@@ -42,6 +41,7 @@ def detection(i: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_everything_logged_arrives_exactly_once(server: tuple[str, dict[str, str]]) -> None:
     base, env = server
     key = new_workspace(env)
@@ -74,6 +74,7 @@ def test_everything_logged_arrives_exactly_once(server: tuple[str, dict[str, str
     assert [(d["device_id"], d["status"]) for d in devices] == [("cam-1", "online")]
 
 
+@pytest.mark.slow
 def test_server_down_then_up_without_a_spool_drops_a_counted_few(
     server: tuple[str, dict[str, str]],
 ) -> None:
@@ -102,6 +103,7 @@ def test_server_down_then_up_without_a_spool_drops_a_counted_few(
         assert server_total(base, key) == stats.sent
 
 
+@pytest.mark.slow
 def test_server_down_then_up_with_a_spool_loses_nothing(
     server: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -151,6 +153,7 @@ SDK_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_spool_survives_sigkill(server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     _, env = server
     key = new_workspace(env)
@@ -185,6 +188,7 @@ def test_spool_survives_sigkill(server: tuple[str, dict[str, str]], tmp_path: Pa
             assert response.status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spooled", [False, True])
 def test_items_the_server_refuses_do_not_sink_their_batch(
     server: tuple[str, dict[str, str]], tmp_path: Path, spooled: bool
@@ -207,6 +211,7 @@ def test_items_the_server_refuses_do_not_sink_their_batch(
     assert server_total(base, key) == 8
 
 
+@pytest.mark.slow
 def test_importing_the_sdk_imports_no_server_dependency() -> None:
     code = (
         "import sys, visionwatch.client; "
@@ -307,6 +312,7 @@ def test_wrong_arguments_raise_at_once(call: Any, error: type[Exception]) -> Non
     client.close(timeout=0)
 
 
+@pytest.mark.slow
 def test_automatic_heartbeats(server: tuple[str, dict[str, str]]) -> None:
     base, env = server
     key = new_workspace(env)
@@ -331,6 +337,7 @@ EXITING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_bounded_flush_at_interpreter_exit(server: tuple[str, dict[str, str]]) -> None:
     base, env = server
     key = new_workspace(env)

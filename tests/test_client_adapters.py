@@ -14,9 +14,10 @@ import supervision as sv
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.conftest import auth
-from tests.support.workspaces import new_workspace
+from tests.support.workspaces import auth, new_workspace
 from visionwatch.client import Client
+
+pytestmark = pytest.mark.slow  # the `server` fixture: `visionwatch serve` as a process
 
 
 def stored(base: str, key: str, inference_id: str) -> dict[str, Any]:

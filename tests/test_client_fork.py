@@ -126,6 +126,7 @@ def log_and_flush(client: Client, count: int) -> Callable[[], list[str]]:
     return work
 
 
+@pytest.mark.slow
 def test_a_forked_child_sends_what_it_logs_and_the_parent_goes_on(
     server: tuple[str, dict[str, str]],
 ) -> None:
@@ -149,6 +150,7 @@ def test_a_forked_child_sends_what_it_logs_and_the_parent_goes_on(
     assert duplicates(base) == before
 
 
+@pytest.mark.slow
 def test_a_forked_child_spools_apart_from_its_parent(
     server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +197,7 @@ def test_a_forked_child_spools_apart_from_its_parent(
     assert sorted(str(p.relative_to(spool)) for p in spool.rglob("*")) == []
 
 
+@pytest.mark.slow
 def test_a_lock_held_at_the_fork_does_not_block_the_child(
     server: tuple[str, dict[str, str]],
 ) -> None:
@@ -239,6 +242,7 @@ def log_and_spool(client: Client, count: int) -> Callable[[], list[str]]:
     return work
 
 
+@pytest.mark.slow
 def test_what_an_ended_child_left_in_its_spool_is_sent_by_the_next_client(
     server: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -272,6 +276,7 @@ def _log_in_worker(task: int) -> tuple[list[str], bool]:
     return ids, client.flush(timeout=CHILD_TIMEOUT / 2)
 
 
+@pytest.mark.slow
 def test_a_fork_pool_s_workers_send_what_they_log(server: tuple[str, dict[str, str]]) -> None:
     base, env = server
     key = new_workspace(env)

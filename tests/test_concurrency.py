@@ -5,18 +5,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import auth
-from tests.support.server import cli, serving
-from tests.support.workspaces import settled_stats
+from tests.support.server import serving
+from tests.support.workspaces import auth, new_workspace, settled_stats
+
+pytestmark = pytest.mark.slow  # the CLI and `visionwatch serve` as processes
 
 
 def test_overlapping_concurrent_batches_count_each_inference_once(
     database_url: str, tmp_path: Path
 ) -> None:
     env = {"VISIONWATCH_DATABASE_URL": database_url, "VISIONWATCH_DATA_DIR": str(tmp_path)}
-    cli(env, "workspaces", "create", "acme")
-    secret = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    secret = new_workspace(env, "acme")
     pool = [
         {
             "inference_id": f"c{i}",

@@ -18,11 +18,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import auth, unavailable
-from tests.support.postgres import PostgresServer, PostgresUnavailable, free_port, running_postgres
-from tests.support.server import cli
-from tests.support.workspaces import every_inference, server_total
+from tests.support.postgres import PostgresServer, free_port
+from tests.support.workspaces import auth, every_inference, new_workspace, server_total
 from visionwatch.client import Client
+
+pytestmark = pytest.mark.slow  # `visionwatch serve` as a process, killed and restarted
 
 TOTAL = 3000
 EVER = "2000-01-01T00:00:00Z"
@@ -96,8 +96,7 @@ class Server:
 
 @contextmanager
 def server_for(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    assert cli(env, "workspaces", "create", "safe").returncode == 0
-    key = cli(env, "keys", "create", "safe").stdout.split()[-1]
+    key = new_workspace(env, "safe")
     with open(tmp_path / "server.log", "w") as log:
         server = Server(env, log)
         server.start()
@@ -159,16 +158,6 @@ def test_sigkill_mid_ingest_loses_nothing_acknowledged(database_url: str, tmp_pa
         assert sorted(ids) == [f"c-{n:05d}" for n in range(TOTAL)]
         assert server_total(server.base, key, start=EVER) == TOTAL, "re-sent batches count once"
     assert recorder.acknowledged == set(ids)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of the test's own, to stop and start."""
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as error:
-        unavailable(str(error))
 
 
 def test_postgres_outage_is_a_503_and_recovers_by_itself(

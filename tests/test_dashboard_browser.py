@@ -10,13 +10,14 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.conftest import unavailable
 from tests.support.browser import chromium, chromium_missing, sign_in
 from tests.support.dashboard import PASSWORD
 from tests.support.server import serving
+from tests.support.services import unavailable
 from tests.support.workspaces import new_workspace
 
-pytestmark = pytest.mark.xdist_group("browser")
+# Chromium, and `visionwatch serve` as a process.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 NOW = datetime.now(UTC)
 EMAIL = "ops@example.com"

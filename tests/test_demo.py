@@ -121,6 +121,7 @@ def stats(api: httpx.Client, window: tuple[datetime, datetime], **filters: str) 
     return result
 
 
+@pytest.mark.slow
 def test_the_demo_prints_how_to_sign_in_and_where_to_look(demo: Demo) -> None:
     state = demo.state()
     assert f"{demo.url}/" in demo.output
@@ -134,6 +135,7 @@ def test_the_demo_prints_how_to_sign_in_and_where_to_look(demo: Demo) -> None:
         assert model in overview.text
 
 
+@pytest.mark.slow
 def test_the_fogged_camera_is_less_confident_in_its_window(demo: Demo) -> None:
     state = demo.state()
     fog_start, fog_end = at(state["incidents"]["fog_start"]), at(state["incidents"]["fog_end"])
@@ -155,6 +157,7 @@ def test_the_fogged_camera_is_less_confident_in_its_window(demo: Demo) -> None:
     assert other["avg_confidence"]["current"] > normal - 0.05, "the other cameras were clear"
 
 
+@pytest.mark.slow
 def test_the_silent_device_is_offline_since_it_stopped(demo: Demo) -> None:
     state = demo.state()
     silent_since = at(state["incidents"]["silent_since"])
@@ -173,6 +176,7 @@ def test_the_silent_device_is_offline_since_it_stopped(demo: Demo) -> None:
     assert at(devices["line-3-edge"]["last_seen"]) > silent_since - timedelta(hours=1)
 
 
+@pytest.mark.slow
 def test_the_slow_model_takes_twice_as_long_since_its_deploy(demo: Demo) -> None:
     state = demo.state()
     slow_since = at(state["incidents"]["slow_since"])
@@ -187,6 +191,7 @@ def test_the_slow_model_takes_twice_as_long_since_its_deploy(demo: Demo) -> None
     assert 0.85 < steady < 1.15, steady
 
 
+@pytest.mark.slow
 def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> None:
     incidents = {name: at(value) for name, value in demo.state()["incidents"].items()}
     with demo.api() as api:
@@ -215,6 +220,7 @@ def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> Non
     assert rules["dock-cam-3"]["state"] == "resolved"
 
 
+@pytest.mark.slow
 def test_the_astronaut_has_a_face_box_where_her_face_is(demo: Demo) -> None:
     with demo.api() as api:
         found = every_inference(
@@ -241,6 +247,7 @@ def test_the_astronaut_has_a_face_box_where_her_face_is(demo: Demo) -> None:
     assert Image.open(io.BytesIO(image.content)).size == (512, 512)
 
 
+@pytest.mark.slow
 def test_live_traffic_keeps_coming(demo: Demo) -> None:
     state = demo.state()
     with demo.api() as api:
@@ -251,6 +258,7 @@ def test_live_traffic_keeps_coming(demo: Demo) -> None:
     assert second - first >= 10  # 10 a second, flushed every second
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_and_a_second_run_continues_without_sending_history_again(
     demo: Demo,
 ) -> None:
@@ -275,6 +283,7 @@ def test_ctrl_c_stops_and_a_second_run_continues_without_sending_history_again(
         again.stop()
 
 
+@pytest.mark.slow
 def test_the_demo_refuses_a_data_dir_that_is_not_its_own(tmp_path: Path) -> None:
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path)}
     assert cli(env, "workspaces", "create", "production").returncode == 0
@@ -285,6 +294,7 @@ def test_the_demo_refuses_a_data_dir_that_is_not_its_own(tmp_path: Path) -> None
     assert not (tmp_path / "demo.json").exists()
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import NewKey, auth
-from tests.support.dashboard import HTML, new_user, sign_in
+from tests.support.dashboard import HTML, sign_in
+from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.db.engine import Database
 
 SENT: list[dict[str, Any]] = [

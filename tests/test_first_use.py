@@ -12,6 +12,8 @@ import pytest
 from tests.support.dashboard import sign_in
 from tests.support.workspaces import new_workspace, server_total, settled_stats
 
+pytestmark = pytest.mark.slow  # the `server` fixture: `visionwatch serve` as a process
+
 
 def snippet(page: str, name: str) -> str:
     found = re.search(rf'<code id="snippet-{name}">(.*?)</code>', page, re.DOTALL)

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
 from tests.support.settled import SettledClient
+from tests.support.workspaces import workspace_key
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
-from visionwatch.store import accounts
 
 EXAMPLES = int(os.environ.get("VISIONWATCH_FUZZ_EXAMPLES", "25"))
 CALLS: Counter[str] = Counter()  # requests made, by kind of key, for docs/reliability.md
@@ -45,12 +45,10 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     database = create_database(f"sqlite:///{folder / 'visionwatch.db'}")
     migrate.upgrade(database)
-    accounts.create_workspace(database, "fuzz")
-    accounts.create_workspace(database, "other")
     keys = {
-        "admin": accounts.create_key(database, "fuzz")[1],
-        "read": accounts.create_key(database, "fuzz", scopes=("read",))[1],
-        "other": accounts.create_key(database, "other")[1],
+        "admin": workspace_key(database, "fuzz"),
+        "read": workspace_key(database, "fuzz", scopes=("read",)),
+        "other": workspace_key(database, "other"),
     }
     quiet = Settings(
         data_dir=folder,

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth
 
 BASE = {"model_id": "m/1", "predictions": [{"class": "car", "confidence": 0.5}]}
 NUL = "a\x00b"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
 from tests.support.oracle import EPOCH, first_of_each_id, predictions_of, when
+from tests.support.workspaces import NewKey, auth
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START = NOW - timedelta(days=2)

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database

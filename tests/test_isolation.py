@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth
 
 READS = (
     "/api/v1/stats",

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import NewKey, auth
-from tests.support.dashboard import HTML, csrf_token, new_user, sign_in
+from tests.support.dashboard import HTML, csrf_token, sign_in
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database

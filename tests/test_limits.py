@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import NewKey, auth
-from tests.support.server import cli, serving_process
+from tests.support.server import serving_process
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth, new_workspace
 from tests.test_roboflow import condensed
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -145,10 +145,10 @@ def test_keys_are_stored_only_as_digests(database: Database, new_key: NewKey) ->
         assert all(secret not in str(value) for value in row)
 
 
+@pytest.mark.slow
 def test_keys_never_reach_the_server_log(tmp_path: Path) -> None:
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path)}
-    assert cli(env, "workspaces", "create", "logged").returncode == 0
-    secret = cli(env, "keys", "create", "logged").stdout.split()[-1]
+    secret = new_workspace(env, "logged")
     with tempfile.TemporaryFile(mode="w+") as log:
         with serving_process(env, log_to=log) as (base, _):
             assert httpx.get(f"{base}/api/v1/models", params={"api_key": secret}).status_code == 200
@@ -203,6 +203,7 @@ def _post_with_httpx(url: str, body: bytes) -> tuple[int, dict[str, str], bytes]
     return response.status_code, dict(response.headers), response.content
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "post", [_post_with_urllib, _post_chunked_with_http_client, _post_with_httpx]
 )

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore

@@ -4,23 +4,24 @@ database made at the first revision upgrades with its data intact."""
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 
-from tests.conftest import _fresh_postgres, auth
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import ScratchDatabases
 from tests.support.settled import SettledClient
+from tests.support.workspaces import auth, workspace_key
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
 from visionwatch.db.schema import metadata
 from visionwatch.db.types import to_micros
-from visionwatch.store import accounts
 from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
 
 
@@ -54,8 +55,7 @@ def test_first_revision_upgrades_with_its_data(database_url: str, settings: Sett
     database = create_database(database_url)
     try:
         migrate.upgrade(database, "0001")
-        accounts.create_workspace(database, "early")
-        _, secret = accounts.create_key(database, "early")
+        secret = workspace_key(database, "early")
         migrate.upgrade(database)
         with SettledClient(create_app(settings, database)) as client:
             item = {"inference_id": "after-upgrade", "model_id": "m/1"}
@@ -201,10 +201,16 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
-def test_servers_starting_together_migrate_once(postgres: PostgresServer) -> None:
+@pytest.fixture
+def empty_postgres(postgres: ScratchDatabases) -> Iterator[str]:
+    with postgres.database(migrated=False) as url:
+        yield url
+
+
+def test_servers_starting_together_migrate_once(empty_postgres: str) -> None:
     """Replicas started at once on an empty PostgreSQL each upgrade it at start-up: one
     migrates, the others wait for it and find nothing left to do."""
-    database_url = _fresh_postgres(postgres, migrated=False)
+    database_url = empty_postgres
     count = 4
     start = threading.Barrier(count)
     failures: list[BaseException] = []

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
 from tests.support.postgres import free_port
+from tests.support.workspaces import NewKey, auth
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import create_database

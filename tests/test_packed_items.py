@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import inferences
 from visionwatch.store.packed_items import pack, unpack

@@ -17,16 +17,17 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import auth
-from tests.support.server import cli, serving_process
+from tests.support.server import serving_process
 from tests.support.settled import SettledClient
+from tests.support.workspaces import auth, new_workspace, workspace_key
 from tests.test_roboflow import condensed, report
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
 from visionwatch.parsers import MIN_BYTES
-from visionwatch.store import accounts
+
+pytestmark = pytest.mark.slow  # parsers in processes of their own, and `visionwatch serve`
 
 
 def servers(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, str]]:
@@ -34,8 +35,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, str]]:
     body): one parses in a process, the other in its threads."""
     made = create_database(f"sqlite:///{tmp_path / 'made.db'}")
     migrate.upgrade(made)
-    accounts.create_workspace(made, "acme")
-    _, secret = accounts.create_key(made, "acme", ("ingest", "read"))
+    secret = workspace_key(made, "acme", ("ingest", "read"))
     made.dispose()
     clients, databases = [], []
     for processes in (1, 0):
@@ -220,8 +220,7 @@ def test_a_parser_killed_loses_nothing_after_it(both: tuple[TestClient, TestClie
 
 def test_a_server_killed_leaves_no_parser_behind(tmp_path: Path) -> None:
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path), "VISIONWATCH_PARSE_PROCESSES": "1"}
-    assert cli(env, "workspaces", "create", "acme").returncode == 0
-    secret = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
+    secret = new_workspace(env, "acme")
     with serving_process(env) as (base, process):
         response = httpx.post(
             f"{base}/api/v1/inferences",

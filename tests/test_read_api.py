@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NewKey, auth
 from tests.support.oracle import EPOCH, change_pct, expected, nearest_rank, when
+from tests.support.workspaces import NewKey, auth
 
 NOW = datetime.now(UTC)
 # A UTC midnight safely in the past: periods around it cross minute, hour and day edges.

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import NewKey, auth
 from tests.support.server import cli
 from tests.support.settled import SettledClient
+from tests.support.workspaces import NewKey, auth
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore
@@ -164,6 +164,7 @@ def test_a_prune_keeps_old_rows_until_the_aggregator_has_counted_them(
     assert ids(client, key) == []
 
 
+@pytest.mark.slow
 def test_a_workspace_keeps_what_it_chose(tmp_path: Path, db_kind: str, database_url: str) -> None:
     env = {"VISIONWATCH_DATA_DIR": str(tmp_path), "VISIONWATCH_DATABASE_URL": database_url}
     assert cli(env, "workspaces", "create", "long").returncode == 0

@@ -17,11 +17,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import NewKey, auth
+from tests.support.workspaces import NewKey, auth, workspace_key
 from visionwatch.app import create_app
 from visionwatch.config import MIB, Settings
 from visionwatch.db.engine import Database
-from visionwatch.store.accounts import create_key, create_workspace
 
 SYSTEM_INFO = {
     "platform": "Linux",
@@ -706,8 +705,7 @@ def test_reports_have_their_own_body_limit(
         max_body_bytes=64 * 1024,
         max_report_bytes=256 * 1024,
     )
-    create_workspace(database, "limits")
-    _, key = create_key(database, "limits", ("ingest",))
+    key = workspace_key(database, "limits", ("ingest",))
     results = [condensed("m/1", [("car", 0.5)] * 20) for _ in range(100)]
     small, large = report(key, results[:80]), report(key, results * 3)
     assert 64 * 1024 < len(orjson.dumps(small)) < 256 * 1024 < len(orjson.dumps(large))

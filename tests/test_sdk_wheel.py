@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.support.services import IN_CI
 from tests.support.workspaces import new_workspace, server_total
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import NewKey, auth
-from tests.support.dashboard import HTML, PASSWORD, csrf_token, new_user, sign_in
+from tests.support.dashboard import HTML, PASSWORD, csrf_token, sign_in
+from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.db.engine import Database
 from visionwatch.web.sessions import CSRF_COOKIE, SESSION_COOKIE
 

@@ -5,9 +5,6 @@ import re
 import httpx
 from fastapi.testclient import TestClient
 
-from visionwatch.db.engine import Database
-from visionwatch.store import accounts
-
 PASSWORD = "correct horse battery"
 HTML = {"accept": "text/html"}
 
@@ -16,14 +13,6 @@ def csrf_token(page: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, "the page has no CSRF token"
     return match.group(1)
-
-
-def new_user(database: Database, workspace: str, email: str) -> None:
-    with database.read() as conn:
-        exists = accounts.get_workspace(conn, workspace) is not None
-    if not exists:
-        accounts.create_workspace(database, workspace)
-    accounts.create_user(database, workspace, email, PASSWORD)
 
 
 def sign_in(
