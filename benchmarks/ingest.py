@@ -458,7 +458,7 @@ def floor_postgres(url: str, workload: Workload) -> float:
     rows = list(_rows(workload))
     with psycopg.connect(url) as conn:
         with conn.transaction():
-            conn.execute(FLOOR_SCHEMA.format(without_rowid=""))  # type: ignore[arg-type]
+            conn.execute(FLOOR_SCHEMA.format(without_rowid=""))
         began = time.perf_counter()
         for inference_rows, prediction_rows, metadata_rows in rows:
             with conn.transaction(), conn.cursor() as cursor:
@@ -483,7 +483,7 @@ def _databases(kind: str, folder: Path) -> Iterator[Callable[[str], str]]:
     with running_postgres() as server, psycopg.connect(server.url(), autocommit=True) as conn:
 
         def make(name: str) -> str:
-            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {name}")
             return server.url(name)
 
         yield make

@@ -234,7 +234,8 @@ def run(size: int | None, repeat: int = REPEAT) -> dict[str, dict[str, float]]:
             def sql(text: str, *args: Any) -> Callable[[], Any]:
                 return lambda: duck.execute(text, list(args)).fetchall()
 
-            reads = {
+            Read = tuple[Callable[[], Any], Callable[[], Any], Callable[[Any, Any], bool]]
+            reads: dict[str, Read] = {
                 "stats": (
                     api("/api/v1/stats"),
                     sql(

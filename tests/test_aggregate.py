@@ -111,6 +111,7 @@ def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> Non
     """Every rollup row and every histogram bin stored, against the independent deltas."""
     stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     stored_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
+    key: tuple[Any, ...]
     with database.read() as conn:
         for resolution, table in rollups.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
@@ -124,7 +125,7 @@ def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> Non
                     if row.bin < TIME_BIN_BASE
                     else ("time", row.bin - TIME_BIN_BASE)
                 )
-                stored_bins.setdefault(key, {}).setdefault(kind, {})[index] = row.count
+                stored_bins.setdefault(key, {}).setdefault(kind, {})[index] = row._mapping["count"]
         for resolution, table in class_rollups.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
                 key = (resolution, row.bucket, row.model_id, row.device_id, row.class_name)
@@ -132,7 +133,9 @@ def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> Non
         for resolution, table in class_bins.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
                 key = (resolution, row.bucket, row.model_id, ALL_DEVICES, row.class_name)
-                stored_bins.setdefault(key, {}).setdefault("confidence", {})[row.bin] = row.count
+                stored_bins.setdefault(key, {}).setdefault("confidence", {})[row.bin] = (
+                    row._mapping["count"]
+                )
     wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     wanted_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
     for key, delta in deltas.rollups.items():

@@ -66,7 +66,7 @@ def test_the_confidence_band_and_the_class_list_keep_exactly_their_images(
     client = Client(base, key, heartbeat_interval=None)
     expected = set()
     for n in range(150):
-        predictions = [
+        predictions: list[dict[str, Any]] = [
             {"class": rng.choice(["car", "bus", "forklift"]), "confidence": round(rng.random(), 3)}
             for _ in range(rng.randrange(0, 3))
         ]
@@ -120,7 +120,9 @@ def test_arrays_are_uploaded_as_jpeg_of_their_size(server: tuple[str, dict[str, 
     assert image.headers["content-type"] == "image/jpeg", (image.text, client.stats)
     with Image.open(io.BytesIO(image.content)) as decoded:
         assert decoded.size == (64, 48)
-        red, green, blue = decoded.convert("RGB").getpixel((10, 10))
+        pixel = decoded.convert("RGB").getpixel((10, 10))
+        assert isinstance(pixel, tuple)
+        red, green, blue = pixel
     assert red > 200
     assert max(green, blue) < 60
     client.close()

@@ -2,6 +2,7 @@
 
 import io
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -236,7 +237,9 @@ def test_wrap_and_pipeline_sink(server: tuple[str, dict[str, str]]) -> None:
             return {"predictions": [{"class": "a", "confidence": 0.5}]}
 
         assert predict(None) == {"predictions": [{"class": "a", "confidence": 0.5}]}
-        plain = client.wrap(lambda image: {"predictions": []}, "plain/1")
+        plain: Callable[[Any], dict[str, Any]] = client.wrap(
+            lambda image: {"predictions": []}, "plain/1"
+        )
         assert plain(None) == {"predictions": []}
         sink = client.pipeline_sink("stream/1")
         frame = SimpleNamespace(

@@ -258,9 +258,13 @@ def test_filters_narrow_the_table_and_survive_a_reload(page: Any, site: dict[str
         )
         .json()["inferences"]
     )
-    ids = lambda: page.locator("table.inferences tbody tr").evaluate_all(  # noqa: E731
-        "rows => rows.map(r => r.dataset.inferenceId)"
-    )
+
+    def ids() -> list[str]:
+        shown: list[str] = page.locator("table.inferences tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.inferenceId)"
+        )
+        return shown
+
     assert ids() == [i["inference_id"] for i in expected]
     assert len(expected) > 0
     page.reload()

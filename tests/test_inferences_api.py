@@ -184,7 +184,7 @@ def test_summaries_cover_every_prediction(client: TestClient, new_key: NewKey) -
     # More predictions than a list row carries: the mean and top classes still cover all.
     key = auth(new_key())
     rng = random.Random(3)
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"class": rng.choice(["car", "bus", "van", "truck"]), "confidence": rng.random()}
         for _ in range(250)
     ]

@@ -114,7 +114,7 @@ def api_calls() -> list[Call]:
         "threshold": 0.5,
     }
     item = {"inferences": [{"inference_id": "a-1", "model_id": "alpha-model/1"}]}
-    report = {"inference_results": []}
+    report: dict[str, list[Any]] = {"inference_results": []}
     return [
         Call("post", "/api/v1/inferences", "/api/v1/inferences", "ingest", 200, json=item),
         Call("get", "/api/v1/inferences", "/api/v1/inferences", "read", 200),

@@ -24,7 +24,7 @@ from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
 
-GOOD = {"model_id": "limits/1", "predictions": [{"class": "a", "confidence": 0.5}]}
+GOOD: dict[str, Any] = {"model_id": "limits/1", "predictions": [{"class": "a", "confidence": 0.5}]}
 
 
 def stored(client: TestClient, key: dict[str, str]) -> int:
@@ -127,7 +127,7 @@ def test_a_key_past_its_rate_gets_429_with_retry_after(
         assert "retry in 2 s" in answers[3].json()["detail"]
         # Another key has its own allowance; so do the Roboflow-compatible endpoints' keys.
         assert client.get("/api/v1/models", headers=second).status_code == 200
-        report = {"inference_results": []}
+        report: dict[str, list[Any]] = {"inference_results": []}
         compat = client.post("/inference-stats", json=report, headers=first)
         assert compat.status_code == 429
         assert compat.headers["retry-after"] == "2"

@@ -85,7 +85,8 @@ def secret(client: TestClient, settings: Settings) -> bytes:
 def open_page_with(client: TestClient, cookie: str) -> httpx.Response:
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, cookie)
-    return client.get(PAGE, headers=HTML, follow_redirects=False)
+    response: httpx.Response = client.get(PAGE, headers=HTML, follow_redirects=False)
+    return response
 
 
 def test_a_session_cookie_made_with_the_secret_opens_the_page(

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 
 class SettledClient(TestClient):
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
         aggregator = getattr(self.app.state, "aggregator", None)  # type: ignore[attr-defined]
         if aggregator is not None:
             aggregator.drain()
-        return super().request(*args, **kwargs)
+        response: httpx.Response = super().request(*args, **kwargs)
+        return response

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -174,6 +174,12 @@ class Client:
             raise ValueError("heartbeat() needs the client's device_id")
         self._sender.put(("heartbeats", None))
 
+    @overload
+    def wrap(self, fn: F, model_id: str) -> F: ...
+    @overload
+    def wrap(self, fn: str) -> Callable[[F], F]: ...
+    @overload
+    def wrap(self, fn: None = None, *, model_id: str) -> Callable[[F], F]: ...
     def wrap(self, fn: F | str | None = None, model_id: str | None = None) -> Any:
         """Time `fn` and log what it returns: `client.wrap(predict, "m/1")`, or as a
         decorator, `@client.wrap("m/1")` or `@client.wrap(model_id="m/1")`."""

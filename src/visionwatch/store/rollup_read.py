@@ -258,7 +258,7 @@ def device_requests(
 
 
 def _bin_count(table: Table) -> ColumnElement[Any]:
-    # Not "count": a row is a tuple, and row.count is the tuple's method.
+    # Not "count": to mypy, row.count is the method every tuple has.
     return func.sum(table.c.count).label("bin_count")
 
 
