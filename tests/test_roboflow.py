@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.dashboard import HTML
 from tests.support.workspaces import NewKey, auth, workspace_key
 from visionwatch.app import create_app
 from visionwatch.config import MIB, Settings
@@ -721,3 +722,22 @@ def test_reports_have_their_own_body_limit(
         response = client.post("/inference-stats", json=large)
         assert response.status_code == 413
         assert response.json()["detail"] == "the request body exceeds 0.25 MiB"
+
+
+def test_the_api_root_names_a_keys_workspace_and_browsers_get_the_dashboard(
+    client: TestClient, new_key: NewKey
+) -> None:
+    """inference's model-monitoring and custom-metadata blocks ask `GET /?api_key=...&nocache=
+    true` for `{"workspace": ...}` before sending anything; a browser at / gets the dashboard."""
+    for scopes in (("ingest",), ("read",)):
+        secret = new_key("dock-team", scopes)
+        found = client.get("/", params={"api_key": secret, "nocache": "true"})
+        assert found.status_code == 200
+        assert found.headers["content-type"] == "application/json"
+        assert found.json()["workspace"] == "dock-team"
+    refused = client.get("/", params={"api_key": "vw_" + "x" * 43, "nocache": "true"})
+    assert refused.status_code == 401
+    assert "not valid" in refused.json()["error"]
+    browser = client.get("/", headers=HTML, follow_redirects=False)
+    assert browser.status_code == 303
+    assert browser.headers["location"].startswith("/login")

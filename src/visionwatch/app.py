@@ -121,6 +121,7 @@ def create_app(
     routers = (ingest, reads, capture, images, inferences, devices, alerts, ops, roboflow)
     for module in routers:
         app.include_router(module.router)
+    app.include_router(roboflow.root_router)  # before the dashboard's /, which it lets through
     install_dashboard(app, settings)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, report_limit=settings.max_report_bytes

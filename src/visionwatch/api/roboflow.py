@@ -8,8 +8,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.routing import Match
+from starlette.types import Scope
 
 from visionwatch.api.body import check_encoding, not_json, parse_json
 from visionwatch.api.deps import check_rate
@@ -30,6 +34,46 @@ from visionwatch.store.stats import Period
 
 router = APIRouter(tags=["roboflow"])
 DEFAULT_PERIOD = timedelta(hours=24)
+
+
+class _WithApiKey(APIRoute):
+    """A route that matches only requests carrying `?api_key=`, so that the same path can be
+    a page for browsers: routing goes on to the next route when this one does not match."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE and not QueryParams(scope.get("query_string", b"")).get(
+            "api_key"
+        ):
+            return Match.NONE, {}
+        return match, child
+
+
+# Roboflow's clients ask the API's root which workspace a key belongs to before anything
+# else (inference's model-monitoring and custom-metadata workflow blocks); at visionwatch's
+# root a browser finds the dashboard, so this answers only a request with a key.
+root_router = APIRouter(tags=["roboflow"], route_class=_WithApiKey)
+
+
+# Not in /openapi.json: without its key the path is the dashboard's, which no schema of
+# this route could describe.
+@root_router.get("/", include_in_schema=False)
+async def key_workspace(request: Request, database: DatabaseDep) -> JSON:
+    secret = request.query_params["api_key"]
+    key = await run_in_threadpool(accounts.authenticate_key, database, secret)
+    if key is None:
+        raise CompatError(401, "this api_key is not valid or was revoked")
+    try:
+        check_rate(request, key)
+    except HTTPException as error:
+        raise CompatError(429, str(error.detail), headers=dict(error.headers or {})) from None
+    return JSON(
+        {
+            "welcome": "Welcome to visionwatch, answering as the Roboflow API.",
+            "docs": "/docs",
+            "workspace": key.workspace.name,
+        }
+    )
 
 
 class CompatError(Exception):
