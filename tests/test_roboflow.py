@@ -735,6 +735,13 @@ def test_the_api_root_names_a_keys_workspace_and_browsers_get_the_dashboard(
         assert found.status_code == 200
         assert found.headers["content-type"] == "application/json"
         assert found.json()["workspace"] == "dock-team"
+        # Roboflow's SDK checks its key with a POST, then reads the workspace.
+        checked = client.post("/", params={"api_key": secret})
+        assert checked.status_code == 200
+        assert checked.json()["workspace"] == "dock-team"
+        described = client.get("/dock-team", params={"api_key": secret}).json()["workspace"]
+        assert (described["name"], described["url"]) == ("dock-team", "dock-team")
+        assert client.get("/other-team", params={"api_key": secret}).status_code == 404
     refused = client.get("/", params={"api_key": "vw_" + "x" * 43, "nocache": "true"})
     assert refused.status_code == 401
     assert "not valid" in refused.json()["error"]

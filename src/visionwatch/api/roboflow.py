@@ -55,18 +55,11 @@ class _WithApiKey(APIRoute):
 root_router = APIRouter(tags=["roboflow"], route_class=_WithApiKey)
 
 
-# Not in /openapi.json: without its key the path is the dashboard's, which no schema of
-# this route could describe.
-@root_router.get("/", include_in_schema=False)
+# Not in /openapi.json: without their key the paths are the dashboard's, which no schema of
+# these routes could describe. Roboflow's SDK POSTs / (its key check), inference's blocks GET.
+@root_router.api_route("/", methods=["GET", "POST"], include_in_schema=False)
 async def key_workspace(request: Request, database: DatabaseDep) -> JSON:
-    secret = request.query_params["api_key"]
-    key = await run_in_threadpool(accounts.authenticate_key, database, secret)
-    if key is None:
-        raise CompatError(401, "this api_key is not valid or was revoked")
-    try:
-        check_rate(request, key)
-    except HTTPException as error:
-        raise CompatError(429, str(error.detail), headers=dict(error.headers or {})) from None
+    key = await _root_key(request, database)
     return JSON(
         {
             "welcome": "Welcome to visionwatch, answering as the Roboflow API.",
@@ -74,6 +67,29 @@ async def key_workspace(request: Request, database: DatabaseDep) -> JSON:
             "workspace": key.workspace.name,
         }
     )
+
+
+@root_router.get("/{workspace}", include_in_schema=False)
+async def workspace_info(workspace: str, request: Request, database: DatabaseDep) -> JSON:
+    """What Roboflow's SDK reads of a workspace (`rf.workspace()`) before anything else."""
+    key = await _root_key(request, database)
+    if workspace != key.workspace.name:
+        raise CompatError(404, f"no workspace {workspace!r} for this api_key")
+    name = key.workspace.name
+    return JSON({"workspace": {"name": name, "url": name, "projects": [], "members": []}})
+
+
+async def _root_key(request: Request, database: Database) -> ApiKey:
+    key = await run_in_threadpool(
+        accounts.authenticate_key, database, request.query_params["api_key"]
+    )
+    if key is None:
+        raise CompatError(401, "this api_key is not valid or was revoked")
+    try:
+        check_rate(request, key)
+    except HTTPException as error:
+        raise CompatError(429, str(error.detail), headers=dict(error.headers or {})) from None
+    return key
 
 
 class CompatError(Exception):
