@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -43,6 +44,7 @@ class World:
     alpha: dict[str, dict[str, str]]  # keys by scope
     beta: dict[str, str]
     beta_rule: int
+    beta_use_case: str
 
     def beta_state(self) -> dict[str, Any]:
         """All of beta's data that alpha could try to change."""
@@ -54,6 +56,10 @@ class World:
             "rules": c.get("/api/v1/alerts", headers=key).json(),
             "capture": c.get("/api/v1/capture-rules", headers=key).json(),
             "devices": c.get("/api/v1/devices", headers=key).json()["devices"],
+            "events": c.post(
+                "/vision-events/query", json={"useCaseId": self.beta_use_case}, headers=key
+            ).json()["events"],
+            "use cases": c.get("/vision-events/use-cases", headers=key).json(),
         }
 
 
@@ -91,7 +97,24 @@ def world(settings: Settings, database: Database, new_key: NewKey) -> Iterator[W
         }
         created = client.post("/api/v1/alerts", json=rule, headers=beta)
         created.raise_for_status()
-        yield World(client, alpha, beta, created.json()["id"])
+        use_case = client.post(
+            "/vision-events/use-cases", json={"name": "beta-secret"}, headers=beta
+        )
+        use_case.raise_for_status()
+        event = vision_event(use_case.json()["id"], "beta-event")
+        event["customMetadata"] = {"owner": "beta-secret"}
+        client.post("/vision-events", json=event, headers=beta).raise_for_status()
+        yield World(client, alpha, beta, created.json()["id"], use_case.json()["id"])
+
+
+def vision_event(use_case: str, event_id: str) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "eventType": "custom",
+        "useCaseId": use_case,
+        "timestamp": "2026-12-01T10:00:00Z",
+        "eventData": {"value": "1"},
+    }
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,7 @@ class Call:
     expect: int  # alpha's answer: 404 for beta's things, else what alpha's own call gets
     json: Any = None
     content: bytes | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
 
 def api_calls() -> list[Call]:
@@ -213,17 +237,93 @@ def api_calls() -> list[Call]:
             404,
             json=meta,
         ),
+        # Vision events: {use_case} is beta's use case; whatever alpha asks of it is a 404.
+        Call(
+            "post",
+            "/vision-events",
+            "/vision-events",
+            "ingest",
+            201,
+            json=vision_event("alpha-uc", "alpha-1"),
+        ),
+        Call(
+            "post",
+            "/vision-events/batch",
+            "/vision-events/batch",
+            "ingest",
+            201,
+            json={"events": [vision_event("alpha-uc", "alpha-2")]},
+        ),
+        Call(
+            "post",
+            "/vision-events/query",
+            "/vision-events/query",
+            "read",
+            404,
+            json={"useCaseId": "{use_case}"},
+        ),
+        Call("get", "/vision-events/use-cases", "/vision-events/use-cases", "read", 200),
+        Call(
+            "post",
+            "/vision-events/use-cases",
+            "/vision-events/use-cases",
+            "ingest",
+            201,
+            json={"name": "alpha-uc"},
+        ),
+        Call(
+            "put",
+            "/vision-events/use-cases/{use_case_id}",
+            "/vision-events/use-cases/{use_case}",
+            "ingest",
+            404,
+            json={"name": "alpha-name"},
+        ),
+        Call(
+            "post",
+            "/vision-events/use-cases/{use_case_id}/archive",
+            "/vision-events/use-cases/{use_case}/archive",
+            "ingest",
+            404,
+        ),
+        Call(
+            "post",
+            "/vision-events/use-cases/{use_case_id}/unarchive",
+            "/vision-events/use-cases/{use_case}/unarchive",
+            "ingest",
+            404,
+        ),
+        Call(
+            "get",
+            "/vision-events/custom-metadata-schema/{use_case_id}",
+            "/vision-events/custom-metadata-schema/{use_case}",
+            "read",
+            404,
+        ),
+        Call(
+            "post",
+            "/vision-events/upload",
+            "/vision-events/upload",
+            "ingest",
+            201,
+            files={"file": ("frame.jpg", jpeg(), "image/jpeg")},
+        ),
     ]
 
 
 def send(world: World, call: Call, headers: dict[str, str]) -> Any:
     path = call.path.replace("{rule}", str(world.beta_rule))
+    path = path.replace("{use_case}", world.beta_use_case)
+    body = call.json
+    if body is not None:  # beta's use case, wherever the body names it
+        body = orjson.loads(orjson.dumps(body).replace(b"{use_case}", world.beta_use_case.encode()))
     extra = {"content-type": "image/jpeg"} if call.content else {}
     return world.client.request(
         call.method.upper(),
         path,
-        json=call.json,
+        json=body,
         content=call.content,
+        files=call.files,
         headers={**headers, **extra},
     )
 

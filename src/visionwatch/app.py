@@ -22,6 +22,7 @@ from visionwatch.api import (
     ops,
     reads,
     roboflow,
+    vision_events,
 )
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
@@ -118,7 +119,10 @@ def create_app(
     install_handlers(app)
     roboflow.install_handlers(app)
     # images before inferences: its paths end in /image, which the detail's path would swallow.
-    routers = (ingest, reads, capture, images, inferences, devices, alerts, ops, roboflow)
+    routers = (
+        *(ingest, reads, capture, images, inferences, devices, alerts, ops),
+        *(vision_events, roboflow),
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(roboflow.root_router)  # before the dashboard's /, which it lets through

@@ -126,7 +126,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _presented(request: Request, in_body: Any) -> str | None:
+def presented_key(request: Request, in_body: Any) -> str | None:
     if isinstance(in_body, str) and in_body:
         return in_body
     if request.query_params.get("api_key"):
@@ -135,7 +135,7 @@ def _presented(request: Request, in_body: Any) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def _key(
+async def compat_key(
     request: Request, database: Database, secret: str | None, scope: str, workspace: str | None
 ) -> ApiKey:
     if secret is None:
@@ -198,7 +198,9 @@ async def _handle_report(
     except NotJson as error:
         raise CompatError(400, str(not_json(str(error)).detail)) from None
     # The key first: a report with a bad key is refused whatever else is wrong with it.
-    key = await _key(request, database, _presented(request, parsed.api_key), "ingest", workspace)
+    key = await compat_key(
+        request, database, presented_key(request, parsed.api_key), "ingest", workspace
+    )
     if parsed.errors:
         errors = [{"path": e.path, "message": e.message} for e in parsed.errors]
         first = parsed.errors[0]
@@ -252,7 +254,7 @@ async def get_inference_stats(
 ) -> JSON:
     """Totals of the period and of the previous one (`prev_`), and one row per model and
     predicted class (`""`: inferences that predicted nothing)."""
-    key = await _key(request, database, _presented(request, None), "read", workspace)
+    key = await compat_key(request, database, presented_key(request, None), "read", workspace)
     period = _roboflow_period(start_time, end_time, clock_of(request))
     names = None
     if model_names is not None:
@@ -271,7 +273,7 @@ async def post_metadata(
     arrives."""
     body = await _body(request)
     in_body = body.get("api_key") if isinstance(body, dict) else None
-    key = await _key(request, database, _presented(request, in_body), "ingest", workspace)
+    key = await compat_key(request, database, presented_key(request, in_body), "ingest", workspace)
     try:
         parsed = MetadataIn.model_validate(body)
     except ValidationError as error:

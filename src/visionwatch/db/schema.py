@@ -7,6 +7,7 @@ distributed by workspace (Citus) without a rewrite.
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -305,6 +306,67 @@ notifications = Table(
     Column("last_error", Text),
     Index(None, "status", "next_attempt_at"),
     Index(None, "rule_id", "created_at"),
+)
+
+
+# Vision Events (Roboflow's successor to Model Monitoring): use cases of typed events.
+use_cases = Table(
+    "use_cases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    # What clients call the useCaseId: ours when made here, theirs when a write named it.
+    Column("public_id", String(256), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("archived", Boolean, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("workspace_id", "public_id"),
+)
+
+vision_events = Table(
+    "vision_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("use_case_id", Integer, ForeignKey("use_cases.id"), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("ts", Timestamp, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Column("device", String(256)),
+    Column("stream", String(256)),
+    Column("workflow", String(256)),
+    Column("event", Text, nullable=False),  # the event as sent, JSON
+    UniqueConstraint("workspace_id", "event_id"),
+    # A use case's events newest first, keyset-paged by (ts, id).
+    Index("ix_vision_events_page", "workspace_id", "use_case_id", "ts", "id"),
+)
+
+# One row per custom metadata field of an event, typed, for filters and the schema.
+event_metadata = Table(
+    "event_metadata",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("event_pk", BigId, ForeignKey("vision_events.id"), nullable=False),
+    Column("field", String(100), nullable=False),
+    Column("kind", String(8), nullable=False),  # string, number, boolean
+    Column("text_value", Text),
+    Column("number_value", Float),
+    PrimaryKeyConstraint("event_pk", "field"),
+)
+
+# Images uploaded for events; the bytes are in the image store under image_key.
+event_sources = Table(
+    "event_sources",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("source_id", String(64), nullable=False),
+    Column("image_key", String(128), nullable=False),
+    Column("name", String(256)),
+    Column("metadata", Text),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("workspace_id", "source_id"),
 )
 
 

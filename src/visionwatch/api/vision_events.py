@@ -1,0 +1,349 @@
+"""Vision Events, as Roboflow serves them (its SDK and CLI, and inference's workflow block
+send them here unchanged): use cases, typed events, their images, queries.
+
+Writes need the ingest scope, reads the read scope. Errors answer `{"error": "..."}` as
+Roboflow's API does, each naming the bad field; nothing of a refused batch is stored.
+"""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from visionwatch.api.roboflow import ERRORS, CompatError, compat_key, presented_key
+from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
+from visionwatch.http.responses import JSON
+from visionwatch.images.decode import BadImage, check_image
+from visionwatch.items import json_path, message_of
+from visionwatch.store import vision_events as store
+from visionwatch.store.accounts import ApiKey
+
+router = APIRouter(prefix="/vision-events", tags=["vision events"])
+
+EVENT_TYPES = ("quality_check", "inventory_count", "safety_alert", "custom", "operator_feedback")
+MAX_BATCH = 100
+MAX_EVENT_TYPES = 20
+MAX_PAGE = 100
+LOOKBACK_DAYS = 14
+METADATA_KEY = re.compile(r"^[a-zA-Z0-9_ -]{1,100}$")
+MAX_METADATA_FIELDS = 100
+MAX_METADATA_TEXT = 1000
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class EventIn(BaseModel):
+    """One event. Fields beyond these are kept as sent: clients pass through what callers give."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    eventId: Name
+    eventType: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    useCaseId: Name
+    timestamp: datetime
+    eventData: dict[str, Any] | None = None
+    deviceId: Name | None = None
+    streamId: Name | None = None
+    workflowId: Name | None = None
+    images: list[dict[str, Any]] | None = Field(default=None, max_length=100)
+    displayImagePosition: int | None = Field(default=None, ge=0)
+    customMetadata: dict[str, Any] | None = None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+
+
+class NameIn(BaseModel):
+    name: Name
+
+
+class ContextIn(BaseModel):
+    operator: Literal["eq", "neq"] = "eq"
+    value: Name
+
+
+class MetadataFilterIn(BaseModel):
+    field: Annotated[str, Field(min_length=1, max_length=100)]
+    operator: Literal["eq", "neq", "gt", "gte", "lt", "lte"] = "eq"
+    value: str | bool | float
+    type: Literal["string", "number", "boolean"] | None = None
+
+
+class QueryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # Roboflow's filters not served here
+
+    useCaseId: Name
+    eventType: Name | None = None
+    eventTypes: list[Name] | None = Field(default=None, max_length=MAX_EVENT_TYPES)
+    startTime: datetime | None = None
+    endTime: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+    deviceId: ContextIn | None = None
+    streamId: ContextIn | None = None
+    workflowId: ContextIn | None = None
+    customMetadataFilters: list[MetadataFilterIn] = Field(default_factory=list, max_length=20)
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as error:
+        raise CompatError(400, f"the body is not valid JSON: {error}") from None
+
+
+def _refused(error: ValidationError, prefix: str = "") -> CompatError:
+    first = error.errors()[0]
+    path = json_path(first["loc"]) or "body"
+    return CompatError(400, f"{prefix}{path}: {message_of(first)}")
+
+
+def _checked_event(raw: Any, prefix: str = "") -> store.NewEvent:
+    try:
+        event = EventIn.model_validate(raw)
+    except ValidationError as error:
+        raise _refused(error, prefix) from None
+    metadata = _checked_metadata(event.customMetadata or {}, f"{prefix}customMetadata")
+    return store.NewEvent(
+        event_id=event.eventId,
+        event_type=event.eventType,
+        use_case=event.useCaseId,
+        timestamp=event.timestamp,
+        device=event.deviceId,
+        stream=event.streamId,
+        workflow=event.workflowId,
+        metadata=metadata,
+        sent=raw,
+    )
+
+
+def _checked_metadata(metadata: dict[str, Any], path: str) -> dict[str, store.MetadataValue]:
+    if len(metadata) > MAX_METADATA_FIELDS:
+        raise CompatError(400, f"{path}: at most {MAX_METADATA_FIELDS} fields")
+    for name, value in metadata.items():
+        if not METADATA_KEY.match(name):
+            raise CompatError(400, f"{path}.{name}: keys are 1-100 of a-z A-Z 0-9 _ - and space")
+        if isinstance(value, str):
+            if len(value) > MAX_METADATA_TEXT:
+                raise CompatError(400, f"{path}.{name}: at most {MAX_METADATA_TEXT} characters")
+        elif not isinstance(value, bool | int | float):
+            raise CompatError(400, f"{path}.{name}: a string, a number or a boolean")
+    return metadata
+
+
+async def _writer(request: Request, database: DatabaseDep) -> ApiKey:
+    return await compat_key(request, database, presented_key(request, None), "ingest", None)
+
+
+async def _reader(request: Request, database: DatabaseDep) -> ApiKey:
+    return await compat_key(request, database, presented_key(request, None), "read", None)
+
+
+@router.post("", status_code=201, responses=ERRORS, summary="Write one event")
+async def write_event(request: Request, database: DatabaseDep) -> JSON:
+    key = await _writer(request, database)
+    event = _checked_event(await _json(request))
+    await run_in_threadpool(
+        store.write_events, database, key.workspace.id, [event], clock_of(request)
+    )
+    return JSON({"eventId": event.event_id, "created": True}, status_code=201)
+
+
+@router.post("/batch", status_code=201, responses=ERRORS, summary="Write at most 100 events")
+async def write_batch(request: Request, database: DatabaseDep) -> JSON:
+    key = await _writer(request, database)
+    try:
+        batch = BatchIn.model_validate(await _json(request))
+    except ValidationError as error:
+        raise _refused(error) from None
+    events = [_checked_event(raw, f"events[{n}].") for n, raw in enumerate(batch.events)]
+    ids = await run_in_threadpool(
+        store.write_events, database, key.workspace.id, events, clock_of(request)
+    )
+    return JSON({"created": len(ids), "eventIds": ids}, status_code=201)
+
+
+@router.post("/query", responses=ERRORS, summary="A use case's events, newest first")
+async def query_events(request: Request, database: DatabaseDep) -> JSON:
+    key = await _reader(request, database)
+    try:
+        asked = QueryIn.model_validate(await _json(request))
+    except ValidationError as error:
+        raise _refused(error) from None
+    types = tuple(asked.eventTypes or ()) + ((asked.eventType,) if asked.eventType else ())
+    query = store.EventQuery(
+        use_case=asked.useCaseId,
+        event_types=types,
+        start=asked.startTime,
+        end=asked.endTime,
+        device=_context(asked.deviceId),
+        stream=_context(asked.streamId),
+        workflow=_context(asked.workflowId),
+        metadata=tuple(
+            store.MetadataFilter(f.field, f.operator, f.value) for f in asked.customMetadataFilters
+        ),
+        limit=asked.limit,
+        cursor=asked.cursor,
+    )
+    try:
+        page = await run_in_threadpool(store.query_events, database, key.workspace.id, query)
+    except store.BadCursor as error:
+        raise CompatError(400, f"cursor: {error}") from None
+    if page is None:
+        raise CompatError(404, f"useCaseId: no use case {asked.useCaseId!r} in this workspace")
+    return JSON(
+        {
+            "events": page.events,
+            "nextCursor": page.next_cursor,
+            "hasMore": page.next_cursor is not None,
+            "total": page.total,
+            "lookbackDays": LOOKBACK_DAYS,
+        }
+    )
+
+
+def _context(given: ContextIn | None) -> store.ContextFilter | None:
+    return None if given is None else store.ContextFilter(given.operator, given.value)
+
+
+@router.get("/use-cases", responses=ERRORS, summary="The workspace's use cases")
+async def list_use_cases(
+    request: Request, database: DatabaseDep, status: Literal["active", "archived"] = "active"
+) -> JSON:
+    key = await _reader(request, database)
+    found = await run_in_threadpool(
+        store.list_use_cases, database, key.workspace.id, status == "archived"
+    )
+    return JSON(
+        {
+            "useCases": [
+                {
+                    "id": use_case.public_id,
+                    "name": use_case.name,
+                    "status": "archived" if use_case.archived else "active",
+                    "eventCount": use_case.event_count,
+                    "lastEventAt": use_case.last_event_at,
+                }
+                for use_case in found
+            ],
+            "lookbackDays": LOOKBACK_DAYS,
+        }
+    )
+
+
+@router.post("/use-cases", status_code=201, responses=ERRORS, summary="Make a use case")
+async def create_use_case(request: Request, database: DatabaseDep) -> JSON:
+    key = await _writer(request, database)
+    name = _name(await _json(request))
+    made = await run_in_threadpool(
+        store.create_use_case, database, key.workspace.id, name, clock_of(request)
+    )
+    return JSON({"id": made.public_id, "name": made.name}, status_code=201)
+
+
+@router.put("/use-cases/{use_case_id}", responses=ERRORS, summary="Rename a use case")
+async def rename_use_case(use_case_id: str, request: Request, database: DatabaseDep) -> JSON:
+    key = await _writer(request, database)
+    name = _name(await _json(request))
+    found = await run_in_threadpool(
+        store.rename_use_case, database, key.workspace.id, use_case_id, name
+    )
+    if found is None:
+        raise CompatError(404, f"no use case {use_case_id!r} in this workspace")
+    return JSON({"id": found.public_id, "name": found.name})
+
+
+def _name(body: Any) -> str:
+    try:
+        return NameIn.model_validate(body).name
+    except ValidationError as error:
+        raise _refused(error) from None
+
+
+@router.post("/use-cases/{use_case_id}/archive", responses=ERRORS, summary="Archive")
+async def archive(use_case_id: str, request: Request, database: DatabaseDep) -> JSON:
+    return await _set_archived(use_case_id, request, database, archived=True)
+
+
+@router.post("/use-cases/{use_case_id}/unarchive", responses=ERRORS, summary="Unarchive")
+async def unarchive(use_case_id: str, request: Request, database: DatabaseDep) -> JSON:
+    return await _set_archived(use_case_id, request, database, archived=False)
+
+
+async def _set_archived(
+    use_case_id: str, request: Request, database: DatabaseDep, *, archived: bool
+) -> JSON:
+    key = await _writer(request, database)
+    done = await run_in_threadpool(
+        store.set_archived, database, key.workspace.id, use_case_id, archived
+    )
+    if not done:
+        raise CompatError(404, f"no use case {use_case_id!r} in this workspace")
+    return JSON({"success": True})
+
+
+@router.get(
+    "/custom-metadata-schema/{use_case_id}",
+    responses=ERRORS,
+    summary="Each custom metadata field of a use case's events, with its types",
+)
+async def metadata_schema(use_case_id: str, request: Request, database: DatabaseDep) -> JSON:
+    key = await _reader(request, database)
+    fields = await run_in_threadpool(store.metadata_schema, database, key.workspace.id, use_case_id)
+    if fields is None:
+        raise CompatError(404, f"no use case {use_case_id!r} in this workspace")
+    return JSON(
+        {"useCaseId": use_case_id, "fields": {name: {"types": t} for name, t in fields.items()}}
+    )
+
+
+@router.post("/upload", status_code=201, responses=ERRORS, summary="Upload an event's image")
+async def upload_image(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
+    key = await _writer(request, database)
+    try:
+        form = await request.form(max_files=1, max_fields=3, max_part_size=settings.max_body_bytes)
+    except Exception as error:  # python-multipart's own errors: a broken body
+        raise CompatError(400, f"the multipart body cannot be read: {error}") from None
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise CompatError(400, "file: a multipart part `file` holds the image")
+        data = await file.read()
+        name = form.get("name")
+        metadata_text = form.get("metadata")
+    finally:
+        await form.close()
+    metadata: dict[str, Any] | None = None
+    if isinstance(metadata_text, str) and metadata_text:
+        try:
+            metadata = orjson.loads(metadata_text)
+        except orjson.JSONDecodeError:
+            raise CompatError(400, "metadata: not valid JSON") from None
+        if not isinstance(metadata, dict):
+            raise CompatError(400, "metadata: a JSON object")
+        _checked_metadata(metadata, "metadata")
+    try:
+        image = check_image(
+            data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+    except BadImage as error:
+        raise CompatError(400, f"file: {error}") from None
+    source_id = await run_in_threadpool(
+        store.put_source,
+        database,
+        request.app.state.blobs,
+        key.workspace.id,
+        image,
+        name if isinstance(name, str) else None,
+        metadata,
+        clock_of(request),
+    )
+    url = f"/vision-events/images/{source_id}"
+    return JSON({"success": True, "sourceId": source_id, "url": url}, status_code=201)

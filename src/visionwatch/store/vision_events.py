@@ -1,0 +1,403 @@
+"""Vision Events: use cases, their events (kept as sent, with typed custom metadata for
+filters), and the images uploaded for them."""
+
+import base64
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import BigInteger, Connection, and_, delete, exists, func, or_, select, type_coerce
+
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import event_metadata, event_sources, use_cases, vision_events
+from visionwatch.db.types import from_micros, to_micros
+from visionwatch.images.blobs import BlobStore, content_key
+from visionwatch.images.decode import CheckedImage
+
+MetadataValue = str | float | bool
+Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UseCase:
+    public_id: str
+    name: str
+    archived: bool
+    event_count: int = 0
+    last_event_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event as checked: its keys, and the whole of it as sent (stored as it came)."""
+
+    event_id: str
+    event_type: str
+    use_case: str
+    timestamp: datetime
+    device: str | None
+    stream: str | None
+    workflow: str | None
+    metadata: dict[str, MetadataValue]
+    sent: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFilter:
+    operator: Literal["eq", "neq"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataFilter:
+    field: str
+    operator: Operator
+    value: MetadataValue
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    use_case: str
+    event_types: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    device: ContextFilter | None = None
+    stream: ContextFilter | None = None
+    workflow: ContextFilter | None = None
+    metadata: tuple[MetadataFilter, ...] = ()
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int = field(default=0)
+
+
+# -- use cases --------------------------------------------------------------------------
+
+
+def create_use_case(db: Database, workspace_id: int, name: str, now: datetime) -> UseCase:
+    with db.write() as conn:
+        public_id = secrets.token_hex(4)
+        conn.execute(
+            use_cases.insert().values(
+                workspace_id=workspace_id,
+                public_id=public_id,
+                name=name,
+                archived=False,
+                created_at=now,
+            )
+        )
+    return UseCase(public_id, name, archived=False)
+
+
+def list_use_cases(db: Database, workspace_id: int, archived: bool) -> list[UseCase]:
+    """The workspace's use cases, with how many events each holds and the newest one's time."""
+    counts = (
+        select(
+            vision_events.c.use_case_id,
+            func.count().label("events"),
+            func.max(type_coerce(vision_events.c.ts, BigInteger)).label("last"),
+        )
+        .where(vision_events.c.workspace_id == workspace_id)
+        .group_by(vision_events.c.use_case_id)
+        .subquery()
+    )
+    query = (
+        select(use_cases, counts.c.events, counts.c.last)
+        .outerjoin(counts, counts.c.use_case_id == use_cases.c.id)
+        .where(use_cases.c.workspace_id == workspace_id, use_cases.c.archived == archived)
+        .order_by(use_cases.c.name)
+    )
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        UseCase(
+            row.public_id,
+            row.name,
+            row.archived,
+            int(row.events or 0),
+            from_micros(int(row.last)) if row.last is not None else None,
+        )
+        for row in rows
+    ]
+
+
+def rename_use_case(db: Database, workspace_id: int, public_id: str, name: str) -> UseCase | None:
+    with db.write() as conn:
+        row = conn.execute(
+            use_cases.update()
+            .where(use_cases.c.workspace_id == workspace_id, use_cases.c.public_id == public_id)
+            .values(name=name)
+            .returning(use_cases.c.archived)
+        ).one_or_none()
+    return None if row is None else UseCase(public_id, name, bool(row.archived))
+
+
+def set_archived(db: Database, workspace_id: int, public_id: str, archived: bool) -> bool:
+    with db.write() as conn:
+        result = conn.execute(
+            use_cases.update()
+            .where(use_cases.c.workspace_id == workspace_id, use_cases.c.public_id == public_id)
+            .values(archived=archived)
+        )
+    return result.rowcount > 0
+
+
+def _use_case_pk(conn: Connection, workspace_id: int, reference: str) -> int | None:
+    """A use case by its id, or else by its name (clients send either)."""
+    for column in (use_cases.c.public_id, use_cases.c.name):
+        found = conn.execute(
+            select(use_cases.c.id)
+            .where(use_cases.c.workspace_id == workspace_id, column == reference)
+            .order_by(use_cases.c.id)
+            .limit(1)
+        ).scalar()
+        if found is not None:
+            return int(found)
+    return None
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def write_events(
+    db: Database, workspace_id: int, events: Sequence[NewEvent], now: datetime
+) -> list[str]:
+    """Store `events`, all or none. An event id seen before replaces that event (a client
+    re-sending is idempotent); a use case named for the first time is made."""
+    return db.run_write(_write, workspace_id, events, now)
+
+
+def _write(
+    conn: Connection, workspace_id: int, events: Sequence[NewEvent], now: datetime
+) -> list[str]:
+    known: dict[str, int] = {}
+    for event in events:
+        if event.use_case not in known:
+            pk = _use_case_pk(conn, workspace_id, event.use_case)
+            if pk is None:
+                pk = conn.execute(
+                    use_cases.insert()
+                    .values(
+                        workspace_id=workspace_id,
+                        public_id=event.use_case,
+                        name=event.use_case,
+                        archived=False,
+                        created_at=now,
+                    )
+                    .returning(use_cases.c.id)
+                ).scalar_one()
+            known[event.use_case] = pk
+    ids = [event.event_id for event in events]
+    replaced = select(vision_events.c.id).where(
+        vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
+    )
+    conn.execute(delete(event_metadata).where(event_metadata.c.event_pk.in_(replaced)))
+    conn.execute(
+        delete(vision_events).where(
+            vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
+        )
+    )
+    latest = {event.event_id: event for event in events}  # the last of repeats in a batch
+    for event in latest.values():
+        pk = conn.execute(
+            vision_events.insert()
+            .values(
+                workspace_id=workspace_id,
+                use_case_id=known[event.use_case],
+                event_id=event.event_id,
+                event_type=event.event_type,
+                ts=event.timestamp,
+                received_at=now,
+                device=event.device,
+                stream=event.stream,
+                workflow=event.workflow,
+                event=orjson.dumps(event.sent).decode(),
+            )
+            .returning(vision_events.c.id)
+        ).scalar_one()
+        if event.metadata:
+            conn.execute(
+                event_metadata.insert(),
+                [
+                    {
+                        "workspace_id": workspace_id,
+                        "event_pk": pk,
+                        "field": name,
+                        "kind": _kind(value),
+                        "text_value": _text(value),
+                        "number_value": float(value) if _kind(value) == "number" else None,
+                    }
+                    for name, value in event.metadata.items()
+                ],
+            )
+    return list(latest)
+
+
+def _kind(value: MetadataValue) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if isinstance(value, int | float) else "string"
+
+
+def _text(value: MetadataValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else repr(float(value))
+
+
+def query_events(db: Database, workspace_id: int, query: EventQuery) -> EventPage | None:
+    """A page of a use case's events, newest first, and the cursor of the next; None when
+    the use case does not exist."""
+    position = _decode_cursor(query.cursor) if query.cursor else None
+    with db.read() as conn:
+        use_case = _use_case_pk(conn, workspace_id, query.use_case)
+        if use_case is None:
+            return None
+        conditions = _conditions(workspace_id, use_case, query)
+        total = conn.execute(
+            select(func.count()).select_from(vision_events).where(*conditions)
+        ).scalar_one()
+        ts = type_coerce(vision_events.c.ts, BigInteger)
+        if position is not None:
+            micros, pk = position
+            conditions.append(or_(ts < micros, and_(ts == micros, vision_events.c.id < pk)))
+        rows = conn.execute(
+            select(vision_events.c.id, vision_events.c.ts, vision_events.c.event)
+            .where(*conditions)
+            .order_by(vision_events.c.ts.desc(), vision_events.c.id.desc())
+            .limit(query.limit + 1)
+        ).all()
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    cursor = _encode_cursor(page[-1].ts, page[-1].id) if more else None
+    return EventPage([orjson.loads(row.event) for row in page], cursor, int(total))
+
+
+def _conditions(workspace_id: int, use_case: int, query: EventQuery) -> list[Any]:
+    conditions: list[Any] = [
+        vision_events.c.workspace_id == workspace_id,
+        vision_events.c.use_case_id == use_case,
+    ]
+    if query.event_types:
+        conditions.append(vision_events.c.event_type.in_(query.event_types))
+    if query.start is not None:
+        conditions.append(vision_events.c.ts >= query.start)
+    if query.end is not None:
+        conditions.append(vision_events.c.ts < query.end)
+    for column, context in (
+        (vision_events.c.device, query.device),
+        (vision_events.c.stream, query.stream),
+        (vision_events.c.workflow, query.workflow),
+    ):
+        if context is not None:
+            matches = column == context.value
+            # neq: an event without the field differs from the value too
+            other = or_(~matches, column.is_(None))
+            conditions.append(matches if context.operator == "eq" else other)
+    for wanted in query.metadata:
+        conditions.append(exists().where(*_metadata_match(wanted)))
+    return conditions
+
+
+def _metadata_match(wanted: MetadataFilter) -> list[Any]:
+    row = event_metadata.c
+    match = [row.event_pk == vision_events.c.id, row.field == wanted.field]
+    kind = _kind(wanted.value)
+    if kind == "number":
+        column, value = row.number_value, float(wanted.value)
+    else:
+        column, value = row.text_value, _text(wanted.value)  # type: ignore[assignment]
+    compare = {
+        "eq": column == value,
+        "neq": column != value,
+        "gt": column > value,
+        "gte": column >= value,
+        "lt": column < value,
+        "lte": column <= value,
+    }[wanted.operator]
+    return [*match, row.kind == kind, compare]
+
+
+def metadata_schema(db: Database, workspace_id: int, use_case: str) -> dict[str, list[str]] | None:
+    """Each custom metadata field of a use case's events, with the types its values had."""
+    with db.read() as conn:
+        pk = _use_case_pk(conn, workspace_id, use_case)
+        if pk is None:
+            return None
+        rows = conn.execute(
+            select(event_metadata.c.field, event_metadata.c.kind)
+            .distinct()
+            .join(vision_events, vision_events.c.id == event_metadata.c.event_pk)
+            .where(vision_events.c.workspace_id == workspace_id, vision_events.c.use_case_id == pk)
+            .order_by(event_metadata.c.field, event_metadata.c.kind)
+        ).all()
+    fields: dict[str, list[str]] = {}
+    for row in rows:
+        fields.setdefault(row.field, []).append(row.kind)
+    return fields
+
+
+def _encode_cursor(ts: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{to_micros(ts)}:{pk}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        micros, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
+        return int(micros), int(pk)
+    except ValueError:
+        raise BadCursor("this cursor was not given by a previous page") from None
+
+
+# -- images -----------------------------------------------------------------------------
+
+
+def put_source(
+    db: Database,
+    blobs: BlobStore,
+    workspace_id: int,
+    image: CheckedImage,
+    name: str | None,
+    metadata: dict[str, Any] | None,
+    now: datetime,
+) -> str:
+    """Keep an uploaded image; its source id, for events to name."""
+    key = content_key(image.data, image.extension)
+    blobs.put(key, image.data)  # content-addressed: the same bytes are stored once
+    source_id = "ve-img-" + secrets.token_hex(8)
+    with db.write() as conn:
+        conn.execute(
+            event_sources.insert().values(
+                workspace_id=workspace_id,
+                source_id=source_id,
+                image_key=key,
+                name=name,
+                metadata=orjson.dumps(metadata).decode() if metadata else None,
+                created_at=now,
+            )
+        )
+    return source_id
+
+
+def source_image(db: Database, workspace_id: int, source_id: str) -> str | None:
+    with db.read() as conn:
+        found = conn.execute(
+            select(event_sources.c.image_key).where(
+                event_sources.c.workspace_id == workspace_id,
+                event_sources.c.source_id == source_id,
+            )
+        ).scalar()
+    return None if found is None else str(found)

@@ -1,0 +1,240 @@
+"""Vision Events through Roboflow's own SDK (roboflow-slim) against a real server: use cases,
+an image upload, single and batch writes, every event paged exactly once, filters, the
+metadata schema, operator feedback, and refusals; answers checked against the events sent."""
+
+import io
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.roboflow_sdk import run_sdk
+from tests.support.workspaces import new_workspace
+
+pytestmark = pytest.mark.slow
+DEVICES = ("cam-1", "cam-2", "cam-3")
+TYPES = ("quality_check", "inventory_count", "safety_alert", "custom")
+
+
+def events_for(use_case: str, count: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    made = []
+    for n in range(count):
+        kind = TYPES[n % len(TYPES)]
+        data = {
+            "quality_check": {"result": rng.choice(["pass", "fail"])},
+            "inventory_count": {"location": "dock", "itemCount": n, "itemType": "pallet"},
+            "safety_alert": {"alertType": "no_helmet", "severity": "high", "description": "x"},
+            "custom": {"value": str(n)},
+        }[kind]
+        made.append(
+            {
+                "eventId": str(uuid.UUID(int=rng.getrandbits(128))),
+                "eventType": kind,
+                "useCaseId": use_case,
+                # Distinct times, some sharing one, so that paging must break ties by id.
+                "timestamp": (start + timedelta(seconds=n // 2)).isoformat(),
+                "eventData": data,
+                "deviceId": DEVICES[n % len(DEVICES)],
+                "customMetadata": {"temperature": 60 + n % 25, "shift": rng.choice(["a", "b"])},
+            }
+        )
+    return made
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def key(server: tuple[str, dict[str, str]]) -> str:
+    return new_workspace(server[1])
+
+
+def test_roboflows_sdk_writes_pages_and_filters_events(
+    server: tuple[str, dict[str, str]], key: str, tmp_path: Path
+) -> None:
+    base = server[0]
+    image = tmp_path / "frame.png"
+    image.write_bytes(png())
+    made = run_sdk(
+        base,
+        key,
+        [
+            {"call": "create_vision_event_use_case", "args": ["Dock safety"]},
+            {"call": "upload_vision_event_image", "args": [str(image)]},
+        ],
+    )
+    use_case = made[0]["ok"]["id"]
+    assert made[0]["ok"]["name"] == "Dock safety"
+    assert "ok" in made[1], made[1]
+    source = made[1]["ok"]["sourceId"]
+    events = events_for(use_case, 150, seed=1)
+    events[0]["images"] = [
+        {
+            "sourceId": source,
+            "label": "frame",
+            "objectDetections": [
+                {"class": "person", "x": 20, "y": 20, "width": 10, "height": 16, "confidence": 0.8}
+            ],
+        }
+    ]
+    feedback = {
+        "eventId": str(uuid.uuid4()),
+        "eventType": "operator_feedback",
+        "useCaseId": use_case,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "eventData": {"relatedEventId": events[0]["eventId"], "feedback": "correct"},
+    }
+    hot = {"field": "temperature", "operator": "gt", "value": 80, "type": "number"}
+    answers = run_sdk(
+        base,
+        key,
+        [
+            {"call": "write_vision_event", "args": [events[0]]},
+            {"call": "write_vision_events_batch", "args": [events[1:100]]},
+            {"call": "write_vision_events_batch", "args": [events[100:]]},
+            {"call": "write_vision_events_batch", "args": [events[100:]]},  # sent again
+            {"call": "write_vision_event", "args": [feedback]},
+            {"call": "query_all_vision_events", "args": [use_case], "kwargs": {"limit": 40}},
+            {
+                "call": "query_all_vision_events",
+                "args": [use_case],
+                "kwargs": {"event_type": "quality_check"},
+            },
+            {
+                "call": "query_vision_events",
+                "args": [use_case],
+                "kwargs": {"deviceId": {"operator": "eq", "value": "cam-2"}, "limit": 100},
+            },
+            {
+                "call": "query_vision_events",
+                "args": [use_case],
+                "kwargs": {"customMetadataFilters": [hot], "limit": 100},
+            },
+            {"call": "get_vision_event_metadata_schema", "args": [use_case]},
+        ],
+    )
+    single, first, second, again, feedback_written, pages, checks, cam2, hot_ones, schema = [
+        answer.get("ok", answer) for answer in answers
+    ]
+    assert single == {"eventId": events[0]["eventId"], "created": True}
+    assert (first["created"], second["created"], again["created"]) == (99, 50, 50)
+    assert feedback_written["eventId"] == feedback["eventId"]
+
+    paged = [event["eventId"] for page in pages for event in page]
+    sent = [event["eventId"] for event in events] + [feedback["eventId"]]
+    assert sorted(paged) == sorted(sent), "every event once, none twice, the re-sent once"
+    times = [event["timestamp"] for page in pages for event in page]
+    assert [datetime.fromisoformat(t) for t in times] == sorted(
+        (datetime.fromisoformat(t) for t in times), reverse=True
+    ), "newest first"
+    assert len(pages) == -(-len(sent) // 40)
+
+    def ids(found: list[dict[str, Any]]) -> set[str]:
+        return {event["eventId"] for event in found}
+
+    assert ids([e for page in checks for e in page]) == {
+        e["eventId"] for e in events if e["eventType"] == "quality_check"
+    }
+    assert ids(cam2["events"]) == {e["eventId"] for e in events if e["deviceId"] == "cam-2"}
+    assert ids(hot_ones["events"]) == {
+        e["eventId"] for e in events if e["customMetadata"]["temperature"] > 80
+    }
+    assert schema["fields"] == {
+        "shift": {"types": ["string"]},
+        "temperature": {"types": ["number"]},
+    }
+    stored = next(e for page in pages for e in page if e["eventId"] == events[0]["eventId"])
+    assert stored["images"][0]["sourceId"] == source, "the event comes back as it was sent"
+
+
+def test_use_cases_are_renamed_archived_and_listed(
+    server: tuple[str, dict[str, str]], key: str
+) -> None:
+    answers = run_sdk(
+        server[0],
+        key,
+        [
+            {"call": "create_vision_event_use_case", "args": ["Gate"]},
+            {"call": "list_vision_event_use_cases"},
+        ],
+    )
+    gate = answers[0]["ok"]["id"]
+    assert [(u["id"], u["name"], u["eventCount"]) for u in answers[1]["ok"]["useCases"]] == [
+        (gate, "Gate", 0)
+    ]
+    answers = run_sdk(
+        server[0],
+        key,
+        [
+            {"call": "rename_vision_event_use_case", "args": [gate, "North gate"]},
+            {"call": "archive_vision_event_use_case", "args": [gate]},
+            {"call": "list_vision_event_use_cases"},
+            {"call": "list_vision_event_use_cases", "args": ["archived"]},
+            {"call": "unarchive_vision_event_use_case", "args": [gate]},
+            {"call": "list_vision_event_use_cases"},
+        ],
+    )
+    renamed, archived, active, archives, _, back = [answer["ok"] for answer in answers]
+    assert renamed == {"id": gate, "name": "North gate"}
+    assert archived == {"success": True}
+    assert active["useCases"] == []
+    assert [u["name"] for u in archives["useCases"]] == ["North gate"]
+    assert [u["status"] for u in back["useCases"]] == ["active"]
+    assert back["lookbackDays"] == 14
+
+
+def test_refusals_name_the_field_and_store_nothing(
+    server: tuple[str, dict[str, str]], key: str
+) -> None:
+    events = events_for("refusals", 101, seed=2)
+    untyped = {k: v for k, v in events[0].items() if k != "eventType"}
+    answers = run_sdk(
+        server[0],
+        key,
+        [
+            {"call": "write_vision_events_batch", "args": [events]},
+            {"call": "write_vision_events_batch", "args": [[*events[:5], untyped]]},
+            {"call": "write_vision_event", "args": [{**events[0], "customMetadata": {"a/b": 1}}]},
+            {"call": "api.write_event", "args": ["vw_" + "x" * 43, events[0]]},
+            {"call": "query_vision_events", "args": ["refusals"]},
+        ],
+    )
+    too_many, missing_type, bad_key_name, bad_key, after = answers
+    assert "events" in too_many["error"]
+    assert "100" in too_many["error"]
+    assert "events[5].eventType" in missing_type["error"]
+    assert "customMetadata.a/b" in bad_key_name["error"]
+    assert "not valid" in bad_key["error"]
+    assert "no use case" in after["error"], "nothing of the refused batches was stored"
+
+
+def test_a_use_case_named_in_a_write_is_made_and_events_stay_in_their_workspace(
+    server: tuple[str, dict[str, str]], key: str
+) -> None:
+    """inference's workflow block sends the use case it was configured with, by name."""
+    other = new_workspace(server[1])
+    event = events_for("line-3", 1, seed=3)[0]
+    event["timestamp"] = datetime.now(UTC).isoformat()  # +00:00 with microseconds, as it sends
+    headers = {"Authorization": f"Bearer {key}"}
+    written = httpx.post(f"{server[0]}/vision-events", json=event, headers=headers)
+    assert written.status_code == 201, written.text
+    mine = httpx.post(
+        f"{server[0]}/vision-events/query", json={"useCaseId": "line-3"}, headers=headers
+    ).json()
+    assert [e["eventId"] for e in mine["events"]] == [event["eventId"]]
+    theirs = httpx.post(
+        f"{server[0]}/vision-events/query",
+        json={"useCaseId": "line-3"},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert theirs.status_code == 404
