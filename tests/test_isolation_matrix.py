@@ -45,6 +45,7 @@ class World:
     beta: dict[str, str]
     beta_rule: int
     beta_use_case: str
+    beta_source: str
 
     def beta_state(self) -> dict[str, Any]:
         """All of beta's data that alpha could try to change."""
@@ -104,7 +105,20 @@ def world(settings: Settings, database: Database, new_key: NewKey) -> Iterator[W
         event = vision_event(use_case.json()["id"], "beta-event")
         event["customMetadata"] = {"owner": "beta-secret"}
         client.post("/vision-events", json=event, headers=beta).raise_for_status()
-        yield World(client, alpha, beta, created.json()["id"], use_case.json()["id"])
+        source = client.post(
+            "/vision-events/upload",
+            files={"file": ("beta.jpg", jpeg(), "image/jpeg")},
+            headers=beta,
+        )
+        source.raise_for_status()
+        yield World(
+            client,
+            alpha,
+            beta,
+            created.json()["id"],
+            use_case.json()["id"],
+            source.json()["sourceId"],
+        )
 
 
 def vision_event(use_case: str, event_id: str) -> dict[str, Any]:
@@ -308,12 +322,32 @@ def api_calls() -> list[Call]:
             201,
             files={"file": ("frame.jpg", jpeg(), "image/jpeg")},
         ),
+        Call(
+            "get",
+            "/vision-events/images/{source_id}",
+            "/vision-events/images/{source}",
+            "read",
+            404,
+        ),
+        Call(
+            "post",
+            "/v2/events",
+            "/v2/events",
+            "ingest",
+            201,
+            json={
+                "inference_timestamp": "2026-12-01T10:00:00+00:00",
+                "solution": "alpha-uc",
+                "event_schema": "custom",
+                "event_data": {"value": "1"},
+            },
+        ),
     ]
 
 
 def send(world: World, call: Call, headers: dict[str, str]) -> Any:
     path = call.path.replace("{rule}", str(world.beta_rule))
-    path = path.replace("{use_case}", world.beta_use_case)
+    path = path.replace("{use_case}", world.beta_use_case).replace("{source}", world.beta_source)
     body = call.json
     if body is not None:  # beta's use case, wherever the body names it
         body = orjson.loads(orjson.dumps(body).replace(b"{use_case}", world.beta_use_case.encode()))

@@ -2,6 +2,7 @@
 an image upload, single and batch writes, every event paged exactly once, filters, the
 metadata schema, operator feedback, and refusals; answers checked against the events sent."""
 
+import base64
 import io
 import random
 import uuid
@@ -11,12 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.support.roboflow_sdk import run_sdk
-from tests.support.workspaces import new_workspace
+from tests.support.workspaces import NewKey, auth, new_workspace
+from visionwatch.config import Settings
+from visionwatch.db.engine import Database
+from visionwatch.images.blobs import FilesystemStore
+from visionwatch.retention import prune
 
-pytestmark = pytest.mark.slow
 DEVICES = ("cam-1", "cam-2", "cam-3")
 TYPES = ("quality_check", "inventory_count", "safety_alert", "custom")
 
@@ -59,6 +64,7 @@ def key(server: tuple[str, dict[str, str]]) -> str:
     return new_workspace(server[1])
 
 
+@pytest.mark.slow
 def test_roboflows_sdk_writes_pages_and_filters_events(
     server: tuple[str, dict[str, str]], key: str, tmp_path: Path
 ) -> None:
@@ -157,6 +163,7 @@ def test_roboflows_sdk_writes_pages_and_filters_events(
     assert stored["images"][0]["sourceId"] == source, "the event comes back as it was sent"
 
 
+@pytest.mark.slow
 def test_use_cases_are_renamed_archived_and_listed(
     server: tuple[str, dict[str, str]], key: str
 ) -> None:
@@ -193,6 +200,7 @@ def test_use_cases_are_renamed_archived_and_listed(
     assert back["lookbackDays"] == 14
 
 
+@pytest.mark.slow
 def test_refusals_name_the_field_and_store_nothing(
     server: tuple[str, dict[str, str]], key: str
 ) -> None:
@@ -218,6 +226,7 @@ def test_refusals_name_the_field_and_store_nothing(
     assert "no use case" in after["error"], "nothing of the refused batches was stored"
 
 
+@pytest.mark.slow
 def test_a_use_case_named_in_a_write_is_made_and_events_stay_in_their_workspace(
     server: tuple[str, dict[str, str]], key: str
 ) -> None:
@@ -238,3 +247,93 @@ def test_a_use_case_named_in_a_write_is_made_and_events_stay_in_their_workspace(
         headers={"Authorization": f"Bearer {other}"},
     )
     assert theirs.status_code == 404
+
+
+def jpeg_bytes(shade: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (shade, 40, 40)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_the_event_store_path_takes_events_as_inference_sends_them(
+    client: TestClient, new_key: NewKey
+) -> None:
+    """inference's event-store mode: snake_case, images inline in base64, X-API-Key."""
+    secret = new_key(scopes=("ingest", "read"))
+    output, source = jpeg_bytes(200), jpeg_bytes(90)
+    sent: dict[str, Any] = {
+        "inference_timestamp": datetime.now(UTC).isoformat(),
+        "solution": "line-3",
+        "event_schema": "quality_check",
+        "event_data": {"result": "fail"},
+        "images": [
+            {
+                "base64Image": base64.b64encode(output).decode(),
+                "inputBase64Image": base64.b64encode(source).decode(),
+                "label": "workflow",
+                "classifications": [{"class": "scratch", "confidence": 0.7}],
+            }
+        ],
+        "custom_metadata": {"line": 3},
+        "displayImagePosition": 0,
+    }
+    stored = client.post("/v2/events", json=sent, headers={"X-API-Key": secret})
+    assert stored.status_code == 201, stored.text
+    found = client.post(
+        "/vision-events/query", json={"useCaseId": "line-3"}, headers=auth(secret)
+    ).json()["events"]
+    assert [event["eventId"] for event in found] == [stored.json()["id"]]
+    (image,) = found[0]["images"]
+    assert image["classifications"] == sent["images"][0]["classifications"]
+    for named, data in (("sourceId", output), ("inputSourceId", source)):
+        fetched = client.get(f"/vision-events/images/{image[named]}", headers=auth(secret))
+        assert fetched.content == data
+    refused = client.post("/v2/events", json=sent, headers={"X-API-Key": "vw_" + "x" * 43})
+    assert refused.status_code == 401
+    assert "not valid" in refused.json()["detail"]
+    broken = {**sent, "images": [{"base64Image": "not base64!"}]}
+    bad = client.post("/v2/events", json=broken, headers={"X-API-Key": secret})
+    assert bad.status_code == 400
+    assert bad.json()["detail"].startswith("images[0].base64Image")
+    after = client.post("/vision-events/query", json={"useCaseId": "line-3"}, headers=auth(secret))
+    assert len(after.json()["events"]) == 1, "the refused ones stored nothing"
+
+
+def test_events_keep_for_the_lookback_and_shared_images_stay(
+    client: TestClient, new_key: NewKey, settings: Settings, database: Database
+) -> None:
+    secret = auth(new_key(scopes=("ingest", "read")))
+    now = datetime.now(UTC)
+    picture = jpeg_bytes(150)
+    uploaded = client.post(
+        "/vision-events/upload", files={"file": ("f.jpg", picture, "image/jpeg")}, headers=secret
+    ).json()["sourceId"]
+    events = []
+    for n, age in enumerate((1, 13, 15, 30)):
+        event = events_for("dock", 1, seed=10 + n)[0]
+        event["timestamp"] = (now - timedelta(days=age)).isoformat()
+        events.append(event)
+    written = client.post("/vision-events/batch", json={"events": events}, headers=secret)
+    assert written.status_code == 201
+    # An inference past its retention with the same picture: its file is the event's too.
+    old = {
+        "inference_id": "old",
+        "model_id": "m/1",
+        "timestamp": (now - timedelta(days=40)).isoformat(),
+    }
+    client.post("/api/v1/inferences", json={"inferences": [old]}, headers=secret)
+    client.put(
+        "/api/v1/inferences/old/image",
+        content=picture,
+        headers={**secret, "content-type": "image/jpeg"},
+    ).raise_for_status()
+    blobs = FilesystemStore(settings.images_dir())
+    report = prune(database, blobs, settings, now)
+    assert report.events == {"acme": 2}
+    kept = client.post("/vision-events/query", json={"useCaseId": "dock"}, headers=secret).json()
+    assert sorted(e["eventId"] for e in kept["events"]) == sorted(e["eventId"] for e in events[:2])
+    image = client.get(f"/vision-events/images/{uploaded}", headers=secret)
+    assert image.content == picture, "the event's image outlived the inference that shared it"
+    later = prune(database, blobs, settings, now + timedelta(days=15))
+    assert later.files == 1, "once no event and no inference points at it, the file goes"
+    assert client.get(f"/vision-events/images/{uploaded}", headers=secret).status_code == 404

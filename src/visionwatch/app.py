@@ -125,6 +125,7 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    app.include_router(vision_events.event_store)
     app.include_router(roboflow.root_router)  # before the dashboard's /, which it lets through
     install_dashboard(app, settings)
     app.add_middleware(

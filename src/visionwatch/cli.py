@@ -436,7 +436,7 @@ def db_prune(ctx: click.Context, dry_run: bool) -> None:
     for name in sorted(report.inferences):
         click.echo(
             f"{name}: {verb.lower()} {report.inferences[name]} inferences, "
-            f"unlink {report.images[name]} images"
+            f"unlink {report.images[name]} images, {report.events[name]} vision events"
         )
     if not dry_run:
         click.echo(f"{verb} {report.files} image files")

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     image_retention_days: int = Field(default=14, ge=1)
     rollup_retention_days: int = Field(default=365, ge=1)
+    # Vision events and their images, as Roboflow's lookback (reported as lookbackDays).
+    event_lookback_days: int = Field(default=14, ge=1)
     # Seconds between runs of the retention job inside the server; 0: never.
     prune_interval_seconds: int = Field(default=24 * 3600, ge=0)
     # Alerting: how often rules are evaluated, where email goes out, and the address

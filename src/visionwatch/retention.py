@@ -1,8 +1,9 @@
 """Retention: delete raw inferences and images past their retention; keep rollups longer.
 
 Rows go in chunks, each in its own transaction, so a large prune never holds
-the writer for long. An image file goes only when no inference anywhere
-points at it any more (files are shared by content).
+the writer for long. An image file goes only when no inference and no vision event's
+image anywhere points at it any more (files are shared by content). Vision events and
+their images keep for the lookback (VISIONWATCH_EVENT_LOOKBACK_DAYS).
 """
 
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
     class_bins,
     class_rollups,
+    event_metadata,
+    event_sources,
     image_counts,
     inference_metadata,
     inferences,
@@ -26,6 +29,7 @@ from visionwatch.db.schema import (
     rollup_bins,
     rollup_queue,
     rollups,
+    vision_events,
     workspaces,
 )
 from visionwatch.db.types import EPOCH
@@ -41,6 +45,7 @@ class PruneReport:
     dry_run: bool
     inferences: dict[str, int] = field(default_factory=dict)  # by workspace name
     images: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
     files: int = 0
     rollup_rows: int = 0
 
@@ -72,6 +77,8 @@ def prune(
         limits = cutoffs(settings, now, space.retention_days, space.image_retention_days)
         report.images[space.name] = _prune_images(db, blobs, space.id, limits, dry_run, report)
         report.inferences[space.name] = _prune_rows(db, blobs, space.id, limits, dry_run, report)
+        lookback = now - timedelta(days=settings.event_lookback_days)
+        report.events[space.name] = _prune_events(db, blobs, space.id, lookback, dry_run, report)
     report.rollup_rows = _prune_rollups(
         db, now - timedelta(days=settings.rollup_retention_days), dry_run
     )
@@ -166,12 +173,56 @@ def _in_chunks(
 
 
 def _orphans(conn: Connection, keys: set[str]) -> list[str]:
+    """Which of `keys` nothing points at any more: no inference, no vision event's image."""
+    asked = sorted(keys)
     still = set(
-        conn.execute(
-            select(inferences.c.image_key).where(inferences.c.image_key.in_(sorted(keys)))
-        ).scalars()
+        conn.execute(select(inferences.c.image_key).where(inferences.c.image_key.in_(asked)))
+        .scalars()
+        .all()
+    ) | set(
+        conn.execute(select(event_sources.c.image_key).where(event_sources.c.image_key.in_(asked)))
+        .scalars()
+        .all()
     )
     return sorted(keys - still)
+
+
+def _prune_events(
+    db: Database,
+    blobs: BlobStore,
+    workspace_id: int,
+    cutoff: datetime,
+    dry_run: bool,
+    report: PruneReport,
+) -> int:
+    """Delete vision events older than the lookback, and the images uploaded before it;
+    how many events (or, dry, how many would be)."""
+    old = (vision_events.c.workspace_id == workspace_id, vision_events.c.ts < cutoff)
+    if dry_run:
+        with db.read() as conn:
+            return int(conn.execute(select(func.count()).where(*old)).scalar_one())
+    done = 0
+    while True:
+        with db.write() as conn:
+            pks = conn.execute(select(vision_events.c.id).where(*old).limit(CHUNK)).scalars().all()
+            if not pks:
+                break
+            conn.execute(delete(event_metadata).where(event_metadata.c.event_pk.in_(pks)))
+            conn.execute(delete(vision_events).where(vision_events.c.id.in_(pks)))
+        done += len(pks)
+    old_sources = (
+        event_sources.c.workspace_id == workspace_id,
+        event_sources.c.created_at < cutoff,
+    )
+    with db.write() as conn:
+        keys = set(conn.execute(select(event_sources.c.image_key).where(*old_sources)).scalars())
+        conn.execute(delete(event_sources).where(*old_sources))
+        orphans = _orphans(conn, keys) if keys else []
+    for key in orphans:  # after the commit, as for inferences' images
+        blobs.delete(key)
+        blobs.delete(thumbnail_key(key))
+    report.files += len(orphans)
+    return done
 
 
 def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) -> None:

@@ -5,18 +5,23 @@ Writes need the ingest scope, reads the read scope. Errors answer `{"error": "..
 Roboflow's API does, each naming the bad field; nothing of a refused batch is stored.
 """
 
+import base64
+import binascii
 import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.responses import Response
 
 from visionwatch.api.roboflow import ERRORS, CompatError, compat_key, presented_key
 from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
+from visionwatch.http.downloads import image_response
 from visionwatch.http.responses import JSON
 from visionwatch.images.decode import BadImage, check_image
 from visionwatch.items import json_path, message_of
@@ -29,7 +34,6 @@ EVENT_TYPES = ("quality_check", "inventory_count", "safety_alert", "custom", "op
 MAX_BATCH = 100
 MAX_EVENT_TYPES = 20
 MAX_PAGE = 100
-LOOKBACK_DAYS = 14
 METADATA_KEY = re.compile(r"^[a-zA-Z0-9_ -]{1,100}$")
 MAX_METADATA_FIELDS = 100
 MAX_METADATA_TEXT = 1000
@@ -171,7 +175,7 @@ async def write_batch(request: Request, database: DatabaseDep) -> JSON:
 
 
 @router.post("/query", responses=ERRORS, summary="A use case's events, newest first")
-async def query_events(request: Request, database: DatabaseDep) -> JSON:
+async def query_events(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
     key = await _reader(request, database)
     try:
         asked = QueryIn.model_validate(await _json(request))
@@ -204,7 +208,7 @@ async def query_events(request: Request, database: DatabaseDep) -> JSON:
             "nextCursor": page.next_cursor,
             "hasMore": page.next_cursor is not None,
             "total": page.total,
-            "lookbackDays": LOOKBACK_DAYS,
+            "lookbackDays": settings.event_lookback_days,
         }
     )
 
@@ -215,7 +219,10 @@ def _context(given: ContextIn | None) -> store.ContextFilter | None:
 
 @router.get("/use-cases", responses=ERRORS, summary="The workspace's use cases")
 async def list_use_cases(
-    request: Request, database: DatabaseDep, status: Literal["active", "archived"] = "active"
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    status: Literal["active", "archived"] = "active",
 ) -> JSON:
     key = await _reader(request, database)
     found = await run_in_threadpool(
@@ -233,7 +240,7 @@ async def list_use_cases(
                 }
                 for use_case in found
             ],
-            "lookbackDays": LOOKBACK_DAYS,
+            "lookbackDays": settings.event_lookback_days,
         }
     )
 
@@ -347,3 +354,115 @@ async def upload_image(request: Request, database: DatabaseDep, settings: Settin
     )
     url = f"/vision-events/images/{source_id}"
     return JSON({"success": True, "sourceId": source_id, "url": url}, status_code=201)
+
+
+@router.get(
+    "/images/{source_id}",
+    responses={**ERRORS, 200: {"content": {"image/*": {}}}},
+    response_class=Response,
+    summary="An uploaded image, as it was sent",
+)
+async def source_image(source_id: str, request: Request, database: DatabaseDep) -> Response:
+    key = await _reader(request, database)
+    found = await run_in_threadpool(store.source_image, database, key.workspace.id, source_id)
+    if found is None:
+        raise CompatError(404, f"no image {source_id!r} in this workspace")
+    return image_response(request.app.state.blobs, found, thumbnail=False)
+
+
+# inference's event-store mode: snake_case events with their images inline, its key in
+# X-API-Key; its clients read {"id"} from a 201 and {"detail"} from anything else.
+event_store = APIRouter(tags=["vision events"])
+DEFAULT_USE_CASE = "default"
+
+
+class StoredEventIn(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    inference_timestamp: datetime
+    solution: Name | None = None
+    event_schema: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    event_data: dict[str, Any] = Field(default_factory=dict)
+    images: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    custom_metadata: dict[str, Any] | None = None
+    displayImagePosition: int | None = Field(default=None, ge=0)
+
+
+@event_store.post(
+    "/v2/events",
+    status_code=201,
+    responses={
+        400: {"description": 'A bad value: `{"detail": ...}` names it'},
+        401: {"description": "No key, or not a live one"},
+        403: {"description": "The key lacks the ingest scope"},
+        413: {"description": "The body is larger than the server accepts"},
+        429: {"description": "The key made too many requests a second"},
+    },
+    summary="An event as inference's event-store mode sends it",
+)
+async def store_event(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
+    secret = request.headers.get("x-api-key") or presented_key(request, None)
+    try:
+        key = await compat_key(request, database, secret, "ingest", None)
+        body = StoredEventIn.model_validate(await _json(request))
+    except ValidationError as error:
+        raise HTTPException(400, str(_refused(error).message)) from None
+    except CompatError as error:
+        raise HTTPException(error.status, error.message) from None
+    now = clock_of(request)
+    images = []
+    for n, sent in enumerate(body.images):
+        image = {k: v for k, v in sent.items() if k not in ("base64Image", "inputBase64Image")}
+        for field, named in (("base64Image", "sourceId"), ("inputBase64Image", "inputSourceId")):
+            if isinstance(sent.get(field), str):
+                image[named] = await _store_inline(
+                    request, database, settings, key, sent[field], f"images[{n}].{field}", now
+                )
+        images.append(image)
+    event: dict[str, Any] = {
+        "eventId": uuid.uuid4().hex,
+        "eventType": body.event_schema,
+        "useCaseId": body.solution or DEFAULT_USE_CASE,
+        "timestamp": body.inference_timestamp.isoformat(),
+        "eventData": body.event_data,
+        "images": images,
+    }
+    if body.custom_metadata:
+        event["customMetadata"] = body.custom_metadata
+    if body.displayImagePosition is not None:
+        event["displayImagePosition"] = body.displayImagePosition
+    try:
+        checked = _checked_event(event)
+    except CompatError as error:
+        raise HTTPException(400, error.message) from None
+    await run_in_threadpool(store.write_events, database, key.workspace.id, [checked], now)
+    return JSON({"id": checked.event_id}, status_code=201)
+
+
+async def _store_inline(
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    key: ApiKey,
+    encoded: str,
+    path: str,
+    now: datetime,
+) -> str:
+    try:
+        data = base64.b64decode(encoded, validate=True)
+        image = check_image(
+            data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+    except (binascii.Error, BadImage) as error:
+        raise HTTPException(400, f"{path}: {error}") from None
+    source_id: str = await run_in_threadpool(
+        store.put_source,
+        database,
+        request.app.state.blobs,
+        key.workspace.id,
+        image,
+        None,
+        None,
+        now,
+    )
+    return source_id
