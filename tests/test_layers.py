@@ -12,7 +12,10 @@ import pytest
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "visionwatch"
 
 # Pure modules: no I/O, no framework; everything else may use them.
-PURE = {"timeutil", "items", "histograms", "rollups", "alert_rules", "capture", "security"}
+PURE = {
+    *("timeutil", "items", "histograms", "rollups"),
+    *("alert_rules", "capture", "security", "verdicts"),
+}
 # Foundations with I/O but no dependency of their own: anything, the SDK too, may use them.
 FOUNDATIONS = {"files"}
 # What each part may import of visionwatch, besides itself and the pure modules. The

@@ -21,6 +21,8 @@ Metric = Literal[
     "class_drift_js",
     "confidence_drift_psi",
     "confidence_drift_js",
+    # correct / (correct + incorrect) of operators' verdicts; samples: those verdicts
+    "precision",
 ]
 Condition = Literal["above", "below", "drops_by", "rises_by"]
 State = Literal["ok", "pending", "firing", "resolved", "no_data"]

@@ -16,6 +16,7 @@ from visionwatch.api import (
     alerts,
     capture,
     devices,
+    feedback,
     images,
     inferences,
     ingest,
@@ -118,9 +119,10 @@ def create_app(
     app.state.large_reports = asyncio.Semaphore(1)
     install_handlers(app)
     roboflow.install_handlers(app)
-    # images before inferences: its paths end in /image, which the detail's path would swallow.
     routers = (
-        *(ingest, reads, capture, images, inferences, devices, alerts, ops),
+        # feedback and images before inferences: their paths end in /feedback and /image,
+        # which the detail's path would swallow.
+        *(ingest, reads, capture, feedback, images, inferences, devices, alerts, ops),
         *(vision_events, roboflow),
     )
     for module in routers:

@@ -22,6 +22,7 @@ from visionwatch.db.schema import (
     event_metadata,
     event_sources,
     image_counts,
+    inference_feedback,
     inference_metadata,
     inferences,
     pending_metadata,
@@ -79,13 +80,14 @@ def prune(
         report.inferences[space.name] = _prune_rows(db, blobs, space.id, limits, dry_run, report)
         lookback = now - timedelta(days=settings.event_lookback_days)
         report.events[space.name] = _prune_events(db, blobs, space.id, lookback, dry_run, report)
-    report.rollup_rows = _prune_rollups(
-        db, now - timedelta(days=settings.rollup_retention_days), dry_run
-    )
+    rollup_cutoff = now - timedelta(days=settings.rollup_retention_days)
+    report.rollup_rows = _prune_rollups(db, rollup_cutoff, dry_run)
     if not dry_run:
         with db.write() as conn:
             old_day = (now - EPOCH).days - 7
             conn.execute(delete(image_counts).where(image_counts.c.day < old_day))
+            # Verdicts are what realised precision is summed from: they keep as rollups do.
+            conn.execute(delete(inference_feedback).where(inference_feedback.c.ts < rollup_cutoff))
             conn.execute(
                 delete(pending_metadata).where(
                     pending_metadata.c.received_at < now - timedelta(days=settings.retention_days)

@@ -10,10 +10,12 @@ from visionwatch.alert_rules import DRIFT, Measurement, Rule, compared_value
 from visionwatch.alerts.drift import js_distance, psi
 from visionwatch.db.schema import devices, models
 from visionwatch.histograms import percentile_bin, time_bin_value
-from visionwatch.rollups import NO_CLASS, ClassDelta, Delta
+from visionwatch.rollups import ALL_DEVICES, NO_CLASS, ClassDelta, Delta
+from visionwatch.store.feedback import verdicts
 from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
 from visionwatch.store.stats import Filters, resolve_scope
 from visionwatch.timeutil import MINUTE, floor_to
+from visionwatch.verdicts import Verdicts
 
 # Confidence drift compares 10 bins of 0.1: finer bins are mostly noise in a window.
 CONFIDENCE_DRIFT_BINS = 10
@@ -85,6 +87,8 @@ def _value(
 ) -> tuple[float | None, int]:
     """(the metric over [start, end), the samples it rests on)."""
     metric = rule.metric
+    if metric == "precision":
+        return _precision(conn, scopes, rule, start, end)
     if rule.class_name is not None and metric in ("avg_confidence", "class_share"):
         classes = _classes(conn, scopes, start, end)
         mine = classes.get(rule.class_name, ClassDelta())
@@ -107,6 +111,24 @@ def _value(
         index = percentile_bin(totals.time_bins, 95)
         return (None if index is None else time_bin_value(index)), totals.timed
     raise ValueError(f"{metric} needs a class")  # class_share without a class: refused on input
+
+
+def _precision(
+    conn: Connection, scopes: list[Scope], rule: Rule, start: datetime, end: datetime
+) -> tuple[float | None, int]:
+    """Realised precision over the window, resting on the verdicts that judged (correct or
+    incorrect): min_samples is a number of verdicts here."""
+    scope = scopes[0]
+    counts = verdicts(
+        conn,
+        scope.workspace_id,
+        start,
+        end,
+        model_ids=[s.model_id for s in scopes if s.model_id is not None] or None,
+        device_id=None if scope.device_id == ALL_DEVICES else scope.device_id,
+        class_name=rule.class_name,
+    ).get(None, Verdicts())
+    return counts.precision, counts.judged
 
 
 def _drift(

@@ -309,6 +309,25 @@ notifications = Table(
 )
 
 
+# Operators' verdicts on single inferences, for realised precision. A row keeps what it is
+# about (model, device, class, the inference's time), so it outlives the inference's raw
+# retention and goes with the rollups'.
+inference_feedback = Table(
+    "inference_feedback",
+    metadata,
+    Column("inference_pk", BigId, primary_key=True, autoincrement=False),
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("device_id", Integer),
+    Column("class_name", String(256)),
+    Column("verdict", String(16), nullable=False),
+    Column("corrected_class", String(256)),
+    Column("ts", Timestamp, nullable=False),
+    Column("given_at", Timestamp, nullable=False),
+    Index("ix_inference_feedback_ws_model_ts", "workspace_id", "model_id", "ts"),
+)
+
+
 # Vision Events (Roboflow's successor to Model Monitoring): use cases of typed events.
 use_cases = Table(
     "use_cases",

@@ -63,8 +63,12 @@ class AlertRuleIn(BaseModel):
             raise ValueError("name a model_id or a project, not both")
         if self.metric == "class_share" and self.class_ is None:
             raise ValueError("class_share needs a class")
-        if self.class_ is not None and self.metric not in ("avg_confidence", "class_share"):
-            raise ValueError("a class applies to avg_confidence and class_share only")
+        if self.class_ is not None and self.metric not in (
+            "avg_confidence",
+            "class_share",
+            "precision",
+        ):
+            raise ValueError("a class applies to avg_confidence, class_share and precision only")
         if self.metric == "device_silence" and self.device_id is None:
             raise ValueError("device_silence needs a device_id")
         if (self.metric == "device_silence" or self.metric in DRIFT) and (

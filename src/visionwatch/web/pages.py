@@ -14,11 +14,13 @@ from visionwatch.http.downloads import image_response
 from visionwatch.http.inferences import inference_json
 from visionwatch.store import alerts as alert_store
 from visionwatch.store import devices as device_store
+from visionwatch.store import feedback as feedback_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
 from visionwatch.store.stats import Distributions, Filters, Period
+from visionwatch.verdicts import Verdicts
 from visionwatch.web.auth import UserDep
 from visionwatch.web.errors import PageError
 from visionwatch.web.params import (
@@ -84,12 +86,17 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
         raise PageError(404, "No such model", f"This workspace has no model {model_id!r}.")
     classes = stats_store.class_stats(database, workspace, filters, page.period)
     stats = stats_store.stats(database, workspace, filters, page.period)
+    verdicts = feedback_store.precision(database, workspace, filters, page.period)
+    by_class = feedback_store.precision(database, workspace, filters, page.period, group="class")
     context = {
         "user": user,
         "page": page,
         "presets": PRESET_NAMES,
         "model": found,
         "stats": stats,
+        # What operators saw, beside what the model believed (its average confidence).
+        "precision": verdicts.get(None, Verdicts()),
+        "class_precision": by_class,
         "series": _series(database, workspace, filters, page.period),
         "classes": classes,
         "max_share": max((c.share for c in classes), default=0.0),

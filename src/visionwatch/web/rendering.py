@@ -66,7 +66,7 @@ def measured(value: float | None, metric: str) -> str:
         return seconds(value)
     if metric == "device_silence":
         return duration(value)
-    if metric in ("avg_confidence", "class_share", "error_rate"):
+    if metric in ("avg_confidence", "class_share", "error_rate", "precision"):
         return percent(value)
     if metric == "request_count":
         return number(value)

@@ -1,0 +1,105 @@
+"""Operators' verdicts on single inferences (scope ingest) and the realised precision they
+give (scope read): what people saw, beside the confidence the model believed."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from visionwatch.api.deps import FiltersDep, IngestKey, PeriodDep, ReadKey
+from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, NOT_FOUND, VALIDATION_ERRORS
+from visionwatch.http.deps import DatabaseDep, NowDep
+from visionwatch.http.responses import JSON
+from visionwatch.items import ClassName
+from visionwatch.store import feedback as store
+from visionwatch.verdicts import Verdict, Verdicts
+
+router = APIRouter(prefix="/api/v1", tags=["feedback"])
+
+
+class VerdictIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    verdict: Verdict
+    class_: ClassName | None = Field(
+        default=None, alias="class", description="the class judged; default the most predicted"
+    )
+    corrected_class: ClassName | None = Field(default=None, description="what it really was")
+
+
+@router.post(
+    "/inferences/{inference_id:path}/feedback",
+    responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_FOUND},
+    summary="An operator's verdict on an inference: correct, incorrect or inconclusive",
+)
+async def give_verdict(
+    inference_id: str, body: VerdictIn, key: IngestKey, database: DatabaseDep, now: NowDep
+) -> JSON:
+    """A verdict given again replaces the earlier one."""
+    judged = await run_in_threadpool(
+        store.give_verdict,
+        database,
+        key.workspace.id,
+        inference_id,
+        body.verdict,
+        body.class_,
+        body.corrected_class,
+        now,
+    )
+    if judged is None:
+        raise HTTPException(404, f"no inference {inference_id!r} in this workspace")
+    return JSON(
+        {
+            "inference_id": inference_id,
+            "verdict": body.verdict,
+            "class": judged,
+            "corrected_class": body.corrected_class,
+        }
+    )
+
+
+@router.get(
+    "/precision",
+    responses={**AUTH_ERRORS, **VALIDATION_ERRORS},
+    summary="Realised precision from operators' verdicts, with its 95 % interval",
+)
+async def precision(
+    key: ReadKey,
+    database: DatabaseDep,
+    period: PeriodDep,
+    filters: FiltersDep,
+    class_: Annotated[str | None, Query(alias="class", max_length=256)] = None,
+    group: Literal["model", "device", "class", "hour"] | None = None,
+) -> JSON:
+    """precision = correct / (correct + incorrect) over the inferences of the period;
+    inconclusive verdicts are counted, not judged. `group` splits it."""
+    whole = await run_in_threadpool(
+        store.precision, database, key.workspace.id, filters, period, class_name=class_
+    )
+    body: dict[str, Any] = {**_figures(whole.get(None, Verdicts()))}
+    if group is not None:
+        parts = await run_in_threadpool(
+            store.precision,
+            database,
+            key.workspace.id,
+            filters,
+            period,
+            class_name=class_,
+            group=group,
+        )
+        ordered = sorted(parts.items(), key=lambda item: (item[0] is None, str(item[0])))
+        body["groups"] = [{"key": key_, **_figures(counts)} for key_, counts in ordered]
+    return JSON(body)
+
+
+def _figures(counts: Verdicts) -> dict[str, Any]:
+    interval = counts.interval
+    return {
+        "correct": counts.correct,
+        "incorrect": counts.incorrect,
+        "inconclusive": counts.inconclusive,
+        "judged": counts.judged,
+        "precision": counts.precision,
+        "interval": list(interval) if interval is not None else None,
+    }

@@ -1,0 +1,176 @@
+"""Operators' verdicts on single inferences, and the realised precision they sum to.
+
+Verdicts are few (people give them), so precision is summed from the verdict rows at read
+time, by model, device, class or hour; no rollup is kept for them.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import BigInteger, Connection, func, select, type_coerce
+
+from visionwatch.db import dialect as dialects
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import devices, inference_feedback, inferences, models, predictions
+from visionwatch.db.types import from_micros
+from visionwatch.rollups import ALL_DEVICES
+from visionwatch.store.stats import Filters, Period, resolve_scope
+from visionwatch.timeutil import HOUR
+from visionwatch.verdicts import Verdict, Verdicts
+
+Group = Literal["model", "device", "class", "hour"]
+
+
+def give_verdict(
+    db: Database,
+    workspace_id: int,
+    inference_id: str,
+    verdict: Verdict,
+    class_name: str | None,
+    corrected_class: str | None,
+    now: datetime,
+) -> str | None:
+    """Record (or replace) the verdict on an inference; the class it judges (the one given,
+    else the inference's most predicted), or None when there is no such inference."""
+    return db.run_write(
+        _give, db, workspace_id, inference_id, verdict, class_name, corrected_class, now
+    )
+
+
+def _give(
+    conn: Connection,
+    db: Database,
+    workspace_id: int,
+    inference_id: str,
+    verdict: Verdict,
+    class_name: str | None,
+    corrected_class: str | None,
+    now: datetime,
+) -> str | None:
+    found = conn.execute(
+        select(
+            inferences.c.id, inferences.c.model_id, inferences.c.device_id, inferences.c.ts
+        ).where(
+            inferences.c.workspace_id == workspace_id, inferences.c.inference_id == inference_id
+        )
+    ).one_or_none()
+    if found is None:
+        return None
+    judged = class_name or _top_class(conn, workspace_id, found.id)
+    values = {
+        "workspace_id": workspace_id,
+        "model_id": found.model_id,
+        "device_id": found.device_id,
+        "class_name": judged,
+        "verdict": verdict,
+        "corrected_class": corrected_class,
+        "ts": found.ts,
+        "given_at": now,
+    }
+    statement = dialects.insert(db.dialect, inference_feedback).values(
+        inference_pk=found.id, **values
+    )
+    conn.execute(statement.on_conflict_do_update(index_elements=["inference_pk"], set_=values))
+    return judged
+
+
+def _top_class(conn: Connection, workspace_id: int, inference_pk: int) -> str | None:
+    count = func.count().label("n")
+    row = conn.execute(
+        select(predictions.c.class_name, count)
+        .where(
+            predictions.c.workspace_id == workspace_id,
+            predictions.c.inference_pk == inference_pk,
+        )
+        .group_by(predictions.c.class_name)
+        .order_by(count.desc(), predictions.c.class_name)
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else str(row.class_name)
+
+
+def verdicts(
+    conn: Connection,
+    workspace_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    model_ids: Sequence[int] | None = None,
+    device_id: int | None = None,
+    class_name: str | None = None,
+    group: Group | None = None,
+) -> dict[Any, Verdicts]:
+    """Verdicts on the inferences of [start, end), by `group` (key None without one)."""
+    table = inference_feedback
+    conditions: list[Any] = [
+        table.c.workspace_id == workspace_id,
+        table.c.ts >= start,
+        table.c.ts < end,
+    ]
+    if model_ids is not None:
+        conditions.append(table.c.model_id.in_(model_ids))
+    if device_id is not None:
+        conditions.append(table.c.device_id == device_id)
+    if class_name is not None:
+        conditions.append(table.c.class_name == class_name)
+    keys: list[Any] = []
+    if group == "model":
+        keys.append(models.c.name)
+    elif group == "device":
+        keys.append(table.c.device_id)
+    elif group == "class":
+        keys.append(table.c.class_name)
+    elif group == "hour":
+        micros = int(HOUR.total_seconds()) * 1_000_000
+        ts = type_coerce(table.c.ts, BigInteger)
+        keys.append(ts - ts % micros)
+    query = (
+        select(*keys, table.c.verdict, func.count().label("n"))
+        .where(*conditions)
+        .group_by(*keys, table.c.verdict)
+    )
+    if group == "model":
+        query = query.join_from(table, models, models.c.id == table.c.model_id)
+    found: dict[Any, Verdicts] = {}
+    for row in conn.execute(query):
+        key: Any = row[0] if keys else None
+        if group == "hour":
+            key = from_micros(int(key))
+        found.setdefault(key, Verdicts()).add(row.verdict, int(row.n))
+    return found
+
+
+def precision(
+    db: Database,
+    workspace_id: int,
+    filters: Filters,
+    period: Period,
+    *,
+    class_name: str | None = None,
+    group: Group | None = None,
+) -> dict[Any, Verdicts]:
+    """Verdicts over a period for a model and device by name (all when None), by `group`;
+    devices are named, hours are their starts."""
+    with db.read() as conn:
+        scope = resolve_scope(conn, workspace_id, filters)
+        if scope is None:
+            return {}
+        found = verdicts(
+            conn,
+            workspace_id,
+            period.start,
+            period.end,
+            model_ids=None if scope.model_id is None else [scope.model_id],
+            device_id=None if scope.device_id == ALL_DEVICES else scope.device_id,
+            class_name=class_name,
+            group=group,
+        )
+        if group != "device":
+            return found
+        names = dict(
+            conn.execute(
+                select(devices.c.id, devices.c.name).where(devices.c.workspace_id == workspace_id)
+            ).all()
+        )
+    return {names.get(key) if key is not None else None: value for key, value in found.items()}
