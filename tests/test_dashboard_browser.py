@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium) against `visionwatch serve` on loopback."""
 
+import io
 import random
 import re
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.support.browser import chromium, chromium_missing, sign_in
 from tests.support.dashboard import PASSWORD
@@ -367,3 +369,54 @@ def test_alert_pages_show_the_rule_its_preview_and_the_overview_tab(
     page.goto("/")
     page.click("#tab-alerts")
     assert page.locator(f'#pane-alerts tr[data-rule="{created.json()["id"]}"]').is_visible()
+
+
+def test_an_event_page_draws_its_detections_over_its_image(page: Any, site: dict[str, Any]) -> None:
+    api = site["api"]
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 100), (20, 90, 160)).save(buffer, format="PNG")
+    uploaded = api.post(
+        "/vision-events/upload", files={"file": ("frame.png", buffer.getvalue(), "image/png")}
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    source = uploaded.json()["sourceId"]
+    event = {
+        "eventId": "browser-event",
+        "eventType": "safety_alert",
+        "useCaseId": "dock",
+        "timestamp": NOW.isoformat(),
+        "eventData": {"alertType": "no_helmet"},
+        "images": [
+            {
+                "sourceId": source,
+                "objectDetections": [
+                    {
+                        "class": "person",
+                        "x": 50,
+                        "y": 50,
+                        "width": 40,
+                        "height": 20,
+                        "confidence": 0.9,
+                    }
+                ],
+            }
+        ],
+    }
+    assert api.post("/vision-events", json=event).status_code == 201
+    page.goto("/events/dock")
+    page.click('tr[data-event-id="browser-event"] a')
+    page.wait_for_url(re.compile(r"/events/dock/browser-event$"))
+    # The box sits where it was detected, on the image scaled to the page.
+    drawing = page.locator("svg.drawing").bounding_box()
+    box = page.locator("svg.drawing .shape rect").bounding_box()
+    scale = drawing["width"] / 200
+    assert drawing["height"] == pytest.approx(100 * scale, abs=2)
+    assert box["x"] - drawing["x"] == pytest.approx(30 * scale, abs=2)
+    assert box["y"] - drawing["y"] == pytest.approx(40 * scale, abs=2)
+    assert box["width"] == pytest.approx(40 * scale, abs=2)
+    image = page.get_attribute("svg.drawing image", "href")
+    assert page.evaluate("url => fetch(url).then(r => r.status)", image) == 200
+    # A verdict, through the form as a person gives it.
+    page.click('button[name="verdict"][value="incorrect"]')
+    page.wait_for_url(re.compile(r"/events/dock/browser-event$"))
+    assert page.inner_text("#latest-verdict").startswith("Latest verdict: Incorrect")

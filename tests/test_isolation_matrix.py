@@ -25,6 +25,7 @@ from visionwatch.db.engine import Database
 from visionwatch.web import alerts as alert_pages
 from visionwatch.web import auth as auth_pages
 from visionwatch.web import capture as capture_pages
+from visionwatch.web import events as event_pages
 from visionwatch.web import exports as export_pages
 from visionwatch.web import pages
 
@@ -323,6 +324,15 @@ def api_calls() -> list[Call]:
             files={"file": ("frame.jpg", jpeg(), "image/jpeg")},
         ),
         Call(
+            "post",
+            "/api/v1/inferences/{inference_id}/feedback",
+            "/api/v1/inferences/b-1/feedback",
+            "ingest",
+            404,
+            json={"verdict": "incorrect"},
+        ),
+        Call("get", "/api/v1/precision", "/api/v1/precision", "read", 200),
+        Call(
             "get",
             "/vision-events/images/{source_id}",
             "/vision-events/images/{source}",
@@ -366,7 +376,7 @@ def test_the_cases_cover_every_route(world: World) -> None:
     spec = world.client.get("/openapi.json").json()
     documented = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert {(c.method, c.route) for c in api_calls()} == documented - PUBLIC
-    routers = (auth_pages, alert_pages, capture_pages, export_pages, pages)
+    routers = (auth_pages, alert_pages, capture_pages, event_pages, export_pages, pages)
     dashboard = {
         (m.lower(), r.path) for module in routers for r in module.router.routes for m in r.methods
     }
@@ -426,6 +436,21 @@ def page_calls() -> list[tuple[str, str, str, int, dict[str, str] | None]]:
         ("get", "/alerts/{rule_id}", "/alerts/{rule}", 404, None),
         ("post", "/alerts/{rule_id}", "/alerts/{rule}", 404, rule_form),
         ("post", "/alerts/{rule_id}/action", "/alerts/{rule}/action", 404, {"action": "delete"}),
+        # Vision events: {use_case} is beta's use case (by its id; also by its name),
+        # {source} beta's uploaded image.
+        ("get", "/events", "/events", 200, None),
+        ("get", "/events/{use_case}", "/events/{use_case}", 404, None),
+        ("get", "/events/{use_case}", "/events/beta-secret", 404, None),
+        ("get", "/events/{use_case}/{event_id:path}", "/events/{use_case}/beta-event", 404, None),
+        (
+            "post",
+            "/events/{use_case}/{event_id:path}/feedback",
+            "/events/{use_case}/beta-event/feedback",
+            404,
+            {"verdict": "incorrect"},
+        ),
+        ("get", "/event-images/{source_id}", "/event-images/{source}", 404, None),
+        ("get", "/event-thumbnails/{source_id}", "/event-thumbnails/{source}", 404, None),
     ]
 
 
@@ -435,6 +460,9 @@ def test_every_page_keeps_alpha_out_of_beta(world: World) -> None:
     token = csrf_token(client.get("/alerts/new", headers=HTML).text)
     before = world.beta_state()
     nowhere_rule = world.beta_rule + 1000
+    # Beta's random ids, and ids of nothing for the same pages.
+    ids = {"{use_case}": world.beta_use_case, "{source}": world.beta_source}
+    nowhere = {"{use_case}": "no-such-use-case", "{source}": "ve-img-nowhere"}
 
     def ask(method: str, path: str, form: dict[str, str] | None) -> tuple[int, str]:
         data = None if form is None else {**form, "csrf_token": token}
@@ -443,17 +471,25 @@ def test_every_page_keeps_alpha_out_of_beta(world: World) -> None:
         )
         return response.status_code, response.content.decode("utf-8", "replace")
 
+    def fill(template: str, values: dict[str, str]) -> str:
+        for name, value in values.items():
+            template = template.replace(name, value)
+        return template
+
     for method, _, template, expect, form in page_calls():
-        path = template.replace("{rule}", str(world.beta_rule))
+        path = fill(template.replace("{rule}", str(world.beta_rule)), ids)
         status, body = ask(method, path, form)
         assert status == expect, (method, path, status)
         if expect == 404:
             # The page names what was asked for, and says no more of beta's than of nothing.
-            elsewhere = template.replace("{rule}", str(nowhere_rule)).replace("beta", "gamma")
-            _, missing = ask(method, elsewhere, form)
+            elsewhere = fill(template.replace("{rule}", str(nowhere_rule)), nowhere)
+            _, missing = ask(method, elsewhere.replace("beta", "gamma"), form)
             if "{rule}" in template:
                 for shown in ("/{}", "rule {}"):
                     body = body.replace(shown.format(world.beta_rule), shown.format(nowhere_rule))
+            for name, value in ids.items():
+                if name in template:
+                    body = body.replace(value, nowhere[name])
             assert body.replace("beta", "gamma") == missing, (method, path)
             continue
         for name in BETA_NAMES:

@@ -337,3 +337,27 @@ def test_events_keep_for_the_lookback_and_shared_images_stay(
     later = prune(database, blobs, settings, now + timedelta(days=15))
     assert later.files == 1, "once no event and no inference points at it, the file goes"
     assert client.get(f"/vision-events/images/{uploaded}", headers=secret).status_code == 404
+
+
+def test_a_time_without_offset_is_utc_and_a_key_with_a_newline_is_refused(
+    client: TestClient, new_key: NewKey
+) -> None:
+    secret = auth(new_key(scopes=("ingest", "read")))
+    event = events_for("dock", 1, seed=20)[0]
+    event["timestamp"] = "2026-12-01T10:00:00"
+    written = client.post("/vision-events", json=event, headers=secret)
+    assert written.status_code == 201, written.text
+    found = client.post(
+        "/vision-events/query",
+        json={
+            "useCaseId": "dock",
+            "startTime": "2026-12-01T09:59:00",
+            "endTime": "2026-12-01T10:01:00",
+        },
+        headers=secret,
+    ).json()["events"]
+    assert [e["eventId"] for e in found] == [event["eventId"]]
+    bad = {**event, "eventId": "other", "customMetadata": {"shift\n": "a"}}
+    refused = client.post("/vision-events", json=bad, headers=secret)
+    assert refused.status_code == 400
+    assert "customMetadata.shift" in refused.json()["error"]

@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -34,7 +34,7 @@ EVENT_TYPES = ("quality_check", "inventory_count", "safety_alert", "custom", "op
 MAX_BATCH = 100
 MAX_EVENT_TYPES = 20
 MAX_PAGE = 100
-METADATA_KEY = re.compile(r"^[a-zA-Z0-9_ -]{1,100}$")
+METADATA_KEY = re.compile(r"[a-zA-Z0-9_ -]{1,100}")
 MAX_METADATA_FIELDS = 100
 MAX_METADATA_TEXT = 1000
 Name = Annotated[str, Field(min_length=1, max_length=256)]
@@ -119,7 +119,7 @@ def _checked_event(raw: Any, prefix: str = "") -> store.NewEvent:
         event_id=event.eventId,
         event_type=event.eventType,
         use_case=event.useCaseId,
-        timestamp=event.timestamp,
+        timestamp=_aware(event.timestamp),
         device=event.deviceId,
         stream=event.streamId,
         workflow=event.workflowId,
@@ -128,11 +128,16 @@ def _checked_event(raw: Any, prefix: str = "") -> store.NewEvent:
     )
 
 
+def _aware(value: datetime) -> datetime:
+    """A time without an offset is UTC, as everywhere in the API."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _checked_metadata(metadata: dict[str, Any], path: str) -> dict[str, store.MetadataValue]:
     if len(metadata) > MAX_METADATA_FIELDS:
         raise CompatError(400, f"{path}: at most {MAX_METADATA_FIELDS} fields")
     for name, value in metadata.items():
-        if not METADATA_KEY.match(name):
+        if not METADATA_KEY.fullmatch(name):
             raise CompatError(400, f"{path}.{name}: keys are 1-100 of a-z A-Z 0-9 _ - and space")
         if isinstance(value, str):
             if len(value) > MAX_METADATA_TEXT:
@@ -185,8 +190,8 @@ async def query_events(request: Request, database: DatabaseDep, settings: Settin
     query = store.EventQuery(
         use_case=asked.useCaseId,
         event_types=types,
-        start=asked.startTime,
-        end=asked.endTime,
+        start=None if asked.startTime is None else _aware(asked.startTime),
+        end=None if asked.endTime is None else _aware(asked.endTime),
         device=_context(asked.deviceId),
         stream=_context(asked.streamId),
         workflow=_context(asked.workflowId),
@@ -423,7 +428,7 @@ async def store_event(request: Request, database: DatabaseDep, settings: Setting
         "eventId": uuid.uuid4().hex,
         "eventType": body.event_schema,
         "useCaseId": body.solution or DEFAULT_USE_CASE,
-        "timestamp": body.inference_timestamp.isoformat(),
+        "timestamp": _aware(body.inference_timestamp).isoformat(),
         "eventData": body.event_data,
         "images": images,
     }

@@ -401,3 +401,100 @@ def source_image(db: Database, workspace_id: int, source_id: str) -> str | None:
             )
         ).scalar()
     return None if found is None else str(found)
+
+
+# -- one event, for the dashboard -------------------------------------------------------
+
+FEEDBACK = "operator_feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: dict[str, Any]  # as sent
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """An operator's verdict on an event: the operator_feedback event that gave it."""
+
+    event_id: str
+    verdict: Any  # eventData.feedback as sent: "correct", "incorrect", "inconclusive"
+    comment: Any  # the top-level comment Roboflow's tools send, or None
+    timestamp: datetime
+
+
+def find_use_case(db: Database, workspace_id: int, reference: str) -> UseCase | None:
+    """A use case by its id, or else by its name, as the API finds them."""
+    with db.read() as conn:
+        pk = _use_case_pk(conn, workspace_id, reference)
+        if pk is None:
+            return None
+        row = conn.execute(select(use_cases).where(use_cases.c.id == pk)).one()
+    return UseCase(row.public_id, row.name, bool(row.archived))
+
+
+def get_event(db: Database, workspace_id: int, use_case: str, event_id: str) -> StoredEvent | None:
+    """One event of a use case, or None when the use case or the event is not there."""
+    with db.read() as conn:
+        pk = _use_case_pk(conn, workspace_id, use_case)
+        if pk is None:
+            return None
+        row = conn.execute(
+            select(vision_events.c.event, vision_events.c.received_at).where(
+                vision_events.c.workspace_id == workspace_id,
+                vision_events.c.use_case_id == pk,
+                vision_events.c.event_id == event_id,
+            )
+        ).one_or_none()
+    return None if row is None else StoredEvent(orjson.loads(row.event), row.received_at)
+
+
+def event_types(db: Database, workspace_id: int, use_case: str) -> list[str]:
+    """The event types a use case's events have (for a filter to offer)."""
+    with db.read() as conn:
+        pk = _use_case_pk(conn, workspace_id, use_case)
+        if pk is None:
+            return []
+        found = conn.execute(
+            select(vision_events.c.event_type)
+            .distinct()
+            .where(vision_events.c.workspace_id == workspace_id, vision_events.c.use_case_id == pk)
+            .order_by(vision_events.c.event_type)
+        ).scalars()
+        return [str(kind) for kind in found]
+
+
+def latest_feedback(
+    db: Database, workspace_id: int, use_case: str, event_id: str
+) -> Feedback | None:
+    """The newest operator_feedback event of the use case whose eventData.relatedEventId is
+    `event_id` (by its timestamp, then by arrival), or None.
+
+    Feedback is an event like any other, kept as sent: the related id is inside its JSON.
+    A LIKE on the stored text (orjson writes it compact, so the key and the value are
+    adjacent) narrows the candidates the same way on both databases, and the JSON of each
+    is read to be sure. Newest first along the page index, so the first that holds is it;
+    an event never judged costs a scan of the use case's events.
+    """
+    needle = orjson.dumps("relatedEventId").decode() + ":" + orjson.dumps(event_id).decode()
+    with db.read() as conn:
+        pk = _use_case_pk(conn, workspace_id, use_case)
+        if pk is None:
+            return None
+        rows = conn.execute(
+            select(vision_events.c.event_id, vision_events.c.ts, vision_events.c.event)
+            .where(
+                vision_events.c.workspace_id == workspace_id,
+                vision_events.c.use_case_id == pk,
+                vision_events.c.event_type == FEEDBACK,
+                vision_events.c.event.contains(needle, autoescape=True),
+            )
+            .order_by(vision_events.c.ts.desc(), vision_events.c.id.desc())
+        )
+        for row in rows:
+            sent = orjson.loads(row.event)
+            data = sent.get("eventData")
+            if isinstance(data, dict) and data.get("relatedEventId") == event_id:
+                return Feedback(row.event_id, data.get("feedback"), sent.get("comment"), row.ts)
+    return None
