@@ -22,6 +22,7 @@ from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRec
 from visionwatch.store.stats import Distributions, Filters, Period
 from visionwatch.verdicts import Verdicts
 from visionwatch.web.auth import UserDep
+from visionwatch.web.drawing import drawing
 from visionwatch.web.errors import PageError
 from visionwatch.web.params import (
     PRESET_NAMES,
@@ -284,39 +285,14 @@ def _field(
 
 
 def _drawing(found: dict[str, Any]) -> dict[str, Any]:
-    """The boxes, polygons and keypoints to draw, in image coordinates (centre-based boxes)."""
+    """The shapes to draw (web/drawing.py): each prediction, with the polygon and keypoints
+    its item carried as sent (the stored predictions keep boxes only)."""
     item = found["item"]
     raw = item.get("predictions") if isinstance(item.get("predictions"), list) else []
-    shapes = []
-    extent_w, extent_h = 0.0, 0.0
+    detections = []
     for index, prediction in enumerate(found["predictions"]):
-        shape: dict[str, Any] = {
-            "index": index,
-            "class": prediction["class"],
-            "confidence": prediction["confidence"],
-        }
-        if all(name in prediction for name in ("x", "y", "width", "height")):
-            x, y, w, h = (prediction[n] for n in ("x", "y", "width", "height"))
-            shape["box"] = {"x": x - w / 2, "y": y - h / 2, "width": w, "height": h}
-            extent_w, extent_h = max(extent_w, x + w / 2), max(extent_h, y + h / 2)
         source = raw[index] if index < len(raw) and isinstance(raw[index], dict) else {}
-        points = source.get("points")
-        if isinstance(points, list):
-            shape["points"] = " ".join(
-                f"{p['x']},{p['y']}" for p in points if isinstance(p, dict) and _xy(p)
-            )
-        keypoints = source.get("keypoints")
-        if isinstance(keypoints, list):
-            shape["keypoints"] = [p for p in keypoints if isinstance(p, dict) and _xy(p)]
-        shapes.append(shape)
+        shapes = {name: source.get(name) for name in ("points", "keypoints")}
+        detections.append({**prediction, **shapes})
     image = found.get("image") or {}
-    width = image.get("width") or extent_w or 640
-    height = image.get("height") or extent_h or 480
-    return {"width": width, "height": height, "shapes": shapes}
-
-
-def _xy(point: dict[str, Any]) -> bool:
-    return all(
-        isinstance(point.get(n), int | float) and not isinstance(point.get(n), bool)
-        for n in ("x", "y")
-    )
+    return drawing(detections, image.get("width"), image.get("height"))
