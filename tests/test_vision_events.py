@@ -361,3 +361,13 @@ def test_a_time_without_offset_is_utc_and_a_key_with_a_newline_is_refused(
     refused = client.post("/vision-events", json=bad, headers=secret)
     assert refused.status_code == 400
     assert "customMetadata.shift" in refused.json()["error"]
+
+
+def test_a_cursor_from_nowhere_is_a_400_naming_it(client: TestClient, new_key: NewKey) -> None:
+    secret = auth(new_key(scopes=("ingest", "read")))
+    client.post("/vision-events", json=events_for("dock", 1, seed=30)[0], headers=secret)
+    for cursor in ("not-a-cursor", base64.urlsafe_b64encode(b"\xff\xfe:1").decode()):
+        asked = {"useCaseId": "dock", "cursor": cursor}
+        answer = client.post("/vision-events/query", json=asked, headers=secret)
+        assert answer.status_code == 400, cursor
+        assert answer.json()["error"].startswith("cursor:")

@@ -27,6 +27,7 @@ from visionwatch.images.decode import BadImage, check_image
 from visionwatch.items import json_path, message_of
 from visionwatch.store import vision_events as store
 from visionwatch.store.accounts import ApiKey
+from visionwatch.store.inferences import BadCursor
 
 router = APIRouter(prefix="/vision-events", tags=["vision events"])
 
@@ -203,7 +204,7 @@ async def query_events(request: Request, database: DatabaseDep, settings: Settin
     )
     try:
         page = await run_in_threadpool(store.query_events, database, key.workspace.id, query)
-    except store.BadCursor as error:
+    except BadCursor as error:
         raise CompatError(400, f"cursor: {error}") from None
     if page is None:
         raise CompatError(404, f"useCaseId: no use case {asked.useCaseId!r} in this workspace")

@@ -1,7 +1,6 @@
 """Vision Events: use cases, their events (kept as sent, with typed custom metadata for
 filters), and the images uploaded for them."""
 
-import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,16 +12,15 @@ from sqlalchemy import BigInteger, Connection, and_, delete, exists, func, or_, 
 
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import event_metadata, event_sources, use_cases, vision_events
-from visionwatch.db.types import from_micros, to_micros
+from visionwatch.db.types import from_micros
 from visionwatch.images.blobs import BlobStore, content_key
 from visionwatch.images.decode import CheckedImage
 
+# Keyset pages as the inferences list has them, the same cursor (and its BadCursor).
+from visionwatch.store.inferences import decode_cursor, encode_cursor
+
 MetadataValue = str | float | bool
 Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
-
-
-class BadCursor(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +258,7 @@ def _text(value: MetadataValue) -> str:
 def query_events(db: Database, workspace_id: int, query: EventQuery) -> EventPage | None:
     """A page of a use case's events, newest first, and the cursor of the next; None when
     the use case does not exist."""
-    position = _decode_cursor(query.cursor) if query.cursor else None
+    position = decode_cursor(query.cursor) if query.cursor else None
     with db.read() as conn:
         use_case = _use_case_pk(conn, workspace_id, query.use_case)
         if use_case is None:
@@ -281,7 +279,7 @@ def query_events(db: Database, workspace_id: int, query: EventQuery) -> EventPag
         ).all()
     page = rows[: query.limit]
     more = len(rows) > query.limit
-    cursor = _encode_cursor(page[-1].ts, page[-1].id) if more else None
+    cursor = encode_cursor(page[-1].ts, page[-1].id) if more else None
     return EventPage([orjson.loads(row.event) for row in page], cursor, int(total))
 
 
@@ -347,19 +345,6 @@ def metadata_schema(db: Database, workspace_id: int, use_case: str) -> dict[str,
     for row in rows:
         fields.setdefault(row.field, []).append(row.kind)
     return fields
-
-
-def _encode_cursor(ts: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{to_micros(ts)}:{pk}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        micros, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        return int(micros), int(pk)
-    except ValueError:
-        raise BadCursor("this cursor was not given by a previous page") from None
 
 
 # -- images -----------------------------------------------------------------------------

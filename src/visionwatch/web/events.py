@@ -26,6 +26,7 @@ from visionwatch.http.downloads import image_response
 from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import image_size
 from visionwatch.store import vision_events as store
+from visionwatch.store.inferences import BadCursor
 from visionwatch.timeutil import parse_time
 from visionwatch.web.auth import UserDep, read_form
 from visionwatch.web.drawing import drawing, is_number
@@ -90,7 +91,7 @@ def events_page(request: Request, use_case: str, user: UserDep, database: Databa
     cursor = request.query_params.get("cursor") or None
     try:
         page = store.query_events(database, workspace, _query(found, filters, schema, cursor))
-    except store.BadCursor:
+    except BadCursor:
         raise PageError(400, "Bad page link", "This link to a next page is broken.") from None
     if page is None:  # gone since it was found
         raise _no_use_case(use_case)
