@@ -13,7 +13,7 @@ from visionwatch.http.deps import DatabaseDep, NowDep
 from visionwatch.http.responses import JSON
 from visionwatch.items import ClassName
 from visionwatch.store import feedback as store
-from visionwatch.verdicts import Verdict, Verdicts
+from visionwatch.verdicts import VERDICTS, Verdict, Verdicts
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
@@ -74,20 +74,22 @@ async def precision(
 ) -> JSON:
     """precision = correct / (correct + incorrect) over the inferences of the period;
     inconclusive verdicts are counted, not judged. `group` splits it."""
-    whole = await run_in_threadpool(
-        store.precision, database, key.workspace.id, filters, period, class_name=class_
+    parts = await run_in_threadpool(
+        store.precision,
+        database,
+        key.workspace.id,
+        filters,
+        period,
+        class_name=class_,
+        group=group,
     )
-    body: dict[str, Any] = {**_figures(whole.get(None, Verdicts()))}
+    # Every verdict is in exactly one group: the whole is their sum, not a second query.
+    whole = Verdicts()
+    for counts in parts.values():
+        for verdict in VERDICTS:
+            whole.add(verdict, getattr(counts, verdict))
+    body: dict[str, Any] = {**_figures(whole)}
     if group is not None:
-        parts = await run_in_threadpool(
-            store.precision,
-            database,
-            key.workspace.id,
-            filters,
-            period,
-            class_name=class_,
-            group=group,
-        )
         ordered = sorted(parts.items(), key=lambda item: (item[0] is None, str(item[0])))
         body["groups"] = [{"key": key_, **_figures(counts)} for key_, counts in ordered]
     return JSON(body)
