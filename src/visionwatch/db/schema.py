@@ -382,6 +382,9 @@ event_sources = Table(
     Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
     Column("source_id", String(64), nullable=False),
     Column("image_key", String(128), nullable=False),
+    # Read when the image was checked: a page draws over it without opening the file.
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
     Column("name", String(256)),
     Column("metadata", Text),
     Column("created_at", Timestamp, nullable=False),

@@ -60,14 +60,3 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     except (OSError, SyntaxError, ValueError) as error:
         raise BadImage(f"the image cannot be decoded: {error}") from None
     return CheckedImage(data, extension, content_type, width, height)
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """The width and height of a stored image, read from its header; None when Pillow
-    cannot read it (the bytes were checked when stored, but a store may lose files)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
-    return width, height

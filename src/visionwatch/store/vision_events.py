@@ -369,6 +369,8 @@ def put_source(
                 workspace_id=workspace_id,
                 source_id=source_id,
                 image_key=key,
+                width=image.width,
+                height=image.height,
                 name=name,
                 metadata=orjson.dumps(metadata).decode() if metadata else None,
                 created_at=now,
@@ -386,6 +388,18 @@ def source_image(db: Database, workspace_id: int, source_id: str) -> str | None:
             )
         ).scalar()
     return None if found is None else str(found)
+
+
+def source_size(db: Database, workspace_id: int, source_id: str) -> tuple[int, int] | None:
+    """An uploaded image's width and height, or None when the workspace has no such image."""
+    with db.read() as conn:
+        found = conn.execute(
+            select(event_sources.c.width, event_sources.c.height).where(
+                event_sources.c.workspace_id == workspace_id,
+                event_sources.c.source_id == source_id,
+            )
+        ).one_or_none()
+    return None if found is None else (int(found.width), int(found.height))
 
 
 # -- one event, for the dashboard -------------------------------------------------------

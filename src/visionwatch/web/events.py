@@ -23,8 +23,6 @@ from starlette.responses import RedirectResponse, Response
 from visionwatch.db.engine import Database
 from visionwatch.http.deps import DatabaseDep, clock_of
 from visionwatch.http.downloads import image_response
-from visionwatch.images.blobs import BlobStore
-from visionwatch.images.decode import image_size
 from visionwatch.store import vision_events as store
 from visionwatch.store.inferences import BadCursor
 from visionwatch.timeutil import parse_time
@@ -145,7 +143,7 @@ def event_page(
             _field(name, value, path, META + name)
             for name, value in _mapping(event.get("customMetadata")).items()
         ],
-        "images": _images(request.app.state.blobs, database, workspace, event),
+        "images": _images(database, workspace, event),
         "verdict": _verdict(store.latest_feedback(database, workspace, found.public_id, event_id)),
         "verdicts": VERDICTS,
         "feedback_url": event_path(found.public_id, event_id) + "/feedback",
@@ -450,9 +448,7 @@ def _display_source(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _images(
-    blobs: BlobStore, database: Database, workspace: int, event: dict[str, Any]
-) -> list[dict[str, Any]]:
+def _images(database: Database, workspace: int, event: dict[str, Any]) -> list[dict[str, Any]]:
     """Each image of the event, its detections drawn over the image they were made on.
 
     Roboflow's workflow block sends the model's input as `inputSourceId` and what it drew
@@ -467,7 +463,7 @@ def _images(
             if isinstance(image.get(key), str) and image[key]
         ]
         drawn = sources[0] if sources else None
-        size = _size(blobs, database, workspace, drawn) if drawn else None
+        size = _size(database, workspace, drawn) if drawn else None
         others = [s for s in sources[1:] if store.source_image(database, workspace, s)]
         detections = [
             detection
@@ -516,11 +512,8 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _size(
-    blobs: BlobStore, database: Database, workspace: int, source_id: str
-) -> tuple[int, int] | None:
-    """The size of an event image of this workspace, for the drawing's coordinates; None
-    when the workspace has no such image (an event may name any id) or it is gone."""
-    key = store.source_image(database, workspace, source_id)
-    data = blobs.get(key) if key is not None else None
-    return image_size(data) if data is not None else None
+def _size(database: Database, workspace: int, source_id: str) -> tuple[int, int] | None:
+    """The size of an event image of this workspace, for the drawing's coordinates (kept
+    when it was uploaded: the file is not opened); None when the workspace has no such
+    image (an event may name any id)."""
+    return store.source_size(database, workspace, source_id)

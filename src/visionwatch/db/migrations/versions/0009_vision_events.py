@@ -61,6 +61,8 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.Integer, sa.ForeignKey("workspaces.id"), nullable=False),
         sa.Column("source_id", sa.String(64), nullable=False),
         sa.Column("image_key", sa.String(128), nullable=False),
+        sa.Column("width", sa.Integer, nullable=False),
+        sa.Column("height", sa.Integer, nullable=False),
         sa.Column("name", sa.String(256)),
         sa.Column("metadata", sa.Text),
         sa.Column("created_at", Timestamp, nullable=False),
