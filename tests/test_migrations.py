@@ -1,6 +1,7 @@
 """Migrations: up and down on both databases, the schema they build matches the code's, and a
 database made at the first revision upgrades with its data intact."""
 
+import json
 import random
 import threading
 from collections import Counter
@@ -235,5 +236,89 @@ def test_servers_starting_together_migrate_once(empty_postgres: str) -> None:
     database = create_database(database_url)
     try:
         assert migrate.current_revision(database) == migrate.head_revision()
+    finally:
+        database.dispose()
+
+
+def test_events_stored_before_0011_filter_and_count_after_it(
+    database_url: str, settings: Settings
+) -> None:
+    """0011 reads the events already stored for their classes, eventData fields and
+    verdicts: an event from before it filters and counts as one sent after."""
+    database = create_database(database_url)
+    try:
+        migrate.upgrade(database, "0010")
+        secret = workspace_key(database, "early")
+        at = datetime.now(UTC) - timedelta(hours=1)
+        judged: dict[str, Any] = {
+            "eventId": "judged",
+            "eventType": "quality_check",
+            "useCaseId": "line",
+            "timestamp": at.isoformat(),
+            "eventData": {"result": "fail"},
+            "images": [{"objectDetections": [{"class": "dent", "confidence": 0.8}]}],
+        }
+        verdict: dict[str, Any] = {
+            "eventId": "verdict",
+            "eventType": "operator_feedback",
+            "useCaseId": "line",
+            "timestamp": (at + timedelta(minutes=5)).isoformat(),
+            "eventData": {"relatedEventId": "judged", "feedback": "incorrect"},
+        }
+        with database.writer.begin() as conn:
+            workspace = conn.execute(text("SELECT id FROM workspaces")).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO use_cases (workspace_id, public_id, name, archived, created_at)"
+                    " VALUES (:w, 'line', 'line', false, :t)"
+                ),
+                {"w": workspace, "t": to_micros(at)},
+            )
+            use_case = conn.execute(text("SELECT id FROM use_cases")).scalar_one()
+            for n, event in enumerate((judged, verdict)):
+                conn.execute(
+                    text(
+                        "INSERT INTO vision_events (workspace_id, use_case_id, event_id,"
+                        " event_type, ts, received_at, event)"
+                        " VALUES (:w, :u, :e, :k, :t, :t, :j)"
+                    ),
+                    {
+                        "w": workspace,
+                        "u": use_case,
+                        "e": event["eventId"],
+                        "k": event["eventType"],
+                        "t": to_micros(at + timedelta(minutes=5 * n)),
+                        "j": json.dumps(event),
+                    },
+                )
+        migrate.upgrade(database)
+        with SettledClient(create_app(settings, database)) as client:
+            for query in (
+                {"detectionClass": "dent", "minConfidence": 0.75},
+                {"eventFieldFilters": [{"field": "result", "value": "fail"}]},
+                {"feedbackStatus": "incorrect"},
+            ):
+                found = client.post(
+                    "/vision-events/query",
+                    json={"useCaseId": "line", **query},
+                    headers=auth(secret),
+                ).json()
+                assert [e["eventId"] for e in found["events"]] == ["judged"], query
+            figures = client.get(
+                "/api/v1/precision",
+                params={"use_case": "line", "group": "class"},
+                headers=auth(secret),
+            ).json()
+            assert figures["groups"] == [
+                {
+                    "key": "dent",
+                    "correct": 0,
+                    "incorrect": 1,
+                    "inconclusive": 0,
+                    "judged": 1,
+                    "precision": 0.0,
+                    "interval": figures["groups"][0]["interval"],
+                }
+            ]
     finally:
         database.dispose()

@@ -170,7 +170,13 @@ def test_a_workspace_keeps_what_it_chose(tmp_path: Path, db_kind: str, database_
     assert cli(env, "workspaces", "create", "long").returncode == 0
     shown = cli(env, "workspaces", "retention", "long", "--days", "90")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.strip() == "long: inferences 90 days, images 14 days (default)"
+    assert shown.stdout.strip() == (
+        "long: inferences 90 days, images 14 days (default), vision events 14 days (default)"
+    )
+    shown = cli(env, "workspaces", "retention", "long", "--event-days", "30")
+    assert shown.stdout.strip() == (
+        "long: inferences 90 days, images 14 days (default), vision events 30 days"
+    )
     key = cli(env, "keys", "create", "long").stdout.strip().splitlines()[-1]
     from visionwatch.app import create_app
     from visionwatch.db.engine import create_database

@@ -290,22 +290,38 @@ def workspaces_list(ctx: click.Context) -> None:
 @click.argument("name")
 @click.option("--days", type=click.IntRange(min=1), help="Keep inferences this many days.")
 @click.option("--image-days", type=click.IntRange(min=1), help="Keep images this many days.")
+@click.option(
+    "--event-days",
+    type=click.IntRange(min=1),
+    help="Keep vision events and their images this many days (their lookback).",
+)
 @click.pass_context
 @_account_errors
 def workspaces_retention(
-    ctx: click.Context, name: str, days: int | None, image_days: int | None
+    ctx: click.Context,
+    name: str,
+    days: int | None,
+    image_days: int | None,
+    event_days: int | None,
 ) -> None:
-    """Show or set how long the workspace NAME keeps inferences and images."""
+    """Show or set how long the workspace NAME keeps inferences, images and vision events."""
     settings = _settings(ctx)
-    changes = days is not None or image_days is not None
+    changes = days is not None or image_days is not None or event_days is not None
     database = _database(ctx, upgrade=changes)
     if changes:
-        accounts.set_retention(database, name, days, image_days)
-    rows, images = accounts.retention(database, name)
+        accounts.set_retention(database, name, days, image_days, event_days)
+    kept = accounts.retention(database, name)
+    shown = (
+        ("inferences", kept.inferences, settings.retention_days),
+        ("images", kept.images, settings.image_retention_days),
+        ("vision events", kept.events, settings.event_lookback_days),
+    )
     click.echo(
-        f"{name}: inferences {rows or settings.retention_days} days"
-        f"{'' if rows else ' (default)'}, images {images or settings.image_retention_days} days"
-        f"{'' if images else ' (default)'}"
+        f"{name}: "
+        + ", ".join(
+            f"{label} {value or default} days{'' if value else ' (default)'}"
+            for label, value, default in shown
+        )
     )
 
 

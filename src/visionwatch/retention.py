@@ -3,7 +3,8 @@
 Rows go in chunks, each in its own transaction, so a large prune never holds
 the writer for long. An image file goes only when no inference and no vision event's
 image anywhere points at it any more (files are shared by content). Vision events and
-their images keep for the lookback (VISIONWATCH_EVENT_LOOKBACK_DAYS).
+their images keep for the workspace's lookback (`workspaces retention --event-days`, else
+VISIONWATCH_EVENT_LOOKBACK_DAYS); operators' verdicts keep as the rollups do.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,8 +20,11 @@ from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
     class_bins,
     class_rollups,
+    event_classes,
+    event_data_fields,
     event_metadata,
     event_sources,
+    event_verdicts,
     image_counts,
     inference_feedback,
     inference_metadata,
@@ -78,7 +82,7 @@ def prune(
         limits = cutoffs(settings, now, space.retention_days, space.image_retention_days)
         report.images[space.name] = _prune_images(db, blobs, space.id, limits, dry_run, report)
         report.inferences[space.name] = _prune_rows(db, blobs, space.id, limits, dry_run, report)
-        lookback = now - timedelta(days=settings.event_lookback_days)
+        lookback = now - timedelta(days=space.event_lookback_days or settings.event_lookback_days)
         report.events[space.name] = _prune_events(db, blobs, space.id, lookback, dry_run, report)
     rollup_cutoff = now - timedelta(days=settings.rollup_retention_days)
     report.rollup_rows = _prune_rollups(db, rollup_cutoff, dry_run)
@@ -88,6 +92,7 @@ def prune(
             conn.execute(delete(image_counts).where(image_counts.c.day < old_day))
             # Verdicts are what realised precision is summed from: they keep as rollups do.
             conn.execute(delete(inference_feedback).where(inference_feedback.c.ts < rollup_cutoff))
+            conn.execute(delete(event_verdicts).where(event_verdicts.c.ts < rollup_cutoff))
             conn.execute(
                 delete(pending_metadata).where(
                     pending_metadata.c.received_at < now - timedelta(days=settings.retention_days)
@@ -209,7 +214,8 @@ def _prune_events(
             pks = conn.execute(select(vision_events.c.id).where(*old).limit(CHUNK)).scalars().all()
             if not pks:
                 break
-            conn.execute(delete(event_metadata).where(event_metadata.c.event_pk.in_(pks)))
+            for facts in (event_metadata, event_data_fields, event_classes):
+                conn.execute(delete(facts).where(facts.c.event_pk.in_(pks)))
             conn.execute(delete(vision_events).where(vision_events.c.id.in_(pks)))
         done += len(pks)
     old_sources = (

@@ -1,7 +1,7 @@
 """Operators' verdicts on single inferences (scope ingest) and the realised precision they
 give (scope read): what people saw, beside the confidence the model believed."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,7 +61,7 @@ async def give_verdict(
 
 @router.get(
     "/precision",
-    responses={**AUTH_ERRORS, **VALIDATION_ERRORS},
+    responses={**AUTH_ERRORS, **VALIDATION_ERRORS, **NOT_FOUND},
     summary="Realised precision from operators' verdicts, with its 95 % interval",
 )
 async def precision(
@@ -70,19 +70,49 @@ async def precision(
     period: PeriodDep,
     filters: FiltersDep,
     class_: Annotated[str | None, Query(alias="class", max_length=256)] = None,
-    group: Literal["model", "device", "class", "hour"] | None = None,
+    use_case: Annotated[
+        str | None,
+        Query(max_length=256, description="a use case's events instead of inferences"),
+    ] = None,
+    events: Annotated[bool, Query(description="all use cases' events, not inferences")] = False,
+    group: Literal["model", "device", "class", "hour", "use_case", "workflow"] | None = None,
 ) -> JSON:
-    """precision = correct / (correct + incorrect) over the inferences of the period;
-    inconclusive verdicts are counted, not judged. `group` splits it."""
-    parts = await run_in_threadpool(
-        store.precision,
-        database,
-        key.workspace.id,
-        filters,
-        period,
-        class_name=class_,
-        group=group,
-    )
+    """precision = correct / (correct + incorrect) over the inferences of the period (or,
+    with `use_case` or `events=true`, over the vision events judged by operator_feedback);
+    inconclusive verdicts are counted, not judged. `group` splits it: inferences by model,
+    device, class or hour; events by use_case, device, workflow, class or hour."""
+    on_events = events or use_case is not None
+    allowed = EVENT_GROUPS if on_events else INFERENCE_GROUPS
+    if group is not None and group not in allowed:
+        what = "events" if on_events else "inferences"
+        raise HTTPException(422, f"group: {what} are grouped by {', '.join(allowed)}")
+    if on_events and filters.model is not None:
+        raise HTTPException(422, "model_id: events have no model; filter by use_case")
+    if on_events:
+        found = await run_in_threadpool(
+            store.event_precision,
+            database,
+            key.workspace.id,
+            period.start,
+            period.end,
+            use_case=use_case,
+            device=filters.device,
+            class_name=class_,
+            group=group,  # type: ignore[arg-type]  # checked against EVENT_GROUPS
+        )
+        if found is None:
+            raise HTTPException(404, f"use_case: no use case {use_case!r} in this workspace")
+        parts = found
+    else:
+        parts = await run_in_threadpool(
+            store.precision,
+            database,
+            key.workspace.id,
+            filters,
+            period,
+            class_name=class_,
+            group=group,  # type: ignore[arg-type]  # checked against INFERENCE_GROUPS
+        )
     # Every verdict is in exactly one group: the whole is their sum, not a second query.
     whole = Verdicts()
     for counts in parts.values():
@@ -93,6 +123,10 @@ async def precision(
         ordered = sorted(parts.items(), key=lambda item: (item[0] is None, str(item[0])))
         body["groups"] = [{"key": key_, **_figures(counts)} for key_, counts in ordered]
     return JSON(body)
+
+
+INFERENCE_GROUPS = get_args(store.Group)
+EVENT_GROUPS = get_args(store.EventGroup)
 
 
 def _figures(counts: Verdicts) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from visionwatch.http.downloads import image_response
 from visionwatch.http.responses import JSON
 from visionwatch.images.decode import BadImage, check_image
 from visionwatch.items import json_path, message_of
+from visionwatch.store import accounts
 from visionwatch.store import vision_events as store
 from visionwatch.store.accounts import ApiKey
 from visionwatch.store.inferences import BadCursor
@@ -82,7 +83,7 @@ class MetadataFilterIn(BaseModel):
 
 
 class QueryIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # Roboflow's filters not served here
+    model_config = ConfigDict(extra="ignore")  # Roboflow's filters not served here (warnings)
 
     useCaseId: Name
     eventType: Name | None = None
@@ -95,6 +96,12 @@ class QueryIn(BaseModel):
     streamId: ContextIn | None = None
     workflowId: ContextIn | None = None
     customMetadataFilters: list[MetadataFilterIn] = Field(default_factory=list, max_length=20)
+    # Roboflow's dashboard filters by these; its API's names for them are not published,
+    # so these are ours (docs/architecture.md, "Vision Events").
+    eventFieldFilters: list[MetadataFilterIn] = Field(default_factory=list, max_length=20)
+    detectionClass: Name | None = None
+    minConfidence: float | None = Field(default=None, ge=0, le=1)
+    feedbackStatus: store.FeedbackStatus | None = None
 
 
 async def _json(request: Request) -> Any:
@@ -115,6 +122,7 @@ def _checked_event(raw: Any, prefix: str = "") -> store.NewEvent:
         event = EventIn.model_validate(raw)
     except ValidationError as error:
         raise _refused(error, prefix) from None
+    _check_event_data(event.eventType, event.eventData or {}, f"{prefix}eventData")
     metadata = _checked_metadata(event.customMetadata or {}, f"{prefix}customMetadata")
     return store.NewEvent(
         event_id=event.eventId,
@@ -127,6 +135,46 @@ def _checked_event(raw: Any, prefix: str = "") -> store.NewEvent:
         metadata=metadata,
         sent=raw,
     )
+
+
+# The eventData fields each type defines, and what each may hold (Roboflow's schemas);
+# other fields are kept as sent.
+_TEXT = "a string"
+_NUMBER = "a number"
+EVENT_DATA: dict[str, dict[str, tuple[str, ...] | str]] = {
+    "quality_check": {"result": ("pass", "fail")},
+    "inventory_count": {"location": _TEXT, "itemCount": _NUMBER, "itemType": _TEXT},
+    "safety_alert": {
+        "alertType": _TEXT,
+        "severity": ("low", "medium", "high"),
+        "description": _TEXT,
+    },
+    "custom": {},  # value: whatever the caller measures
+    "operator_feedback": {
+        "relatedEventId": _TEXT,
+        "feedback": ("correct", "incorrect", "inconclusive"),
+    },
+}
+
+
+def _check_event_data(event_type: str, data: dict[str, Any], path: str) -> None:
+    """Each field the type defines holds what it should; every type may carry externalId."""
+    expected: dict[str, tuple[str, ...] | str] = {"externalId": _TEXT, **EVENT_DATA[event_type]}
+    for name, rule in expected.items():
+        if name not in data or data[name] is None:
+            continue
+        value = data[name]
+        if isinstance(rule, tuple):
+            if value not in rule:
+                raise CompatError(400, f"{path}.{name}: one of {', '.join(rule)}")
+        elif not _holds(rule, value):
+            raise CompatError(400, f"{path}.{name}: {rule}")
+
+
+def _holds(rule: str, value: object) -> bool:
+    if rule == _NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 def _aware(value: datetime) -> datetime:
@@ -199,6 +247,12 @@ async def query_events(request: Request, database: DatabaseDep, settings: Settin
         metadata=tuple(
             store.MetadataFilter(f.field, f.operator, f.value) for f in asked.customMetadataFilters
         ),
+        data=tuple(
+            store.MetadataFilter(f.field, f.operator, f.value) for f in asked.eventFieldFilters
+        ),
+        detected_class=asked.detectionClass,
+        min_confidence=asked.minConfidence,
+        feedback=asked.feedbackStatus,
         limit=asked.limit,
         cursor=asked.cursor,
     )
@@ -214,9 +268,15 @@ async def query_events(request: Request, database: DatabaseDep, settings: Settin
             "nextCursor": page.next_cursor,
             "hasMore": page.next_cursor is not None,
             "total": page.total,
-            "lookbackDays": settings.event_lookback_days,
+            "lookbackDays": await _lookback_days(database, settings, key),
         }
     )
+
+
+async def _lookback_days(database: DatabaseDep, settings: SettingsDep, key: ApiKey) -> int:
+    """The days the workspace keeps events: its own lookback, else the server's."""
+    own = await run_in_threadpool(accounts.event_lookback_days, database, key.workspace.id)
+    return own or settings.event_lookback_days
 
 
 def _context(given: ContextIn | None) -> store.ContextFilter | None:
@@ -246,7 +306,7 @@ async def list_use_cases(
                 }
                 for use_case in found
             ],
-            "lookbackDays": settings.event_lookback_days,
+            "lookbackDays": await _lookback_days(database, settings, key),
         }
     )
 

@@ -71,6 +71,7 @@ workspaces = Table(
     # Retention in days; null: the server's defaults.
     Column("retention_days", Integer),
     Column("image_retention_days", Integer),
+    Column("event_lookback_days", Integer),
 )
 
 api_keys = Table(
@@ -372,6 +373,53 @@ event_metadata = Table(
     Column("text_value", Text),
     Column("number_value", Float),
     PrimaryKeyConstraint("event_pk", "field"),
+)
+
+# One row per scalar field of an event's eventData (result, severity, itemCount...), typed
+# as event_metadata is, for eventFieldFilters.
+event_data_fields = Table(
+    "event_data_fields",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("event_pk", BigId, ForeignKey("vision_events.id"), nullable=False),
+    Column("field", String(100), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("text_value", Text),
+    Column("number_value", Float),
+    PrimaryKeyConstraint("event_pk", "field"),
+)
+
+# The classes an event's images detected, each with its highest confidence (null: none
+# was sent), for the detected-class filter.
+event_classes = Table(
+    "event_classes",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("event_pk", BigId, ForeignKey("vision_events.id"), nullable=False),
+    Column("class_name", String(256), nullable=False),
+    Column("confidence", Float),
+    PrimaryKeyConstraint("event_pk", "class_name"),
+)
+
+# The newest verdict of operator_feedback on each judged event, with what it judged
+# (device, workflow, most detected class, the event's time): the feedback-status filter
+# and realised precision read it. Like inference_feedback it outlives the events' lookback
+# and keeps as rollups do. A verdict that came before its event is completed by the event.
+event_verdicts = Table(
+    "event_verdicts",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
+    Column("event_id", String(256), nullable=False),  # the judged event's
+    Column("use_case_id", Integer, ForeignKey("use_cases.id"), nullable=False),
+    Column("feedback_event_id", String(256), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("device", String(256)),
+    Column("workflow", String(256)),
+    Column("class_name", String(256)),
+    Column("ts", Timestamp, nullable=False),  # the judged event's; the feedback's until known
+    Column("given_at", Timestamp, nullable=False),  # the feedback event's timestamp
+    PrimaryKeyConstraint("workspace_id", "event_id"),
+    Index("ix_event_verdicts_use_case_ts", "workspace_id", "use_case_id", "ts"),
 )
 
 # Images uploaded for events; the bytes are in the image store under image_key.

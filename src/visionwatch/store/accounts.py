@@ -246,26 +246,51 @@ def authenticate_user(db: Database, email: str, password: str) -> list[User]:
 
 
 def set_retention(
-    db: Database, workspace_name: str, days: int | None, image_days: int | None
+    db: Database,
+    workspace_name: str,
+    days: int | None,
+    image_days: int | None,
+    event_days: int | None = None,
 ) -> None:
     """Set the workspace's retention; a None leaves that one as it is."""
-    values = {
-        name: value
-        for name, value in (("retention_days", days), ("image_retention_days", image_days))
-        if value is not None
-    }
+    given = (
+        ("retention_days", days),
+        ("image_retention_days", image_days),
+        ("event_lookback_days", event_days),
+    )
+    values = {name: value for name, value in given if value is not None}
     with db.write() as conn:
         workspace = _require_workspace(conn, workspace_name)
         conn.execute(update(workspaces).where(workspaces.c.id == workspace.id).values(**values))
 
 
-def retention(db: Database, workspace_name: str) -> tuple[int | None, int | None]:
-    """(inference days, image days) set for the workspace; None: the server's default."""
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Days the workspace keeps each kind of data; None: the server's default."""
+
+    inferences: int | None
+    images: int | None
+    events: int | None
+
+
+def retention(db: Database, workspace_name: str) -> Retention:
     with db.read() as conn:
         workspace = _require_workspace(conn, workspace_name)
-        row = conn.execute(
-            select(workspaces.c.retention_days, workspaces.c.image_retention_days).where(
-                workspaces.c.id == workspace.id
-            )
-        ).one()
-    return row.retention_days, row.image_retention_days
+        return _retention(conn, workspace.id)
+
+
+def _retention(conn: Connection, workspace_id: int) -> Retention:
+    row = conn.execute(
+        select(
+            workspaces.c.retention_days,
+            workspaces.c.image_retention_days,
+            workspaces.c.event_lookback_days,
+        ).where(workspaces.c.id == workspace_id)
+    ).one()
+    return Retention(row.retention_days, row.image_retention_days, row.event_lookback_days)
+
+
+def event_lookback_days(db: Database, workspace_id: int) -> int | None:
+    """The days the workspace keeps vision events, when it has its own lookback."""
+    with db.read() as conn:
+        return _retention(conn, workspace_id).events

@@ -1,7 +1,9 @@
-"""Operators' verdicts on single inferences, and the realised precision they sum to.
+"""Operators' verdicts on single inferences and on vision events, and the realised
+precision they sum to.
 
 Verdicts are few (people give them), so precision is summed from the verdict rows at read
-time, by model, device, class or hour; no rollup is kept for them.
+time, by model, device, class or hour (an event's by use case, device, workflow, class or
+hour); no rollup is kept for them.
 """
 
 from collections.abc import Sequence
@@ -12,7 +14,15 @@ from sqlalchemy import BigInteger, Connection, func, select, type_coerce
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import devices, inference_feedback, inferences, models, predictions
+from visionwatch.db.schema import (
+    devices,
+    event_verdicts,
+    inference_feedback,
+    inferences,
+    models,
+    predictions,
+    use_cases,
+)
 from visionwatch.db.types import from_micros
 from visionwatch.rollups import ALL_DEVICES
 from visionwatch.store.stats import Filters, Period, resolve_scope
@@ -20,6 +30,7 @@ from visionwatch.timeutil import HOUR
 from visionwatch.verdicts import Verdict, Verdicts
 
 Group = Literal["model", "device", "class", "hour"]
+EventGroup = Literal["use_case", "device", "workflow", "class", "hour"]
 
 
 def give_verdict(
@@ -122,9 +133,7 @@ def verdicts(
     elif group == "class":
         keys.append(table.c.class_name)
     elif group == "hour":
-        micros = int(HOUR.total_seconds()) * 1_000_000
-        ts = type_coerce(table.c.ts, BigInteger)
-        keys.append(ts - ts % micros)
+        keys.append(_hour_of(table.c.ts))
     query = (
         select(*keys, table.c.verdict, func.count().label("n"))
         .where(*conditions)
@@ -132,10 +141,22 @@ def verdicts(
     )
     if group == "model":
         query = query.join_from(table, models, models.c.id == table.c.model_id)
+    return _counted(conn.execute(query), grouped=bool(keys), hourly=group == "hour")
+
+
+def _hour_of(column: Any) -> Any:
+    """The start of the hour of a time column, in its stored microseconds."""
+    micros = int(HOUR.total_seconds()) * 1_000_000
+    ts = type_coerce(column, BigInteger)
+    return ts - ts % micros
+
+
+def _counted(rows: Any, *, grouped: bool, hourly: bool) -> dict[Any, Verdicts]:
+    """(key..., verdict, n) rows as verdicts by key (None when not grouped)."""
     found: dict[Any, Verdicts] = {}
-    for row in conn.execute(query):
-        key: Any = row[0] if keys else None
-        if group == "hour":
+    for row in rows:
+        key: Any = row[0] if grouped else None
+        if hourly:
             key = from_micros(int(key))
         found.setdefault(key, Verdicts()).add(row.verdict, int(row.n))
     return found
@@ -174,3 +195,62 @@ def precision(
             ).all()
         )
     return {names.get(key) if key is not None else None: value for key, value in found.items()}
+
+
+def event_precision(
+    db: Database,
+    workspace_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    use_case: str | None = None,
+    device: str | None = None,
+    class_name: str | None = None,
+    group: EventGroup | None = None,
+) -> dict[Any, Verdicts] | None:
+    """Verdicts on the events of [start, end) (by the judged event's time), of a use case
+    by id or name (all when None), by `group` (use cases by id); None when the use case
+    does not exist."""
+    table = event_verdicts
+    conditions: list[Any] = [
+        table.c.workspace_id == workspace_id,
+        table.c.ts >= start,
+        table.c.ts < end,
+    ]
+    with db.read() as conn:
+        if use_case is not None:
+            found = conn.execute(
+                select(use_cases.c.id)
+                .where(
+                    use_cases.c.workspace_id == workspace_id,
+                    (use_cases.c.public_id == use_case) | (use_cases.c.name == use_case),
+                )
+                .order_by((use_cases.c.public_id != use_case), use_cases.c.id)
+                .limit(1)
+            ).scalar()
+            if found is None:
+                return None
+            conditions.append(table.c.use_case_id == found)
+        if device is not None:
+            conditions.append(table.c.device == device)
+        if class_name is not None:
+            conditions.append(table.c.class_name == class_name)
+        keys: list[Any] = []
+        if group == "use_case":
+            keys.append(use_cases.c.public_id)
+        elif group == "device":
+            keys.append(table.c.device)
+        elif group == "workflow":
+            keys.append(table.c.workflow)
+        elif group == "class":
+            keys.append(table.c.class_name)
+        elif group == "hour":
+            keys.append(_hour_of(table.c.ts))
+        query = (
+            select(*keys, table.c.verdict, func.count().label("n"))
+            .where(*conditions)
+            .group_by(*keys, table.c.verdict)
+        )
+        if group == "use_case":
+            query = query.join_from(table, use_cases, use_cases.c.id == table.c.use_case_id)
+        return _counted(conn.execute(query), grouped=bool(keys), hourly=group == "hour")

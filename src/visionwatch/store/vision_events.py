@@ -10,9 +10,19 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import BigInteger, Connection, and_, delete, exists, func, or_, select, type_coerce
 
+from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import event_metadata, event_sources, use_cases, vision_events
+from visionwatch.db.schema import (
+    event_classes,
+    event_data_fields,
+    event_metadata,
+    event_sources,
+    event_verdicts,
+    use_cases,
+    vision_events,
+)
 from visionwatch.db.types import from_micros
+from visionwatch.event_facts import data_fields, detected, given_verdict
 from visionwatch.images.blobs import BlobStore, content_key
 from visionwatch.images.decode import CheckedImage
 
@@ -21,6 +31,8 @@ from visionwatch.store.inferences import decode_cursor, encode_cursor
 
 MetadataValue = str | float | bool
 Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
+# An event's newest verdict, or "none" for events no operator judged.
+FeedbackStatus = Literal["correct", "incorrect", "inconclusive", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,10 @@ class EventQuery:
     stream: ContextFilter | None = None
     workflow: ContextFilter | None = None
     metadata: tuple[MetadataFilter, ...] = ()
+    data: tuple[MetadataFilter, ...] = ()  # on eventData's fields
+    detected_class: str | None = None
+    min_confidence: float | None = None  # of the detected class; without one, any
+    feedback: FeedbackStatus | None = None
     limit: int = 50
     cursor: str | None = None
 
@@ -174,11 +190,15 @@ def write_events(
 ) -> list[str]:
     """Store `events`, all or none. An event id seen before replaces that event (a client
     re-sending is idempotent); a use case named for the first time is made."""
-    return db.run_write(_write, workspace_id, events, now)
+    return db.run_write(_write, db.dialect, workspace_id, events, now)
 
 
 def _write(
-    conn: Connection, workspace_id: int, events: Sequence[NewEvent], now: datetime
+    conn: Connection,
+    dialect: dialects.Dialect,
+    workspace_id: int,
+    events: Sequence[NewEvent],
+    now: datetime,
 ) -> list[str]:
     known: dict[str, int] = {}
     for event in events:
@@ -201,7 +221,8 @@ def _write(
     replaced = select(vision_events.c.id).where(
         vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
     )
-    conn.execute(delete(event_metadata).where(event_metadata.c.event_pk.in_(replaced)))
+    for facts in (event_metadata, event_data_fields, event_classes):
+        conn.execute(delete(facts).where(facts.c.event_pk.in_(replaced)))
     conn.execute(
         delete(vision_events).where(
             vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
@@ -225,22 +246,120 @@ def _write(
             )
             .returning(vision_events.c.id)
         ).scalar_one()
-        if event.metadata:
+        _insert_fields(conn, event_metadata, workspace_id, pk, event.metadata)
+        _insert_fields(conn, event_data_fields, workspace_id, pk, data_fields(event.sent))
+        found = detected(event.sent)
+        if found.confidence:
             conn.execute(
-                event_metadata.insert(),
+                event_classes.insert(),
                 [
                     {
                         "workspace_id": workspace_id,
                         "event_pk": pk,
-                        "field": name,
-                        "kind": _kind(value),
-                        "text_value": _text(value),
-                        "number_value": float(value) if _kind(value) == "number" else None,
+                        "class_name": name,
+                        "confidence": confidence,
                     }
-                    for name, value in event.metadata.items()
+                    for name, confidence in found.confidence.items()
                 ],
             )
+        judged = _Judged(event.device, event.workflow, found.top_class, event.timestamp)
+        # A verdict that came before this event learns what it judged now.
+        conn.execute(
+            event_verdicts.update()
+            .where(
+                event_verdicts.c.workspace_id == workspace_id,
+                event_verdicts.c.event_id == event.event_id,
+            )
+            .values(**judged.values())
+        )
+        _record_verdict(conn, dialect, workspace_id, known[event.use_case], event)
     return list(latest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """What a verdict is about: the judged event's source, class and time."""
+
+    device: str | None
+    workflow: str | None
+    class_name: str | None
+    ts: datetime
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "workflow": self.workflow,
+            "class_name": self.class_name,
+            "ts": self.ts,
+        }
+
+
+def _record_verdict(
+    conn: Connection, dialect: dialects.Dialect, workspace_id: int, use_case: int, event: NewEvent
+) -> None:
+    """Keep an operator_feedback event's verdict as its judged event's, unless a newer one
+    (by the feedback's own timestamp) is already kept."""
+    given = given_verdict(event.sent)
+    if given is None:
+        return
+    row = conn.execute(
+        select(
+            vision_events.c.device,
+            vision_events.c.workflow,
+            vision_events.c.ts,
+            vision_events.c.event,
+        ).where(
+            vision_events.c.workspace_id == workspace_id,
+            vision_events.c.event_id == given.related_event_id,
+        )
+    ).one_or_none()
+    if row is None:  # not here (yet): the verdict stands on its own time until it comes
+        about = _Judged(None, None, None, event.timestamp)
+    else:
+        top = detected(orjson.loads(row.event)).top_class
+        about = _Judged(row.device, row.workflow, top, row.ts)
+    values = {
+        "use_case_id": use_case,
+        "feedback_event_id": event.event_id,
+        "verdict": given.verdict,
+        "given_at": event.timestamp,
+        **about.values(),
+    }
+    statement = dialects.insert(dialect, event_verdicts).values(
+        workspace_id=workspace_id, event_id=given.related_event_id, **values
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["workspace_id", "event_id"],
+            set_=values,
+            where=event_verdicts.c.given_at <= statement.excluded.given_at,
+        )
+    )
+
+
+def _insert_fields(
+    conn: Connection,
+    table: Any,
+    workspace_id: int,
+    event_pk: int,
+    fields: dict[str, MetadataValue],
+) -> None:
+    if not fields:
+        return
+    conn.execute(
+        table.insert(),
+        [
+            {
+                "workspace_id": workspace_id,
+                "event_pk": event_pk,
+                "field": name,
+                "kind": _kind(value),
+                "text_value": _text(value),
+                "number_value": float(value) if _kind(value) == "number" else None,
+            }
+            for name, value in fields.items()
+        ],
+    )
 
 
 def _kind(value: MetadataValue) -> str:
@@ -304,13 +423,32 @@ def _conditions(workspace_id: int, use_case: int, query: EventQuery) -> list[Any
             # neq: an event without the field differs from the value too
             other = or_(~matches, column.is_(None))
             conditions.append(matches if context.operator == "eq" else other)
-    for wanted in query.metadata:
-        conditions.append(exists().where(*_metadata_match(wanted)))
+    for table, filters in ((event_metadata, query.metadata), (event_data_fields, query.data)):
+        for wanted in filters:
+            conditions.append(exists().where(*_field_match(table, wanted)))
+    if query.detected_class is not None:
+        found = [
+            event_classes.c.event_pk == vision_events.c.id,
+            event_classes.c.class_name == query.detected_class,
+        ]
+        if query.min_confidence is not None:
+            found.append(event_classes.c.confidence >= query.min_confidence)
+        conditions.append(exists().where(*found))
+    if query.feedback is not None:
+        judged = [
+            event_verdicts.c.workspace_id == vision_events.c.workspace_id,
+            event_verdicts.c.event_id == vision_events.c.event_id,
+        ]
+        if query.feedback == "none":
+            conditions.append(~exists().where(*judged))
+        else:
+            conditions.append(exists().where(*judged, event_verdicts.c.verdict == query.feedback))
     return conditions
 
 
-def _metadata_match(wanted: MetadataFilter) -> list[Any]:
-    row = event_metadata.c
+def _field_match(table: Any, wanted: MetadataFilter) -> list[Any]:
+    """A typed field of the event (custom metadata, or eventData) compared as asked."""
+    row = table.c
     match = [row.event_pk == vision_events.c.id, row.field == wanted.field]
     kind = _kind(wanted.value)
     if kind == "number":
@@ -404,8 +542,6 @@ def source_size(db: Database, workspace_id: int, source_id: str) -> tuple[int, i
 
 # -- one event, for the dashboard -------------------------------------------------------
 
-FEEDBACK = "operator_feedback"
-
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -467,33 +603,31 @@ def event_types(db: Database, workspace_id: int, use_case: str) -> list[str]:
 def latest_feedback(
     db: Database, workspace_id: int, use_case: str, event_id: str
 ) -> Feedback | None:
-    """The newest operator_feedback event of the use case whose eventData.relatedEventId is
-    `event_id` (by its timestamp, then by arrival), or None.
-
-    Feedback is an event like any other, kept as sent: the related id is inside its JSON.
-    A LIKE on the stored text (orjson writes it compact, so the key and the value are
-    adjacent) narrows the candidates the same way on both databases, and the JSON of each
-    is read to be sure. Newest first along the page index, so the first that holds is it;
-    an event never judged costs a scan of the use case's events.
-    """
-    needle = orjson.dumps("relatedEventId").decode() + ":" + orjson.dumps(event_id).decode()
+    """The newest operator verdict on the event `event_id` of the use case (newest by the
+    feedback's timestamp), or None. The comment is read from the feedback event while it
+    is kept (within the lookback)."""
     with db.read() as conn:
         pk = _use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return None
-        rows = conn.execute(
-            select(vision_events.c.event_id, vision_events.c.ts, vision_events.c.event)
-            .where(
-                vision_events.c.workspace_id == workspace_id,
-                vision_events.c.use_case_id == pk,
-                vision_events.c.event_type == FEEDBACK,
-                vision_events.c.event.contains(needle, autoescape=True),
+        row = conn.execute(
+            select(
+                event_verdicts.c.feedback_event_id,
+                event_verdicts.c.verdict,
+                event_verdicts.c.given_at,
+            ).where(
+                event_verdicts.c.workspace_id == workspace_id,
+                event_verdicts.c.event_id == event_id,
+                event_verdicts.c.use_case_id == pk,
             )
-            .order_by(vision_events.c.ts.desc(), vision_events.c.id.desc())
-        )
-        for row in rows:
-            sent = orjson.loads(row.event)
-            data = sent.get("eventData")
-            if isinstance(data, dict) and data.get("relatedEventId") == event_id:
-                return Feedback(row.event_id, data.get("feedback"), sent.get("comment"), row.ts)
-    return None
+        ).one_or_none()
+        if row is None:
+            return None
+        sent = conn.execute(
+            select(vision_events.c.event).where(
+                vision_events.c.workspace_id == workspace_id,
+                vision_events.c.event_id == row.feedback_event_id,
+            )
+        ).scalar()
+    comment = orjson.loads(sent).get("comment") if sent is not None else None
+    return Feedback(row.feedback_event_id, row.verdict, comment, row.given_at)

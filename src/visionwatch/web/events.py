@@ -21,6 +21,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import RedirectResponse, Response
 
 from visionwatch.db.engine import Database
+from visionwatch.event_facts import FEEDBACK
 from visionwatch.http.deps import DatabaseDep, clock_of
 from visionwatch.http.downloads import image_response
 from visionwatch.store import vision_events as store
@@ -168,14 +169,14 @@ async def give_feedback(
     feedback_id = str(uuid.uuid4())
     sent: dict[str, Any] = {
         "eventId": feedback_id,
-        "eventType": store.FEEDBACK,
+        "eventType": FEEDBACK,
         "useCaseId": found.public_id,
         "timestamp": now.isoformat(),
         "eventData": {"relatedEventId": event_id, "feedback": verdict},
     }
     feedback = store.NewEvent(
         event_id=feedback_id,
-        event_type=store.FEEDBACK,
+        event_type=FEEDBACK,
         use_case=found.public_id,
         timestamp=now,
         device=None,
