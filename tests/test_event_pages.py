@@ -54,6 +54,22 @@ def events_for(use_case: str, count: int, seed: int) -> list[Event]:
         device = rng.choice([*DEVICES, None])
         if device is not None:  # some events name no device
             event["deviceId"] = device
+        if n % 3:  # detections, for the detected-class filter
+            event["images"] = [
+                {
+                    "objectDetections": [
+                        {
+                            "x": 20,
+                            "y": 20,
+                            "width": 10,
+                            "height": 10,
+                            "class": rng.choice(["person", "forklift"]),
+                            "confidence": round(rng.uniform(0.3, 0.99), 2),
+                        }
+                        for _ in range(rng.randint(1, 2))
+                    ]
+                }
+            ]
         made.append(event)
     return made
 
@@ -199,7 +215,24 @@ FILTERS: list[tuple[list[tuple[str, str]], Callable[[Event], bool]]] = [
         ),
     ),
     ([("device", "nobody")], lambda e: False),
+    # eventData, typed as metadata is; detected classes, with a least confidence.
+    ([("data.result", "fail")], lambda e: e["eventData"]["result"] == "fail"),
+    ([("data.n", "7")], lambda e: e["eventData"]["n"] == 7),
+    ([("class", "forklift")], lambda e: bool(detected(e, "forklift", 0.0))),
+    (
+        [("class", "person"), ("min_confidence", "0.8")],
+        lambda e: bool(detected(e, "person", 0.8)),
+    ),
 ]
+
+
+def detected(event: Event, name: str, least: float) -> list[dict[str, Any]]:
+    return [
+        d
+        for image in event.get("images", [])
+        for d in image["objectDetections"]
+        if d["class"] == name and d["confidence"] >= least
+    ]
 
 
 def test_filters_narrow_the_list_to_the_matching_events(
@@ -236,6 +269,13 @@ def test_paging_shows_every_event_exactly_once(
     assert '<a class="button" href="/events/line-3">Newest</a>' in second
 
 
+CHIP = (
+    r'<li class="chip">(?:<label class="chip-label" for="([^"]+)"[^>]*>|<span class="chip-label">)'
+    r'([^<]+)</(?:label|span)> <span class="chip-value">([^<]+)</span> '
+    r'<a class="remove" href="([^"]+)"'
+)
+
+
 def test_filter_chips_each_remove_their_filter(
     client: TestClient, database: Database, new_key: NewKey
 ) -> None:
@@ -245,22 +285,21 @@ def test_filter_chips_each_remove_their_filter(
     signed_in(client, database)
     params = [("type", "custom"), ("device", "cam-1"), ("meta.shift", "a")]
     page = client.get(f"/events/line-3?{urlencode(params)}", headers=HTML).text
-    chips = re.findall(
-        r'<li class="chip"><span class="chip-label">([^<]+)</span> ([^<]+) '
-        r'<a class="remove" href="([^"]+)"',
-        page,
-    )
-    assert [(label, value) for label, value, _ in chips] == [
+    chips = re.findall(CHIP, page)
+    assert [(label, value) for _, label, value, _ in chips] == [
         ("Type", "custom"),
         ("Device", "cam-1"),
         ("shift", "a"),
     ]
-    for removed, (_, _, link) in enumerate(chips):
+    # A chip's label edits it: it is the label of the form's input that holds its value.
+    for edit, _, value, _ in chips[1:]:
+        field = re.search(rf'<input id="{re.escape(edit)}" name="[^"]+" value="([^"]*)"', page)
+        assert field, edit
+        assert html.unescape(field.group(1)) == value
+    for removed, (_, _, _, link) in enumerate(chips):
         kept = params[:removed] + params[removed + 1 :]
         after = client.get(html.unescape(link), headers=HTML).text
-        shown = re.findall(
-            r'<li class="chip"><span class="chip-label">[^<]+</span> ([^<]+) ', after
-        )
+        shown = [value for _, _, value, _ in re.findall(CHIP, after)]
         assert shown == [value for _, value in kept]
 
         def matches(event: Event, kept: list[tuple[str, str]] = kept) -> bool:
@@ -288,6 +327,11 @@ def test_bad_parameters_get_a_page_that_says_why(
         "/events/line-3?meta.no%21such=1": (400, "Bad metadata filter"),
         f"/events/line-3?type={'x' * 65}": (400, "Bad filter"),
         f"/events/line-3?device={'d' * 257}": (400, "Bad filter"),
+        "/events/line-3?feedback=maybe": (400, "feedback: correct, incorrect"),
+        "/events/line-3?class=person&min_confidence=2": (400, "min_confidence: a number"),
+        "/events/line-3?class=person&min_confidence=nan": (400, "min_confidence: a number"),
+        "/events/line-3?min_confidence=0.5": (400, "name the detected class"),
+        f"/events/line-3?data.{'f' * 101}=1": (400, "A field name is at most 100"),
         "/events/no-such-use-case": (404, "No such use case"),
         "/events/line-3/no-such-event": (404, "No such event"),
     }
@@ -388,7 +432,12 @@ def test_an_event_shows_its_image_detections_source_data_and_metadata(
     ):
         assert f'<span class="value">{value}</span>' in text, label
         assert f'href="/events/{use_case}?{parameter}={value}"' in text, label
-    assert "<dt>alertType</dt><dd>no_helmet</dd>" in text
+    # Event data values filter too: the link lists the events with the same value.
+    data_link = re.search(
+        r'<dt>alertType</dt><dd><a class="data-value" href="([^"]+)"[^>]*>no_helmet</a>', text
+    )
+    assert data_link, "the event data's value is shown, as a link to its events"
+    assert html.unescape(data_link.group(1)) == f"/events/{use_case}?data.alertType=no_helmet"
     assert when_exact(NOW) in text
 
     links = {
@@ -494,6 +543,23 @@ def test_the_verdict_buttons_store_operator_feedback_as_the_api_would(
     assert 'data-verdict="correct"' in other
     verdicts = [e["eventData"]["feedback"] for e in query_feedback(client, key, use_case)]
     assert sorted(verdicts) == ["correct", "correct", "inconclusive", "incorrect"]
+    # The list filters by each event's latest verdict, and states the realised precision.
+    for status, expected in (
+        ("inconclusive", ["evt-1"]),
+        ("correct", ["evt-10"]),
+        ("incorrect", []),
+        ("none", []),
+    ):
+        listing = client.get(f"/events/{use_case}?feedback={status}", headers=HTML).text
+        assert listed(listing) == expected, status
+    precision = client.get(f"/events/{use_case}", headers=HTML).text
+    assert re.search(
+        r'Realised precision <span class="value">100\.0\s*%</span> over 1 judged events', precision
+    ), "evt-10 correct; evt-1's latest verdict is inconclusive, which does not count"
+    listing = client.get("/events", headers=HTML).text
+    row = listing.split(f'<tr data-use-case="{use_case}">', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r'<td class="num precision">100\.0\s*% \(1\)</td>', row)
+    assert "Events and their images are kept 14 days." in listing
 
     refused = client.post(
         f"{url}/feedback", data={"verdict": "maybe", "csrf_token": csrf_token(page)}, headers=HTML

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.clock import Clock
-from tests.support.dashboard import HTML, sign_in
+from tests.support.dashboard import HTML, csrf_token, sign_in
 from tests.support.settled import SettledClient
 from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.alerts.evaluator import Evaluator
@@ -172,6 +172,10 @@ def test_a_verdict_names_its_inference_and_a_good_value(
         headers=key,
     ).json()
     assert (given["class"], given["corrected_class"]) == ("car", "van")
+    # An inference that predicted nothing is judged too (a miss is a verdict), on no class.
+    empty = client.post("/api/v1/inferences/x/feedback", json={"verdict": "correct"}, headers=key)
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["class"] is None
 
 
 def test_precision_below_its_threshold_fires_an_alert(
@@ -256,3 +260,76 @@ def test_the_model_page_shows_realised_precision_beside_confidence(
     # Per class: person is v-1, v-3, v-5 (correct), v-7 (incorrect), v-9 (inconclusive).
     row = page.split('<tr data-class="person">', 1)[1].split("</tr>", 1)[0]
     assert "75.0% (4)" in " ".join(row.split())
+
+
+def test_the_inference_page_buttons_judge_it_with_a_corrected_class(
+    client: TestClient, new_key: NewKey, database: Database
+) -> None:
+    key = auth(new_key("acme", scopes=("ingest", "read")))
+    new_user(database, "acme", "ops@example.com")
+    now = datetime.now(UTC)
+    items = [
+        {
+            "inference_id": f"gate/{n}",  # ids with a slash keep their page
+            "model_id": MODELS[n % 2],
+            "timestamp": (now - timedelta(minutes=10 + n)).isoformat(),
+            "predictions": [{"class": "car", "confidence": 0.6 + n / 100}],
+        }
+        for n in range(8)
+    ]
+    client.post("/api/v1/inferences", json={"inferences": items}, headers=key)
+    sign_in(client, "ops@example.com")
+    given: dict[str, str] = {}
+    for n, verdict in enumerate(["correct", "incorrect", "incorrect", "inconclusive", "correct"]):
+        url = f"/inferences/gate%2F{n}"
+        page = client.get(url, headers=HTML).text
+        assert "No verdict yet." in page
+        assert '<option value="car">' in page, "the corrected class offers what was predicted"
+        form = {"verdict": verdict, "csrf_token": csrf_token(page)}
+        if verdict == "incorrect":
+            form["corrected_class"] = "van"
+        answer = client.post(f"{url}/feedback", data=form, headers=HTML, follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"] == url
+        given[f"gate/{n}"] = verdict
+        shown = client.get(url, headers=HTML).text
+        assert f'data-verdict="{verdict}">Verdict: <strong class="verdict-{verdict}">' in shown
+        assert ('it was <span class="corrected-class">van</span>' in shown) == (
+            verdict == "incorrect"
+        )
+    # The overview puts each model's realised precision beside its confidence.
+    overview = client.get("/", headers=HTML).text
+    for model in MODELS:
+        judged = [
+            given[i["inference_id"]]
+            for i in items
+            if i["model_id"] == model and i["inference_id"] in given
+        ]
+        correct, incorrect = judged.count("correct"), judged.count("incorrect")
+        row = overview.split(f'<tr data-model="{model}">', 1)[1].split("</tr>", 1)[0]
+        cell = re.search(r'<td class="num precision">([^<]*)</td>', row)
+        assert cell, model
+        expected = f"{correct / (correct + incorrect):.1%} ({correct + incorrect})"
+        assert " ".join(cell.group(1).split()) == expected, model
+    figures = client.get("/api/v1/precision", params={"group": "model"}, headers=key).json()
+    counted = (figures["correct"], figures["incorrect"], figures["inconclusive"])
+    assert counted == (2, 2, 1)
+    refused = client.post(
+        "/inferences/gate%2F0/feedback",
+        data={"verdict": "maybe", "csrf_token": csrf_token(overview)},
+        headers=HTML,
+    )
+    assert refused.status_code == 400
+    assert "Unknown verdict" in refused.text
+    missing = client.post(
+        "/inferences/nope/feedback",
+        data={"verdict": "correct", "csrf_token": csrf_token(overview)},
+        headers=HTML,
+    )
+    assert missing.status_code == 404
+    forged = client.post(
+        "/inferences/gate%2F0/feedback", data={"verdict": "incorrect"}, headers=HTML
+    )
+    assert forged.status_code == 403
+    after = client.get("/api/v1/precision", headers=key).json()
+    assert (after["correct"], after["incorrect"]) == (2, 2), "refused forms changed nothing"

@@ -11,6 +11,12 @@ from typing import Literal
 
 Verdict = Literal["correct", "incorrect", "inconclusive"]
 VERDICTS: tuple[Verdict, ...] = ("correct", "incorrect", "inconclusive")
+# As the dashboard's buttons say them (Roboflow's words).
+NAMES: dict[str, str] = {
+    "correct": "Correct",
+    "incorrect": "Incorrect",
+    "inconclusive": "Inconclusive",
+}
 Z95 = 1.959963984540054
 
 

@@ -8,7 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from visionwatch.api.deps import FiltersDep, IngestKey, PeriodDep, ReadKey
-from visionwatch.api.errors import AUTH_ERRORS, BODY_ERRORS, NOT_FOUND, VALIDATION_ERRORS
+from visionwatch.api.errors import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    NOT_FOUND,
+    VALIDATION_ERRORS,
+    InvalidParams,
+)
 from visionwatch.http.deps import DatabaseDep, NowDep
 from visionwatch.http.responses import JSON
 from visionwatch.items import ClassName
@@ -53,7 +59,7 @@ async def give_verdict(
         {
             "inference_id": inference_id,
             "verdict": body.verdict,
-            "class": judged,
+            "class": judged.class_name,
             "corrected_class": body.corrected_class,
         }
     )
@@ -85,9 +91,9 @@ async def precision(
     allowed = EVENT_GROUPS if on_events else INFERENCE_GROUPS
     if group is not None and group not in allowed:
         what = "events" if on_events else "inferences"
-        raise HTTPException(422, f"group: {what} are grouped by {', '.join(allowed)}")
+        raise InvalidParams.one("group", f"{what} are grouped by {', '.join(allowed)}")
     if on_events and filters.model is not None:
-        raise HTTPException(422, "model_id: events have no model; filter by use_case")
+        raise InvalidParams.one("model_id", "events have no model; filter by use_case")
     if on_events:
         found = await run_in_threadpool(
             store.event_precision,

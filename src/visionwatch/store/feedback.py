@@ -7,6 +7,7 @@ hour); no rollup is kept for them.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ def give_verdict(
     class_name: str | None,
     corrected_class: str | None,
     now: datetime,
-) -> str | None:
+) -> "Judged | None":
     """Record (or replace) the verdict on an inference; the class it judges (the one given,
     else the inference's most predicted), or None when there is no such inference."""
     return db.run_write(
@@ -58,7 +59,7 @@ def _give(
     class_name: str | None,
     corrected_class: str | None,
     now: datetime,
-) -> str | None:
+) -> "Judged | None":
     found = conn.execute(
         select(
             inferences.c.id, inferences.c.model_id, inferences.c.device_id, inferences.c.ts
@@ -83,7 +84,43 @@ def _give(
         inference_pk=found.id, **values
     )
     conn.execute(statement.on_conflict_do_update(index_elements=["inference_pk"], set_=values))
-    return judged
+    return Judged(judged)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A verdict stored: the class it judges (None: the inference predicted nothing)."""
+
+    class_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GivenVerdict:
+    verdict: str
+    class_name: str | None
+    corrected_class: str | None
+    given_at: datetime
+
+
+def verdict_on(db: Database, workspace_id: int, inference_id: str) -> GivenVerdict | None:
+    """The verdict an operator gave an inference, or None."""
+    with db.read() as conn:
+        row = conn.execute(
+            select(
+                inference_feedback.c.verdict,
+                inference_feedback.c.class_name,
+                inference_feedback.c.corrected_class,
+                inference_feedback.c.given_at,
+            )
+            .join(inferences, inferences.c.id == inference_feedback.c.inference_pk)
+            .where(
+                inferences.c.workspace_id == workspace_id,
+                inferences.c.inference_id == inference_id,
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    return GivenVerdict(row.verdict, row.class_name, row.corrected_class, row.given_at)
 
 
 def _top_class(conn: Connection, workspace_id: int, inference_pk: int) -> str | None:

@@ -22,7 +22,7 @@ from visionwatch.db.schema import (
     vision_events,
 )
 from visionwatch.db.types import from_micros
-from visionwatch.event_facts import data_fields, detected, given_verdict
+from visionwatch.event_facts import FEEDBACK, data_fields, detected, given_verdict
 from visionwatch.images.blobs import BlobStore, content_key
 from visionwatch.images.decode import CheckedImage
 
@@ -439,8 +439,9 @@ def _conditions(workspace_id: int, use_case: int, query: EventQuery) -> list[Any
             event_verdicts.c.workspace_id == vision_events.c.workspace_id,
             event_verdicts.c.event_id == vision_events.c.event_id,
         ]
-        if query.feedback == "none":
+        if query.feedback == "none":  # awaiting a verdict: feedback itself is not judged
             conditions.append(~exists().where(*judged))
+            conditions.append(vision_events.c.event_type != FEEDBACK)
         else:
             conditions.append(exists().where(*judged, event_verdicts.c.verdict == query.feedback))
     return conditions
@@ -468,16 +469,27 @@ def _field_match(table: Any, wanted: MetadataFilter) -> list[Any]:
 
 def metadata_schema(db: Database, workspace_id: int, use_case: str) -> dict[str, list[str]] | None:
     """Each custom metadata field of a use case's events, with the types its values had."""
+    return _schema(db, event_metadata, workspace_id, use_case)
+
+
+def data_schema(db: Database, workspace_id: int, use_case: str) -> dict[str, list[str]] | None:
+    """Each eventData field of a use case's events that a filter can compare, with its types."""
+    return _schema(db, event_data_fields, workspace_id, use_case)
+
+
+def _schema(
+    db: Database, table: Any, workspace_id: int, use_case: str
+) -> dict[str, list[str]] | None:
     with db.read() as conn:
         pk = _use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return None
         rows = conn.execute(
-            select(event_metadata.c.field, event_metadata.c.kind)
+            select(table.c.field, table.c.kind)
             .distinct()
-            .join(vision_events, vision_events.c.id == event_metadata.c.event_pk)
+            .join(vision_events, vision_events.c.id == table.c.event_pk)
             .where(vision_events.c.workspace_id == workspace_id, vision_events.c.use_case_id == pk)
-            .order_by(event_metadata.c.field, event_metadata.c.kind)
+            .order_by(table.c.field, table.c.kind)
         ).all()
     fields: dict[str, list[str]] = {}
     for row in rows:

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from visionwatch.config import Settings
 from visionwatch.http.responses import JSON, json_error
-from visionwatch.web import alerts, auth, capture, events, exports, pages
+from visionwatch.web import alerts, auth, capture, events, exports, feedback, pages
 from visionwatch.web.errors import LoginRequired, PageError, wants_page
 from visionwatch.web.rendering import render
 from visionwatch.web.sessions import Signer, load_secret
@@ -32,7 +32,7 @@ STATUS_TITLES = {
 def install_dashboard(app: FastAPI, settings: Settings) -> None:
     app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, alerts, capture, events, exports, pages):
+    for module in (auth, alerts, capture, events, exports, feedback, pages):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

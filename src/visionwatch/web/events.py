@@ -9,7 +9,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,11 +22,14 @@ from starlette.responses import RedirectResponse, Response
 
 from visionwatch.db.engine import Database
 from visionwatch.event_facts import FEEDBACK
-from visionwatch.http.deps import DatabaseDep, clock_of
+from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
 from visionwatch.http.downloads import image_response
+from visionwatch.store import accounts
+from visionwatch.store import feedback as feedback_store
 from visionwatch.store import vision_events as store
 from visionwatch.store.inferences import BadCursor
 from visionwatch.timeutil import parse_time
+from visionwatch.verdicts import NAMES, Verdicts
 from visionwatch.web.auth import UserDep, read_form
 from visionwatch.web.drawing import drawing, is_number
 from visionwatch.web.errors import PageError
@@ -35,19 +38,25 @@ from visionwatch.web.rendering import plain, render
 router = APIRouter(include_in_schema=False)
 PAGE = "/events"
 PAGE_SIZE = 50
+PRECISION_DAYS = 7  # realised precision over the events of the last week
 SUMMARY_CHARACTERS = 80
 # Roboflow's verdicts on an event, as its dashboard and its workflow block give them.
-VERDICTS = {"correct": "Correct", "incorrect": "Incorrect", "inconclusive": "Inconclusive"}
+VERDICTS = NAMES
 # The filters of a use case's events: URL parameter -> what a chip calls it.
 CONTEXT = {"device": "Device", "stream": "Stream", "workflow": "Workflow"}
 PERIOD = {"start": "From", "end": "Until"}
+DETECTION = {"class": "Detected", "min_confidence": "Confidence at least"}
+FEEDBACK_STATUS = {**VERDICTS, "none": "No feedback"}
+SINGLE = {**CONTEXT, **DETECTION, "feedback": "Feedback", **PERIOD}
 META = "meta."
+DATA = "data."
 # The API's limits on what it stores (api/vision_events.py): a longer value could match
 # nothing, and is refused as the API refuses it.
 MAX_NAME = 256
 MAX_EVENT_TYPE = 64
 MAX_FILTERS = 20
 MAX_METADATA_TEXT = 1000
+MAX_FIELD_NAME = 100
 METADATA_FIELD = re.compile(r"[a-zA-Z0-9_ -]{1,100}")
 # An event's time as the API read it when it stored the event (EventIn.timestamp).
 _TIMESTAMP = TypeAdapter(datetime)
@@ -64,20 +73,39 @@ class EventFilters:
     start: datetime | None
     end: datetime | None
     metadata: dict[str, str]
+    data: dict[str, str]  # eventData fields
+    detected_class: str | None
+    min_confidence: float | None
+    feedback: store.FeedbackStatus | None
 
 
 # -- pages ------------------------------------------------------------------------------
 
 
 @router.get(PAGE)
-def use_cases_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
+def use_cases_page(
+    request: Request, user: UserDep, database: DatabaseDep, settings: SettingsDep
+) -> Response:
     status = request.query_params.get("status") or "active"
     if status not in ("active", "archived"):
         raise PageError(400, "Unknown status", "Use cases are active or archived.")
     archived = status == "archived"
-    found = store.list_use_cases(database, user.workspace.id, archived)
-    rows = [{"use_case": u, "url": use_case_path(u.public_id)} for u in found]
-    context = {"user": user, "rows": rows, "archived": archived}
+    workspace = user.workspace.id
+    found = store.list_use_cases(database, workspace, archived)
+    now = clock_of(request)
+    judged = feedback_store.event_precision(
+        database, workspace, now - timedelta(days=PRECISION_DAYS), now, group="use_case"
+    )
+    rows = [
+        {
+            "use_case": u,
+            "url": use_case_path(u.public_id),
+            "precision": (judged or {}).get(u.public_id, Verdicts()),
+        }
+        for u in found
+    ]
+    lookback = accounts.event_lookback_days(database, workspace) or settings.event_lookback_days
+    context = {"user": user, "rows": rows, "archived": archived, "lookback_days": lookback}
     return render(request, "use_cases.html", context)
 
 
@@ -86,10 +114,12 @@ def events_page(request: Request, use_case: str, user: UserDep, database: Databa
     workspace = user.workspace.id
     found = _use_case(database, workspace, use_case)
     schema = store.metadata_schema(database, workspace, found.public_id) or {}
+    data_schema = store.data_schema(database, workspace, found.public_id) or {}
     filters = event_filters(request.query_params)
     cursor = request.query_params.get("cursor") or None
+    query = _query(found, filters, (schema, data_schema), cursor)
     try:
-        page = store.query_events(database, workspace, _query(found, filters, schema, cursor))
+        page = store.query_events(database, workspace, query)
     except BadCursor:
         raise PageError(400, "Bad page link", "This link to a next page is broken.") from None
     if page is None:  # gone since it was found
@@ -104,6 +134,9 @@ def events_page(request: Request, use_case: str, user: UserDep, database: Databa
         "chips": _chips(path, filters),
         "event_types": store.event_types(database, workspace, found.public_id),
         "fields": sorted(schema),
+        "feedback_status": FEEDBACK_STATUS,
+        "input_id": filter_input_id,
+        "precision": _use_case_precision(database, workspace, found, clock_of(request)),
         "path": path,
         "next_url": _url(path, [*filters.pairs, ("cursor", page.next_cursor)])
         if page.next_cursor
@@ -139,7 +172,10 @@ def event_page(
                 ("workflow", "Workflow", "workflowId"),
             )
         ],
-        "data": _data_rows(event.get("eventData")),
+        "data": [
+            _field(name, value, path, DATA + name)
+            for name, value in _mapping(event.get("eventData")).items()
+        ],
         "metadata": [
             _field(name, value, path, META + name)
             for name, value in _mapping(event.get("customMetadata")).items()
@@ -230,33 +266,39 @@ def _url(path: str, pairs: list[tuple[str, str]]) -> str:
 
 def event_filters(params: QueryParams) -> EventFilters:
     """The filters of a use case's URL: `type` (repeatable), `device`, `stream`,
-    `workflow`, `start`, `end` (ISO 8601 or Unix seconds; UTC without an offset) and
-    `meta.<field>=<value>`; the search form's `meta_field`/`meta_value` pair is one more
-    `meta.` filter. Blank values are no filter (a form sends its empty fields)."""
+    `workflow`, `class` (a detected class) with `min_confidence`, `feedback` (a verdict,
+    or `none`), `start`, `end` (ISO 8601 or Unix seconds; UTC without an offset),
+    `meta.<field>=<value>` (custom metadata) and `data.<field>=<value>` (eventData); the
+    search form's `meta_field`/`meta_value` pair is one more `meta.` filter. Blank values
+    are no filter (a form sends its empty fields)."""
     given = list(params.multi_items())
     field = params.get("meta_field", "").strip()
     if field:
         given.append((META + field, params.get("meta_value", "")))
     types: list[str] = []
     single: dict[str, str] = {}
-    metadata: dict[str, str] = {}
+    fields: dict[str, dict[str, str]] = {META: {}, DATA: {}}
     for name, value in given:
         if not value.strip():
             continue
         if name == "type":
             if value not in types:
                 types.append(value)
-        elif name in CONTEXT or name in PERIOD:
+        elif name in SINGLE:
             single[name] = value
-        elif name.startswith(META):
-            metadata[name.removeprefix(META)] = value
-    _check(types, single, metadata)
+        elif name.startswith((META, DATA)):
+            prefix = META if name.startswith(META) else DATA
+            fields[prefix][name.removeprefix(prefix)] = value
+    metadata, data = fields[META], fields[DATA]
+    _check(types, single, metadata, data)
     start, end = (_time(name, single.get(name)) for name in PERIOD)
     if start is not None and end is not None and start >= end:
         raise PageError(400, "This period is empty", "The start must be before the end.")
     pairs = [("type", kind) for kind in types]
-    pairs += [(name, single[name]) for name in (*CONTEXT, *PERIOD) if name in single]
+    pairs += [(name, single[name]) for name in SINGLE if name in single]
     pairs += [(META + name, value) for name, value in sorted(metadata.items())]
+    pairs += [(DATA + name, value) for name, value in sorted(data.items())]
+    feedback = single.get("feedback")
     return EventFilters(
         pairs=pairs,
         types=tuple(types),
@@ -264,25 +306,52 @@ def event_filters(params: QueryParams) -> EventFilters:
         start=start,
         end=end,
         metadata=metadata,
+        data=data,
+        detected_class=single.get("class"),
+        min_confidence=_least_confidence(single.get("min_confidence")),
+        feedback=feedback if feedback in FEEDBACK_STATUS else None,  # type: ignore[arg-type]
     )
 
 
-def _check(types: list[str], single: dict[str, str], metadata: dict[str, str]) -> None:
-    if len(types) > MAX_FILTERS or len(metadata) > MAX_FILTERS:
+def _least_confidence(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN too
+        raise PageError(400, "Bad filter", "min_confidence: a number from 0 to 1.")
+    return value
+
+
+def _check(
+    types: list[str], single: dict[str, str], metadata: dict[str, str], data: dict[str, str]
+) -> None:
+    if len(types) > MAX_FILTERS or len(metadata) > MAX_FILTERS or len(data) > MAX_FILTERS:
         raise PageError(400, "Too many filters", f"Filter by at most {MAX_FILTERS} of each.")
     for kind in types:
         if len(kind) > MAX_EVENT_TYPE:
             raise PageError(400, "Bad filter", f"type: at most {MAX_EVENT_TYPE} characters.")
-    for name in CONTEXT:
+    for name in (*CONTEXT, "class"):
         if len(single.get(name, "")) > MAX_NAME:
             raise PageError(400, "Bad filter", f"{name}: at most {MAX_NAME} characters.")
-    for field, value in metadata.items():
+    if single.get("feedback", "none") not in FEEDBACK_STATUS:
+        raise PageError(400, "Bad filter", "feedback: correct, incorrect, inconclusive or none.")
+    if "min_confidence" in single and "class" not in single:
+        raise PageError(400, "Bad filter", "min_confidence: name the detected class too.")
+    for field in metadata:
         if not METADATA_FIELD.fullmatch(field):
             raise PageError(
                 400,
                 "Bad metadata filter",
                 "A metadata field is 1-100 of a-z A-Z 0-9 _ - and space: "
                 f"{field[:100]!r} is not one.",
+            )
+    for field, value in [*metadata.items(), *data.items()]:
+        if len(field) > MAX_FIELD_NAME:
+            raise PageError(
+                400, "Bad filter", f"A field name is at most {MAX_FIELD_NAME} characters."
             )
         if len(value) > MAX_METADATA_TEXT:
             raise PageError(
@@ -302,9 +371,11 @@ def _time(name: str, value: str | None) -> datetime | None:
 def _query(
     use_case: store.UseCase,
     filters: EventFilters,
-    schema: dict[str, list[str]],
+    schemas: tuple[dict[str, list[str]], dict[str, list[str]]],
     cursor: str | None,
 ) -> store.EventQuery:
+    """What the store is asked; `schemas` (custom metadata's, eventData's) type the values."""
+    metadata_schema, data_schema = schemas
     context = {name: store.ContextFilter("eq", value) for name, value in filters.context.items()}
     return store.EventQuery(
         use_case=use_case.public_id,
@@ -314,12 +385,22 @@ def _query(
         device=context.get("device"),
         stream=context.get("stream"),
         workflow=context.get("workflow"),
-        metadata=tuple(
-            store.MetadataFilter(field, "eq", typed(value, schema.get(field, [])))
-            for field, value in sorted(filters.metadata.items())
-        ),
+        metadata=_typed_filters(filters.metadata, metadata_schema),
+        data=_typed_filters(filters.data, data_schema),
+        detected_class=filters.detected_class,
+        min_confidence=filters.min_confidence,
+        feedback=filters.feedback,
         limit=PAGE_SIZE,
         cursor=cursor,
+    )
+
+
+def _typed_filters(
+    given: dict[str, str], schema: dict[str, list[str]]
+) -> tuple[store.MetadataFilter, ...]:
+    return tuple(
+        store.MetadataFilter(field, "eq", typed(value, schema.get(field, [])))
+        for field, value in sorted(given.items())
     )
 
 
@@ -340,14 +421,29 @@ def typed(text: str, kinds: list[str]) -> store.MetadataValue:
     return text
 
 
-def _chips(path: str, filters: EventFilters) -> list[dict[str, str]]:
+def _chips(path: str, filters: EventFilters) -> list[dict[str, str | None]]:
     """Each active filter, with the link to this page without it (from its first page)."""
     chips = []
     for index, (name, value) in enumerate(filters.pairs):
-        label = {"type": "Type", **CONTEXT, **PERIOD}.get(name, name.removeprefix(META))
+        label = {"type": "Type", **SINGLE}.get(name) or name.removeprefix(META)
+        if name.startswith(DATA):
+            label = "Event data " + name.removeprefix(DATA)
+        shown_value = FEEDBACK_STATUS.get(value, value) if name == "feedback" else value
         others = filters.pairs[:index] + filters.pairs[index + 1 :]
-        chips.append({"label": label, "value": value, "remove": _url(path, others)})
+        chips.append(
+            {
+                "label": label,
+                "value": shown_value,
+                "remove": _url(path, others),
+                "edit": None if name == "type" else filter_input_id(name),
+            }
+        )
     return chips
+
+
+def filter_input_id(parameter: str) -> str:
+    """The id of the form's input for a URL parameter: a chip's label focuses it to edit."""
+    return "filter-" + re.sub(r"[^a-zA-Z0-9_-]", lambda m: f"~{ord(m.group()):x}", parameter)
 
 
 # -- what the pages show of an event ----------------------------------------------------
@@ -417,15 +513,13 @@ def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _data_rows(data: object) -> list[dict[str, str]]:
-    return [{"key": str(key), "value": shown(value)} for key, value in _mapping(data).items()]
-
-
 def _field(label: str, value: object, path: str, parameter: str) -> dict[str, Any]:
     """A value of the event, with the link to the use case's events that share it."""
     if value is None:
         return {"label": label, "value": "\u2013", "search": None}
-    text = plain(value) if isinstance(value, str | bool | int | float) else shown(value)
+    if not isinstance(value, str | bool | int | float):  # a list or an object: no filter
+        return {"label": label, "value": shown(value), "search": None}
+    text = shown(value) if isinstance(value, bool) else plain(value)
     return {"label": label, "value": text, "search": _url(path, [(parameter, text)])}
 
 
@@ -493,6 +587,16 @@ def _images(database: Database, workspace: int, event: dict[str, Any]) -> list[d
             }
         )
     return shown_images
+
+
+def _use_case_precision(
+    database: Database, workspace: int, use_case: store.UseCase, now: datetime
+) -> Verdicts:
+    """The verdicts on the use case's events of the last week (by the events' time)."""
+    found = feedback_store.event_precision(
+        database, workspace, now - timedelta(days=PRECISION_DAYS), now, use_case=use_case.public_id
+    )
+    return (found or {}).get(None, Verdicts())
 
 
 def _verdict(feedback: store.Feedback | None) -> dict[str, Any] | None:

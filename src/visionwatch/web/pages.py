@@ -20,10 +20,11 @@ from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
 from visionwatch.store.stats import Distributions, Filters, Period
-from visionwatch.verdicts import Verdicts
+from visionwatch.verdicts import NAMES, Verdicts
 from visionwatch.web.auth import UserDep
 from visionwatch.web.drawing import drawing
 from visionwatch.web.errors import PageError
+from visionwatch.web.feedback import inference_path
 from visionwatch.web.params import (
     PRESET_NAMES,
     chart_interval,
@@ -69,6 +70,9 @@ def workspace_page(
         )
         recent = [_shown(record) for record in records]
         context.update(
+            precision=feedback_store.precision(
+                database, workspace, Filters(), page.period, group="model"
+            ),
             stats=stats_store.stats(database, workspace, Filters(), page.period),
             series=_series(database, workspace, Filters(), page.period),
             recent=recent,
@@ -165,11 +169,16 @@ def inference_page(
             404, "No such inference", f"This workspace has no inference {inference_id!r}."
         )
     found = _shown(record, with_item=True)
+    given = feedback_store.verdict_on(database, user.workspace.id, inference_id)
     context = {
         "user": user,
         "inference": found,
         "drawing": _drawing(found),
         "fields": _fields(found),
+        "verdict": given,
+        "verdicts": NAMES,
+        "feedback_url": inference_path(inference_id) + "/feedback",
+        "predicted_classes": sorted({str(p["class"]) for p in found["predictions"]}),
     }
     return render(request, "inference.html", context)
 
