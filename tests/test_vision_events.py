@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 
 from tests.support.roboflow_sdk import run_sdk
 from tests.support.workspaces import NewKey, auth, new_workspace
@@ -371,3 +372,43 @@ def test_a_cursor_from_nowhere_is_a_400_naming_it(client: TestClient, new_key: N
         answer = client.post("/vision-events/query", json=asked, headers=secret)
         assert answer.status_code == 400, cursor
         assert answer.json()["error"].startswith("cursor:")
+
+
+def test_the_event_store_sheds_load_with_529_and_stores_nothing(
+    client: TestClient, new_key: NewKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its events in flight, or when the database cannot take the write, /v2/events
+    answers 529 with a detail (inference's event store keeps the event and retries)."""
+    secret = new_key(scopes=("ingest", "read"))
+    sent = {
+        "inference_timestamp": datetime.now(UTC).isoformat(),
+        "solution": "shed",
+        "event_schema": "custom",
+        "event_data": {"value": 1},
+    }
+    headers = {"X-API-Key": secret}
+    slots = client.app.state.event_store_in_flight  # type: ignore[attr-defined]
+    held = [slots.try_enter() for _ in range(slots.limit)]
+    assert all(held)
+    try:
+        busy = client.post("/v2/events", json=sent, headers=headers)
+    finally:
+        for _ in held:
+            slots.leave()
+    assert busy.status_code == 529
+    assert busy.json()["detail"].startswith("too busy")
+    assert busy.headers["retry-after"] == "1"
+
+    def locked(*args: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("visionwatch.store.vision_events.write_events", locked)
+    down = client.post("/v2/events", json=sent, headers=headers)
+    assert down.status_code == 529
+    assert "OperationalError" in down.json()["detail"]
+    monkeypatch.undo()
+    assert slots.held == 0, "every shed request gave its slot back"
+    stored = client.post("/v2/events", json=sent, headers=headers)
+    assert stored.status_code == 201, stored.text
+    found = client.post("/vision-events/query", json={"useCaseId": "shed"}, headers=auth(secret))
+    assert [e["eventId"] for e in found.json()["events"]] == [stored.json()["id"]]

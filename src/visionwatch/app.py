@@ -35,7 +35,7 @@ from visionwatch.items import BatchIn
 from visionwatch.jobs import PeriodicJob
 from visionwatch.metrics import Metrics
 from visionwatch.parsers import Parsers, default_processes
-from visionwatch.ratelimit import RateLimiter
+from visionwatch.ratelimit import InFlight, RateLimiter
 from visionwatch.retention import prune
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
@@ -117,6 +117,7 @@ def create_app(
     # Large reports are parsed and stored one at a time: each holds a hundred megabytes of
     # parsed JSON and rows while it is handled (api/roboflow.py).
     app.state.large_reports = asyncio.Semaphore(1)
+    app.state.event_store_in_flight = InFlight(settings.event_store_max_in_flight)
     install_handlers(app)
     roboflow.install_handlers(app)
     routers = (

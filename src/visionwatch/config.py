@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     rollup_retention_days: int = Field(default=365, ge=1)
     # Vision events and their images, as Roboflow's lookback (reported as lookbackDays).
     event_lookback_days: int = Field(default=14, ge=1)
+    # Events of inference's event-store mode (/v2/events) stored at once by a server
+    # process; past it they are shed with 529, which that client retries later.
+    event_store_max_in_flight: int = Field(default=32, ge=1)
     # Seconds between runs of the retention job inside the server; 0: never.
     prune_interval_seconds: int = Field(default=24 * 3600, ge=0)
     # Alerting: how often rules are evaluated, where email goes out, and the address

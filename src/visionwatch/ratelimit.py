@@ -1,4 +1,5 @@
-"""A token bucket per API key: `per_second` requests a second, `burst` at once.
+"""A token bucket per API key: `per_second` requests a second, `burst` at once; and a
+bound on requests in flight, past which load is shed.
 
 In the memory of one server process: behind N replicas a key may make N times
 as many. It protects the server from one runaway client, not a quota system.
@@ -31,3 +32,24 @@ class RateLimiter:
                 return 0
             self._buckets[key_id] = (tokens, now)
         return max(1, math.ceil((1.0 - tokens) / self.per_second))
+
+
+class InFlight:
+    """At most `limit` holders at once; the next is refused (shed), not queued: a client
+    told to come back later costs less than a queue that outgrows the database."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.held >= self.limit:
+                return False
+            self.held += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.held -= 1

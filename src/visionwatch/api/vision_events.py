@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
@@ -25,6 +27,7 @@ from visionwatch.http.downloads import image_response
 from visionwatch.http.responses import JSON
 from visionwatch.images.decode import BadImage, check_image
 from visionwatch.items import json_path, message_of
+from visionwatch.ratelimit import InFlight
 from visionwatch.store import accounts
 from visionwatch.store import vision_events as store
 from visionwatch.store.accounts import ApiKey
@@ -463,10 +466,37 @@ class StoredEventIn(BaseModel):
         403: {"description": "The key lacks the ingest scope"},
         413: {"description": "The body is larger than the server accepts"},
         429: {"description": "The key made too many requests a second"},
+        529: {"description": 'Too busy: nothing was stored, retry later (`{"detail": ...}`)'},
     },
     summary="An event as inference's event-store mode sends it",
 )
 async def store_event(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
+    """Shed with 529 past `event_store_max_in_flight` events being stored at once, or when
+    the database cannot take the write: the client keeps the event and sends it again."""
+    in_flight: InFlight = request.app.state.event_store_in_flight
+    if not in_flight.try_enter():
+        return _shed(f"{in_flight.limit} events are being stored")
+    try:
+        return await _store_event(request, database, settings)
+    except DATABASE_BUSY as error:
+        return _shed(f"the database cannot take the write ({type(error).__name__})")
+    finally:
+        in_flight.leave()
+
+
+OVERLOADED = 529  # the status inference's event store answers when it sheds load
+DATABASE_BUSY = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def _shed(why: str) -> JSON:
+    return JSON(
+        {"detail": f"too busy: {why}; nothing was stored, retry in a moment"},
+        status_code=OVERLOADED,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _store_event(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSON:
     secret = request.headers.get("x-api-key") or presented_key(request, None)
     try:
         key = await compat_key(request, database, secret, "ingest", None)
