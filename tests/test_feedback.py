@@ -2,6 +2,8 @@
 an independent count of the verdicts sent, the interval against a direct search for the
 score test's bounds, and an alert on precision."""
 
+import html
+import json
 import math
 import random
 import re
@@ -257,6 +259,17 @@ def test_the_model_page_shows_realised_precision_beside_confidence(
     assert f"{6 / 9:.1%} of 9 judged inferences were correct" in text
     assert f"interval {low:.1%} \u2013 {high:.1%}; 1 inconclusive" in text
     assert "average confidence of 90.0%" in text
+    # The confidence chart's series carry the precision of each hour operators judged.
+    raw = re.search(r'<script type="application/json" id="series-data">(.*?)</script>', page)
+    assert raw
+    series = json.loads(html.unescape(raw.group(1)))
+    expected: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for n, verdict in enumerate(["correct"] * 6 + ["incorrect"] * 3):
+        moment = datetime.fromisoformat(str(items[n]["timestamp"]))
+        hour = int(moment.replace(minute=0, second=0, microsecond=0).timestamp())
+        expected[hour][0 if verdict == "correct" else 1] += 1
+    shown = {t: p for t, p in zip(series["t"], series["precision"], strict=True) if p is not None}
+    assert shown == {t: pytest.approx(c / (c + i)) for t, (c, i) in expected.items()}
     # Per class: person is v-1, v-3, v-5 (correct), v-7 (incorrect), v-9 (inconclusive).
     row = page.split('<tr data-class="person">', 1)[1].split("</tr>", 1)[0]
     assert "75.0% (4)" in " ".join(row.split())

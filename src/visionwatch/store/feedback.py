@@ -8,7 +8,7 @@ hour); no rollup is kept for them.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import BigInteger, Connection, func, select, type_coerce
@@ -148,8 +148,10 @@ def verdicts(
     device_id: int | None = None,
     class_name: str | None = None,
     group: Group | None = None,
+    step: timedelta = HOUR,
 ) -> dict[Any, Verdicts]:
-    """Verdicts on the inferences of [start, end), by `group` (key None without one)."""
+    """Verdicts on the inferences of [start, end), by `group` (key None without one); "hour"
+    groups by buckets of `step` (an hour unless a chart asks for minutes or days)."""
     table = inference_feedback
     conditions: list[Any] = [
         table.c.workspace_id == workspace_id,
@@ -170,7 +172,7 @@ def verdicts(
     elif group == "class":
         keys.append(table.c.class_name)
     elif group == "hour":
-        keys.append(_hour_of(table.c.ts))
+        keys.append(_bucket_of(table.c.ts, step))
     query = (
         select(*keys, table.c.verdict, func.count().label("n"))
         .where(*conditions)
@@ -181,9 +183,10 @@ def verdicts(
     return _counted(conn.execute(query), grouped=bool(keys), hourly=group == "hour")
 
 
-def _hour_of(column: Any) -> Any:
-    """The start of the hour of a time column, in its stored microseconds."""
-    micros = int(HOUR.total_seconds()) * 1_000_000
+def _bucket_of(column: Any, step: timedelta) -> Any:
+    """The start of the `step` (a whole number of seconds, from the epoch) holding a time
+    column's value, in its stored microseconds."""
+    micros = int(step.total_seconds()) * 1_000_000
     ts = type_coerce(column, BigInteger)
     return ts - ts % micros
 
@@ -207,9 +210,10 @@ def precision(
     *,
     class_name: str | None = None,
     group: Group | None = None,
+    step: timedelta = HOUR,
 ) -> dict[Any, Verdicts]:
     """Verdicts over a period for a model and device by name (all when None), by `group`;
-    devices are named, hours are their starts."""
+    devices are named, hours (buckets of `step`) are their starts."""
     with db.read() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         if scope is None:
@@ -223,6 +227,7 @@ def precision(
             device_id=None if scope.device_id == ALL_DEVICES else scope.device_id,
             class_name=class_name,
             group=group,
+            step=step,
         )
         if group != "device":
             return found
@@ -282,7 +287,7 @@ def event_precision(
         elif group == "class":
             keys.append(table.c.class_name)
         elif group == "hour":
-            keys.append(_hour_of(table.c.ts))
+            keys.append(_bucket_of(table.c.ts, HOUR))
         query = (
             select(*keys, table.c.verdict, func.count().label("n"))
             .where(*conditions)

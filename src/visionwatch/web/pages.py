@@ -20,6 +20,7 @@ from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
 from visionwatch.store.stats import Distributions, Filters, Period
+from visionwatch.timeutil import RESOLUTION_STEPS
 from visionwatch.verdicts import NAMES, Verdicts
 from visionwatch.web.auth import UserDep
 from visionwatch.web.drawing import drawing
@@ -102,7 +103,7 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
         # What operators saw, beside what the model believed (its average confidence).
         "precision": verdicts.get(None, Verdicts()),
         "class_precision": by_class,
-        "series": _series(database, workspace, filters, page.period),
+        "series": _series(database, workspace, filters, page.period, with_precision=True),
         "classes": classes,
         "max_share": max((c.share for c in classes), default=0.0),
         "confidence_bars": _confidence_bars(stats.distributions),
@@ -183,17 +184,33 @@ def inference_page(
     return render(request, "inference.html", context)
 
 
-def _series(database: Database, workspace: int, filters: Filters, period: Period) -> dict[str, Any]:
-    """Requests and average confidence per interval, as uPlot wants them (columns)."""
+def _series(
+    database: Database,
+    workspace: int,
+    filters: Filters,
+    period: Period,
+    with_precision: bool = False,
+) -> dict[str, Any]:
+    """Requests and average confidence per interval, as uPlot wants them (columns); with
+    the realised precision of the inferences of each interval operators judged."""
     interval = chart_interval(period)
     metrics = ("requests", "avg_confidence")
     found = stats_store.series(database, workspace, filters, period, metrics, interval)
-    return {
+    moments = [moment for moment, _ in found["requests"]]
+    series: dict[str, Any] = {
         "interval": interval,
-        "t": [int(moment.timestamp()) for moment, _ in found["requests"]],
+        "t": [int(moment.timestamp()) for moment in moments],
         "requests": [value for _, value in found["requests"]],
         "confidence": [value for _, value in found["avg_confidence"]],
     }
+    if with_precision:
+        judged = feedback_store.precision(
+            database, workspace, filters, period, group="hour", step=RESOLUTION_STEPS[interval]
+        )
+        series["precision"] = [
+            judged[moment].precision if moment in judged else None for moment in moments
+        ]
+    return series
 
 
 def _confidence_bars(shown: Distributions) -> list[dict[str, Any]]:

@@ -33,7 +33,8 @@ function setUpCharts() {
   const data = document.getElementById("series-data");
   if (!data || typeof uPlot === "undefined") return;
   const series = JSON.parse(data.textContent);
-  const draw = (id, label, values, format, stroke) => {
+  // One chart: lines of [label, values, colour], sharing the chart's format.
+  const draw = (id, lines, format) => {
     const target = document.getElementById(id);
     if (!target) return;
     const options = {
@@ -42,15 +43,22 @@ function setUpCharts() {
       legend: { show: true },
       scales: { x: { time: true } },
       axes: [{}, { values: (u, ticks) => ticks.map(format), size: 60 }],
-      series: [{}, { label, stroke, width: 2, fill: stroke + "22", spanGaps: false,
-                     value: (u, v) => (v == null ? "–" : format(v)) }],
+      series: [{}, ...lines.map(([label, , stroke], index) => ({
+        label, stroke, width: 2, fill: index === 0 ? stroke + "22" : undefined,
+        // Precision is sparse (few intervals are judged): join its points.
+        spanGaps: index > 0, points: { show: index > 0 },
+        value: (u, v) => (v == null ? "–" : format(v)) }))],
     };
-    const plot = new uPlot(options, [series.t, values], target);
+    const plot = new uPlot(options, [series.t, ...lines.map(([, values]) => values)], target);
     new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
   };
-  draw("chart-requests", "Requests", series.requests, (v) => Math.round(v).toLocaleString(), "#3b5bdb");
-  draw("chart-confidence", "Avg confidence", series.confidence,
-       (v) => (v * 100).toFixed(1) + "%", "#2b8a3e");
+  const percent = (v) => (v * 100).toFixed(1) + "%";
+  draw("chart-requests", [["Requests", series.requests, "#3b5bdb"]],
+       (v) => Math.round(v).toLocaleString());
+  const believed = [["Avg confidence", series.confidence, "#2b8a3e"]];
+  // What operators saw beside what the model believed (the model page sends it).
+  if (series.precision) believed.push(["Realised precision", series.precision, "#c2255c"]);
+  draw("chart-confidence", believed, percent);
 }
 
 function setUpAlertPreview() {
