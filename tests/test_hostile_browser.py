@@ -2,9 +2,11 @@
 
 Each payload goes in as a model, device, class, inference id, metadata field and value,
 error message, device version, hostname and tag, alert rule name, capture rule class and
-metadata, URL filter, sign-in `next` and email. On every page: no payload script ran, and
-no payload became markup (no element with an event handler, no javascript: link, no
-inline script or frame): the page's own escaping holds, whatever the CSP would also stop.
+metadata, URL filter, sign-in `next` and email; and as every text of a vision event (use
+case, id, source, event data, metadata, image label, classes, a verdict's comment). On
+every page: no payload script ran, and no payload became markup (no element with an event
+handler, no javascript: link, no inline script or frame): the page's own escaping holds,
+whatever the CSP would also stop.
 """
 
 from collections.abc import Iterator
@@ -91,6 +93,55 @@ def hostile_items(now: datetime) -> list[dict[str, Any]]:
     return items
 
 
+def hostile_events(now: datetime) -> list[dict[str, Any]]:
+    """An event per payload, the payload in every text an event carries (its use case too),
+    and an operator's verdict on each, commented with the payload."""
+    events: list[dict[str, Any]] = []
+    for number, payload in enumerate(PAYLOADS):
+        event_id = f"ev{number}-{payload}"
+        events.append(
+            {
+                "eventId": event_id,
+                "eventType": "custom",
+                "useCaseId": payload,
+                "timestamp": (now - timedelta(minutes=number + 1)).isoformat(),
+                "deviceId": payload,
+                "streamId": payload,
+                "workflowId": payload,
+                "eventData": {"value": payload, payload[:100]: payload, "externalId": payload},
+                "images": [
+                    {
+                        "sourceId": payload,
+                        "label": payload,
+                        "objectDetections": [
+                            {
+                                "x": 5,
+                                "y": 5,
+                                "width": 4,
+                                "height": 4,
+                                "class": payload,
+                                "confidence": 0.9,
+                            }
+                        ],
+                        "classifications": [{"class": payload, "confidence": 0.4}],
+                    }
+                ],
+                "customMetadata": {"note": payload},
+            }
+        )
+        events.append(
+            {
+                "eventId": f"fb{number}",
+                "eventType": "operator_feedback",
+                "useCaseId": payload,
+                "timestamp": now.isoformat(),
+                "eventData": {"relatedEventId": event_id, "feedback": "incorrect"},
+                "comment": payload,
+            }
+        )
+    return events
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     missing = chromium_missing()
@@ -129,8 +180,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "metadata": {"note": payload},
             }
             assert api.put("/api/v1/capture-rules", json=capture).status_code == 200
+        events = hostile_events(datetime.now(UTC))
+        written = api.post("/vision-events/batch", json={"events": events})
+        assert written.status_code == 201, written.text
         with chromium() as browser:
-            yield {"base": base, "browser": browser, "rules": rules}
+            yield {"base": base, "browser": browser, "rules": rules, "events": events}
         api.close()
 
 
@@ -225,5 +279,49 @@ def test_no_payload_runs_on_the_sign_in_page(site: dict[str, Any]) -> None:
             visits.page.click("button[type=submit]")
             visits.check(f"the failed sign-in of {payload!r}")
             visits.visit("/no-such-page/" + quote(payload, safe=""))
+    finally:
+        visits.close()
+
+
+def css_string(text: str) -> str:
+    """`text` inside a CSS attribute selector's double quotes."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def test_no_payload_runs_on_the_events_pages(site: dict[str, Any]) -> None:
+    """The Events pages: the use cases, a use case's events filtered by every filter
+    (chips show each value), an event with its drawing, data, metadata and verdict."""
+    visits = Visits(site)
+    try:
+        listing = visits.visit("/events")
+        for number, payload in enumerate(PAYLOADS):
+            assert payload in listing, f"{payload!r} is shown as text among the use cases"
+            # Followed from the list, as a user does: ids with a "/" keep their page.
+            link = visits.page.locator(f'tr[data-use-case="{css_string(payload)}"] a')
+            use_case = str(link.get_attribute("href"))
+            shown = visits.visit(use_case)
+            assert payload in shown
+            filters = {
+                "device": payload,
+                "stream": payload,
+                "workflow": payload,
+                "class": payload,
+                "min_confidence": "0.5",
+                "feedback": "incorrect",
+                "meta.note": payload,
+                f"data.{payload[:100]}": payload,
+                "meta_field": "note",
+                "meta_value": payload,
+            }
+            filtered = visits.visit(use_case + "?" + urlencode(filters))
+            assert visits.page.locator("table.events tbody tr").count() == 1, filtered
+            assert filtered.count(payload) >= 6, "each chip shows its value as text"
+            visits.visit(use_case)
+            judged = css_string(f"ev{number}-{payload}")
+            visits.page.locator(f'table.events tr[data-event-id="{judged}"] a').click()
+            event = visits.check(f"the event of {payload!r}")
+            assert event.count(payload) >= 6  # source, data, metadata, label, class, comment
+            visits.visit("/events")
+        assert visits.checked == 1 + 5 * len(PAYLOADS)
     finally:
         visits.close()

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -250,7 +250,10 @@ def _image(
 
 
 def use_case_path(public_id: str) -> str:
-    return f"{PAGE}/{quote(public_id, safe='')}"
+    """A use case's page. Its id is a client's text and may hold a "/", which the server
+    decodes before routing (%2F is /): the id is quoted twice, its route unquotes once more
+    (`_use_case`), so that the id is always one segment. Plain ids look the same."""
+    return f"{PAGE}/{quote(quote(public_id, safe=''), safe='')}"
 
 
 def event_path(use_case: str, event_id: str) -> str:
@@ -449,7 +452,8 @@ def filter_input_id(parameter: str) -> str:
 # -- what the pages show of an event ----------------------------------------------------
 
 
-def _use_case(database: Database, workspace: int, reference: str) -> store.UseCase:
+def _use_case(database: Database, workspace: int, segment: str) -> store.UseCase:
+    reference = unquote(segment)  # see use_case_path
     found = store.find_use_case(database, workspace, reference)
     if found is None:
         raise _no_use_case(reference)
