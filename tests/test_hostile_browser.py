@@ -318,7 +318,8 @@ def test_no_payload_runs_on_the_events_pages(site: dict[str, Any]) -> None:
             assert filtered.count(payload) >= 6, "each chip shows its value as text"
             visits.visit(use_case)
             judged = css_string(f"ev{number}-{payload}")
-            visits.page.locator(f'table.events tr[data-event-id="{judged}"] a').click()
+            with visits.page.expect_navigation():
+                visits.page.locator(f'table.events tr[data-event-id="{judged}"] a').click()
             event = visits.check(f"the event of {payload!r}")
             assert event.count(payload) >= 6  # source, data, metadata, label, class, comment
             visits.visit("/events")
