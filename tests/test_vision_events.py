@@ -128,11 +128,33 @@ def test_roboflows_sdk_writes_pages_and_filters_events(
                 "kwargs": {"customMetadataFilters": [hot], "limit": 100},
             },
             {"call": "get_vision_event_metadata_schema", "args": [use_case]},
+            # The SDK passes filters through: ours for a detected class and feedback status.
+            {
+                "call": "query_vision_events",
+                "args": [use_case],
+                "kwargs": {"detectionClass": "person", "minConfidence": 0.75},
+            },
+            {
+                "call": "query_vision_events",
+                "args": [use_case],
+                "kwargs": {"feedbackStatus": "correct"},
+            },
         ],
     )
-    single, first, second, again, feedback_written, pages, checks, cam2, hot_ones, schema = [
-        answer.get("ok", answer) for answer in answers
-    ]
+    (
+        single,
+        first,
+        second,
+        again,
+        feedback_written,
+        pages,
+        checks,
+        cam2,
+        hot_ones,
+        schema,
+        people,
+        judged_correct,
+    ) = [answer.get("ok", answer) for answer in answers]
     assert single == {"eventId": events[0]["eventId"], "created": True}
     assert (first["created"], second["created"], again["created"]) == (99, 50, 50)
     assert feedback_written["eventId"] == feedback["eventId"]
@@ -160,6 +182,13 @@ def test_roboflows_sdk_writes_pages_and_filters_events(
         "shift": {"types": ["string"]},
         "temperature": {"types": ["number"]},
     }
+    assert ids(people["events"]) == ids(judged_correct["events"]) == {events[0]["eventId"]}
+    figures = httpx.get(
+        f"{base}/api/v1/precision",
+        params={"use_case": use_case},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    assert (figures["correct"], figures["judged"]) == (1, 1), "the SDK's feedback counts"
     stored = next(e for page in pages for e in page if e["eventId"] == events[0]["eventId"])
     assert stored["images"][0]["sourceId"] == source, "the event comes back as it was sent"
 
