@@ -344,6 +344,43 @@ def test_workflow_aggregator_report(client: TestClient, new_key: NewKey) -> None
     assert device["info"]["deployment_type"] == "workflow"
 
 
+@pytest.mark.parametrize("hours", [-8, -3.5, 5.75, 14])
+def test_an_aggregator_report_in_local_time_is_filed_when_it_arrives(
+    client: TestClient, new_key: NewKey, hours: float
+) -> None:
+    """inference's aggregator block stamps its report with the machine's local time and no
+    offset (datetime.now().isoformat()): from UTC-8 that reads eight hours in the past."""
+    key = new_key()
+    local = (datetime.now(UTC) + timedelta(hours=hours)).replace(tzinfo=None)
+    old = datetime.now(UTC) - timedelta(days=3)
+    for inference_id, stamp in (
+        ("local", local.isoformat()),
+        ("old", old.replace(tzinfo=None).isoformat()),
+    ):
+        body = {
+            "timestamp": stamp,
+            "source": "workflow",
+            "device_id": "west-coast",
+            "inference_results": [
+                {
+                    "model_id": "m/1",
+                    "class_name": "car",
+                    "confidence": 0.9,
+                    "inference_id": inference_id,
+                }
+            ],
+        }
+        before = datetime.now(UTC)
+        answer = client.post("/acme/inference-stats", params={"api_key": key}, json=body)
+        assert answer.status_code == 200, answer.text
+        stored = native(client, key, f"/api/v1/inferences/{inference_id}")["timestamp"]
+        when = datetime.fromisoformat(stored.replace("Z", "+00:00"))
+        if inference_id == "local":
+            assert before - timedelta(seconds=1) <= when <= datetime.now(UTC), (stamp, stored)
+        else:  # beyond any time zone's reach: a late report, its time as UTC
+            assert abs(when - old) < timedelta(milliseconds=1)
+
+
 def test_statistics_agree_with_the_native_api(client: TestClient, new_key: NewKey) -> None:
     key = new_key()
     now = datetime.now(UTC).replace(second=0, microsecond=0)

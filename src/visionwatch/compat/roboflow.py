@@ -336,13 +336,35 @@ def _workflow_inferences(
     return inferences
 
 
+# The farthest a local clock is from UTC (UTC+14), and some slack for the network.
+LOCAL_TIME_REACH = timedelta(hours=14, minutes=15)
+
+
 def _report_time(value: Any, now: datetime) -> datetime:
-    """The report's time (the aggregator's rows carry no other), never later than now."""
+    """The report's time (the aggregator's rows carry no other), never later than now.
+
+    inference's aggregator block stamps its report with the sending machine's local time
+    and no offset (`datetime.now().isoformat()`), and sends it as soon as it is made. Read
+    as UTC, a camera west of Greenwich would report hours in the past (UTC-8: eight hours;
+    dashboards and silence alerts would miss it). A time without an offset within a time
+    zone's reach of its arrival is therefore taken as the arrival; beyond that reach (an
+    old report sent late) it is UTC, as everywhere in the API.
+    """
     if value is None:
         return now
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected an ISO 8601 time or Unix seconds")
-    return min(parse_time(value), now)
+    moment = parse_time(value)
+    if isinstance(value, str) and _without_offset(value) and abs(now - moment) <= LOCAL_TIME_REACH:
+        return now
+    return min(moment, now)
+
+
+def _without_offset(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is None
+    except ValueError:
+        return False  # Unix seconds as text: UTC by definition
 
 
 def _first_request_key(results: list[Any]) -> str | None:
