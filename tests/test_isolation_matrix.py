@@ -22,12 +22,7 @@ from tests.support.workspaces import NewKey, auth, new_user
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db.engine import Database
-from visionwatch.web import alerts as alert_pages
-from visionwatch.web import auth as auth_pages
-from visionwatch.web import capture as capture_pages
-from visionwatch.web import events as event_pages
-from visionwatch.web import exports as export_pages
-from visionwatch.web import pages
+from visionwatch.web.app import PAGE_MODULES
 
 BETA_NAMES = ("beta-model", "beta-cam", "beta-class", "beta-secret", "beta-rule")
 PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
@@ -62,6 +57,11 @@ class World:
                 "/vision-events/query", json={"useCaseId": self.beta_use_case}, headers=key
             ).json()["events"],
             "use cases": c.get("/vision-events/use-cases", headers=key).json(),
+            # Verdicts: on inferences, and on events (precision by use case).
+            "verdicts": c.get("/api/v1/precision", headers=key).json(),
+            "event verdicts": c.get(
+                "/api/v1/precision", params={"events": "true", "group": "use_case"}, headers=key
+            ).json(),
         }
 
 
@@ -376,9 +376,11 @@ def test_the_cases_cover_every_route(world: World) -> None:
     spec = world.client.get("/openapi.json").json()
     documented = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert {(c.method, c.route) for c in api_calls()} == documented - PUBLIC
-    routers = (auth_pages, alert_pages, capture_pages, event_pages, export_pages, pages)
     dashboard = {
-        (m.lower(), r.path) for module in routers for r in module.router.routes for m in r.methods
+        (m.lower(), r.path)
+        for module in PAGE_MODULES
+        for r in module.router.routes
+        for m in r.methods
     }
     assert {(c[0], c[1]) for c in page_calls()} == dashboard - {
         ("get", "/login"),
@@ -448,6 +450,13 @@ def page_calls() -> list[tuple[str, str, str, int, dict[str, str] | None]]:
             "/events/{use_case}/beta-event/feedback",
             404,
             {"verdict": "incorrect"},
+        ),
+        (
+            "post",
+            "/inferences/{inference_id:path}/feedback",
+            "/inferences/b-1/feedback",
+            404,
+            {"verdict": "incorrect", "corrected_class": "beta-class"},
         ),
         ("get", "/event-images/{source_id}", "/event-images/{source}", 404, None),
         ("get", "/event-thumbnails/{source_id}", "/event-thumbnails/{source}", 404, None),

@@ -29,10 +29,14 @@ STATUS_TITLES = {
 }
 
 
+# Every module with pages, in the order their routes are tried.
+PAGE_MODULES = (auth, alerts, capture, events, exports, feedback, pages)
+
+
 def install_dashboard(app: FastAPI, settings: Settings) -> None:
     app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, alerts, capture, events, exports, feedback, pages):
+    for module in PAGE_MODULES:
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)
