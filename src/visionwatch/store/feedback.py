@@ -164,23 +164,36 @@ def verdicts(
         conditions.append(table.c.device_id == device_id)
     if class_name is not None:
         conditions.append(table.c.class_name == class_name)
-    keys: list[Any] = []
-    if group == "model":
-        keys.append(models.c.name)
-    elif group == "device":
-        keys.append(table.c.device_id)
-    elif group == "class":
-        keys.append(table.c.class_name)
-    elif group == "hour":
-        keys.append(_bucket_of(table.c.ts, step))
+    key = {
+        "model": models.c.name,
+        "device": table.c.device_id,
+        "class": table.c.class_name,
+        "hour": _bucket_of(table.c.ts, step),
+    }.get(group or "")
+    join = (models, models.c.id == table.c.model_id) if group == "model" else None
+    return _count(conn, table, conditions, key, join=join, hourly=group == "hour")
+
+
+def _count(
+    conn: Connection,
+    table: Any,
+    conditions: list[Any],
+    key: Any,
+    *,
+    join: tuple[Any, Any] | None,
+    hourly: bool,
+) -> dict[Any, Verdicts]:
+    """The verdicts of `table` that meet `conditions`, summed by `key` (an expression, or
+    None for one sum), `join` (a table and its on-clause) naming the key's table."""
+    keys = [] if key is None else [key]
     query = (
         select(*keys, table.c.verdict, func.count().label("n"))
         .where(*conditions)
         .group_by(*keys, table.c.verdict)
     )
-    if group == "model":
-        query = query.join_from(table, models, models.c.id == table.c.model_id)
-    return _counted(conn.execute(query), grouped=bool(keys), hourly=group == "hour")
+    if join is not None:
+        query = query.join_from(table, *join)
+    return _counted(conn.execute(query), grouped=bool(keys), hourly=hourly)
 
 
 def _bucket_of(column: Any, step: timedelta) -> Any:
@@ -277,22 +290,12 @@ def event_precision(
             conditions.append(table.c.device == device)
         if class_name is not None:
             conditions.append(table.c.class_name == class_name)
-        keys: list[Any] = []
-        if group == "use_case":
-            keys.append(use_cases.c.public_id)
-        elif group == "device":
-            keys.append(table.c.device)
-        elif group == "workflow":
-            keys.append(table.c.workflow)
-        elif group == "class":
-            keys.append(table.c.class_name)
-        elif group == "hour":
-            keys.append(_bucket_of(table.c.ts, HOUR))
-        query = (
-            select(*keys, table.c.verdict, func.count().label("n"))
-            .where(*conditions)
-            .group_by(*keys, table.c.verdict)
-        )
-        if group == "use_case":
-            query = query.join_from(table, use_cases, use_cases.c.id == table.c.use_case_id)
-        return _counted(conn.execute(query), grouped=bool(keys), hourly=group == "hour")
+        key = {
+            "use_case": use_cases.c.public_id,
+            "device": table.c.device,
+            "workflow": table.c.workflow,
+            "class": table.c.class_name,
+            "hour": _bucket_of(table.c.ts, HOUR),
+        }.get(group or "")
+        join = (use_cases, use_cases.c.id == table.c.use_case_id) if group == "use_case" else None
+        return _count(conn, table, conditions, key, join=join, hourly=group == "hour")
