@@ -27,7 +27,7 @@ from visionwatch.client import Client
 from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import Database, create_database
-from visionwatch.demo import faces, history, rules
+from visionwatch.demo import events, faces, history, rules
 from visionwatch.demo.fleet import DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES, Fleet
 from visionwatch.demo.state import DemoError, DemoState, prepare
 from visionwatch.jobs import PeriodicJob
@@ -149,14 +149,16 @@ def _fill(
     detector: faces.FaceDetector,
     photos: list[faces.Photo],
 ) -> DemoState:
-    """The demo's first run: rules, a face detection on every photograph, the past, its alerts."""
+    """The demo's first run: rules, a face detection on every photograph, the dock's vision
+    events, the past, its alerts."""
     rules.create(url, state.api_key)
     click.echo(f"Detecting faces in {len(photos)} photographs with OpenCV's Haar cascade...")
-    for photo in photos:
-        cameras.log(
-            faces.MODEL_ID, detector.detect(photo), metadata=photo.metadata, image=photo.pixels
-        )
+    results: list[dict[str, Any]] = []
+    for photo in photos:  # each sent as soon as it is found: the SDK encodes while we detect
+        results.append(detector.detect(photo))
+        cameras.log(faces.MODEL_ID, results[-1], metadata=photo.metadata, image=photo.pixels)
     cameras.flush(timeout=60)
+    _send_events(url, state, photos, results)
     days = round((state.end - state.start).total_seconds() / 86400)
     started = time.perf_counter()
     with _ProgressBar(f"Sending {days} days of history through the SDK") as progress:
@@ -171,6 +173,21 @@ def _fill(
     ready = dataclasses.replace(state, ready=True)
     ready.save(settings.data_dir)
     return ready
+
+
+def _send_events(
+    url: str, state: DemoState, photos: list[faces.Photo], results: list[dict[str, Any]]
+) -> None:
+    """A day of the face detector's safety alerts at the dock, and operators' verdicts."""
+    click.echo(f"Sending a day of {events.USE_CASE!r} vision events and operators' verdicts...")
+    started = time.perf_counter()
+    planned = events.plan(results, state.seed, state.start, state.end)
+    events.send(url, state.api_key, photos, planned)
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"Sent {len(planned.alerts)} safety alerts and {len(planned.verdicts)} verdicts "
+        f"in {elapsed:.1f} s."
+    )
 
 
 class _ProgressBar:
@@ -211,6 +228,9 @@ def _look_for(url: str, state: DemoState) -> None:
         f"  - {SLOW_MODEL} answers twice as slowly since {incidents.slow_since:%b %d %H:%M}:\n"
         f"    {url}/models/{quote(SLOW_MODEL)}\n"
         f"  - an alert rule caught each: {url}/alerts\n"
+        f"  - operators judged the dock's safety alerts: realised precision beside the\n"
+        f"    detector's confidence, and each alert's photograph with its faces boxed:\n"
+        f"    {url}/events/{quote(events.USE_CASE)}\n"
     )
 
 
