@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "reads", "sdk_overhead")
+BENCHMARKS = ("ingest", "reads", "sdk_overhead", "events")
 
 
 def main() -> None:
@@ -11,11 +11,15 @@ def main() -> None:
     parser.add_argument("name", choices=BENCHMARKS)
     parser.add_argument("--size", type=int, default=None, help="how many operations")
     parser.add_argument("--shape", action="append", help="ingest: traffic shapes (default all)")
-    parser.add_argument("--db", action="append", help="ingest: sqlite, postgresql (default both)")
+    parser.add_argument(
+        "--db", action="append", help="ingest, events: sqlite, postgresql (default both)"
+    )
     args = parser.parse_args()
     module = importlib.import_module(f"benchmarks.{args.name}")
     if args.name == "ingest":
         module.run(args.size, shapes=args.shape, databases=args.db)
+    elif args.name == "events":
+        module.run(args.size, databases=args.db)
     else:
         module.run(args.size)
 
