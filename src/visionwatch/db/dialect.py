@@ -87,6 +87,20 @@ def lock_for_metadata(dialect: Dialect, conn: Connection, workspace_id: int) -> 
     assert_never(dialect)
 
 
+def lock_for_events(dialect: Dialect, conn: Connection, workspace_id: int) -> None:
+    """One vision events write at a time per workspace, for this transaction: a verdict and
+    the event it judges, written side by side, would each read before the other committed
+    (and neither learn of the other); two writes naming a new use case would both make it.
+    A lock of its own, so events never wait for inferences. SQLite has one writer."""
+    if dialect is Dialect.SQLITE:
+        return
+    if dialect is Dialect.POSTGRESQL:
+        key = (zlib.crc32(b"visionwatch.events") << 31) ^ workspace_id
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return
+    assert_never(dialect)
+
+
 def try_job_lock(dialect: Dialect, conn: Connection, job: str) -> bool:
     """Take the lock of a background job on this connection (held until released or closed).
 

@@ -373,6 +373,9 @@ event_metadata = Table(
     Column("text_value", Text),
     Column("number_value", Float),
     PrimaryKeyConstraint("event_pk", "field"),
+    # Filters read the events with a value (text, or number) of a field along these.
+    Index("ix_event_metadata_text", "workspace_id", "field", "text_value"),
+    Index("ix_event_metadata_number", "workspace_id", "field", "number_value"),
 )
 
 # One row per scalar field of an event's eventData (result, severity, itemCount...), typed
@@ -387,6 +390,8 @@ event_data_fields = Table(
     Column("text_value", Text),
     Column("number_value", Float),
     PrimaryKeyConstraint("event_pk", "field"),
+    Index("ix_event_data_fields_text", "workspace_id", "field", "text_value"),
+    Index("ix_event_data_fields_number", "workspace_id", "field", "number_value"),
 )
 
 # The classes an event's images detected, each with its highest confidence (null: none
@@ -399,6 +404,7 @@ event_classes = Table(
     Column("class_name", String(256), nullable=False),
     Column("confidence", Float),
     PrimaryKeyConstraint("event_pk", "class_name"),
+    Index("ix_event_classes_class", "workspace_id", "class_name", "confidence"),
 )
 
 # The newest verdict of operator_feedback on each judged event, with what it judged

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import BigInteger, Connection, and_, delete, exists, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, Connection, and_, delete, func, or_, select, type_coerce
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
@@ -28,6 +28,7 @@ from visionwatch.images.decode import CheckedImage
 
 # Keyset pages as the inferences list has them, the same cursor (and its BadCursor).
 from visionwatch.store.inferences import decode_cursor, encode_cursor
+from visionwatch.verdicts import Verdict
 
 MetadataValue = str | float | bool
 Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
@@ -200,24 +201,11 @@ def _write(
     events: Sequence[NewEvent],
     now: datetime,
 ) -> list[str]:
-    known: dict[str, int] = {}
-    for event in events:
-        if event.use_case not in known:
-            pk = _use_case_pk(conn, workspace_id, event.use_case)
-            if pk is None:
-                pk = conn.execute(
-                    use_cases.insert()
-                    .values(
-                        workspace_id=workspace_id,
-                        public_id=event.use_case,
-                        name=event.use_case,
-                        archived=False,
-                        created_at=now,
-                    )
-                    .returning(use_cases.c.id)
-                ).scalar_one()
-            known[event.use_case] = pk
-    ids = [event.event_id for event in events]
+    """A batch in a statement or two per table, whatever its size (as inferences are)."""
+    dialects.lock_for_events(dialect, conn, workspace_id)
+    known = {name: _use_case_made(conn, workspace_id, name, now) for name in _named(events)}
+    latest = {event.event_id: event for event in events}  # the last of repeats in a batch
+    ids = list(latest)
     replaced = select(vision_events.c.id).where(
         vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
     )
@@ -228,52 +216,74 @@ def _write(
             vision_events.c.workspace_id == workspace_id, vision_events.c.event_id.in_(ids)
         )
     )
-    latest = {event.event_id: event for event in events}  # the last of repeats in a batch
+    inserted = conn.execute(
+        vision_events.insert().returning(
+            vision_events.c.id, vision_events.c.event_id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "workspace_id": workspace_id,
+                "use_case_id": known[event.use_case],
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "ts": event.timestamp,
+                "received_at": now,
+                "device": event.device,
+                "stream": event.stream,
+                "workflow": event.workflow,
+                "event": orjson.dumps(event.sent).decode(),
+            }
+            for event in latest.values()
+        ],
+    ).all()
+    pks = {row.event_id: row.id for row in inserted}
+    rows: dict[Any, list[dict[str, Any]]] = {
+        event_metadata: [],
+        event_data_fields: [],
+        event_classes: [],
+    }
+    about: dict[str, _Judged] = {}
     for event in latest.values():
-        pk = conn.execute(
-            vision_events.insert()
-            .values(
-                workspace_id=workspace_id,
-                use_case_id=known[event.use_case],
-                event_id=event.event_id,
-                event_type=event.event_type,
-                ts=event.timestamp,
-                received_at=now,
-                device=event.device,
-                stream=event.stream,
-                workflow=event.workflow,
-                event=orjson.dumps(event.sent).decode(),
-            )
-            .returning(vision_events.c.id)
-        ).scalar_one()
-        _insert_fields(conn, event_metadata, workspace_id, pk, event.metadata)
-        _insert_fields(conn, event_data_fields, workspace_id, pk, data_fields(event.sent))
+        pk = pks[event.event_id]
+        rows[event_metadata] += _field_rows(workspace_id, pk, event.metadata)
+        rows[event_data_fields] += _field_rows(workspace_id, pk, data_fields(event.sent))
         found = detected(event.sent)
-        if found.confidence:
-            conn.execute(
-                event_classes.insert(),
-                [
-                    {
-                        "workspace_id": workspace_id,
-                        "event_pk": pk,
-                        "class_name": name,
-                        "confidence": confidence,
-                    }
-                    for name, confidence in found.confidence.items()
-                ],
-            )
-        judged = _Judged(event.device, event.workflow, found.top_class, event.timestamp)
-        # A verdict that came before this event learns what it judged now.
-        conn.execute(
-            event_verdicts.update()
-            .where(
-                event_verdicts.c.workspace_id == workspace_id,
-                event_verdicts.c.event_id == event.event_id,
-            )
-            .values(**judged.values())
+        rows[event_classes] += [
+            {"workspace_id": workspace_id, "event_pk": pk, "class_name": name, "confidence": best}
+            for name, best in found.confidence.items()
+        ]
+        about[event.event_id] = _Judged(
+            event.device, event.workflow, found.top_class, event.timestamp
         )
-        _record_verdict(conn, dialect, workspace_id, known[event.use_case], event)
-    return list(latest)
+    for table, table_rows in rows.items():
+        if table_rows:
+            conn.execute(table.insert(), table_rows)
+    _complete_verdicts(conn, workspace_id, about)
+    _record_verdicts(conn, dialect, workspace_id, known, list(latest.values()), about)
+    return ids
+
+
+def _named(events: Sequence[NewEvent]) -> list[str]:
+    return list(dict.fromkeys(event.use_case for event in events))
+
+
+def _use_case_made(conn: Connection, workspace_id: int, name: str, now: datetime) -> int:
+    """The use case a write names (by id or name), made when it names none yet."""
+    pk = _use_case_pk(conn, workspace_id, name)
+    if pk is not None:
+        return pk
+    made: int = conn.execute(
+        use_cases.insert()
+        .values(
+            workspace_id=workspace_id,
+            public_id=name,
+            name=name,
+            archived=False,
+            created_at=now,
+        )
+        .returning(use_cases.c.id)
+    ).scalar_one()
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +295,8 @@ class _Judged:
     class_name: str | None
     ts: datetime
 
+    COLUMNS = ("device", "workflow", "class_name", "ts")
+
     def values(self) -> dict[str, Any]:
         return {
             "device": self.device,
@@ -294,72 +306,112 @@ class _Judged:
         }
 
 
-def _record_verdict(
-    conn: Connection, dialect: dialects.Dialect, workspace_id: int, use_case: int, event: NewEvent
+def _complete_verdicts(conn: Connection, workspace_id: int, about: dict[str, _Judged]) -> None:
+    """Verdicts that came before the events they judge learn what they judged now."""
+    waiting = conn.execute(
+        select(event_verdicts.c.event_id).where(
+            event_verdicts.c.workspace_id == workspace_id,
+            event_verdicts.c.event_id.in_(list(about)),
+        )
+    ).scalars()
+    for event_id in waiting:  # few: an event is judged once, and mostly after it came
+        conn.execute(
+            event_verdicts.update()
+            .where(
+                event_verdicts.c.workspace_id == workspace_id,
+                event_verdicts.c.event_id == event_id,
+            )
+            .values(**about[event_id].values())
+        )
+
+
+def _record_verdicts(
+    conn: Connection,
+    dialect: dialects.Dialect,
+    workspace_id: int,
+    use_cases_by_name: dict[str, int],
+    events: list[NewEvent],
+    about: dict[str, _Judged],
 ) -> None:
-    """Keep an operator_feedback event's verdict as its judged event's, unless a newer one
-    (by the feedback's own timestamp) is already kept."""
-    given = given_verdict(event.sent)
-    if given is None:
+    """Keep each operator_feedback event's verdict as its judged event's, unless a newer one
+    (by the feedback's own timestamp) is kept already; of a batch's verdicts on one event,
+    the newest (the later sent among equal times)."""
+    newest: dict[str, tuple[NewEvent, Verdict]] = {}
+    for event in events:
+        given = given_verdict(event.sent)
+        if given is None:
+            continue
+        kept = newest.get(given.related_event_id)
+        if kept is None or event.timestamp >= kept[0].timestamp:
+            newest[given.related_event_id] = (event, given.verdict)
+    if not newest:
         return
-    row = conn.execute(
+    judged = {**_stored_events(conn, workspace_id, set(newest) - set(about)), **about}
+    columns = ("use_case_id", "feedback_event_id", "verdict", "given_at", *_Judged.COLUMNS)
+    rows = []
+    for related, (feedback, verdict) in newest.items():
+        # Not here (yet): the verdict stands on its own time until its event comes.
+        subject = judged.get(related) or _Judged(None, None, None, feedback.timestamp)
+        rows.append(
+            {
+                "workspace_id": workspace_id,
+                "event_id": related,
+                "use_case_id": use_cases_by_name[feedback.use_case],
+                "feedback_event_id": feedback.event_id,
+                "verdict": verdict,
+                "given_at": feedback.timestamp,
+                **subject.values(),
+            }
+        )
+    statement = dialects.insert(dialect, event_verdicts)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["workspace_id", "event_id"],
+            set_={column: statement.excluded[column] for column in columns},
+            where=event_verdicts.c.given_at <= statement.excluded.given_at,
+        ),
+        rows,
+    )
+
+
+def _stored_events(conn: Connection, workspace_id: int, event_ids: set[str]) -> dict[str, _Judged]:
+    """What verdicts judge of events already stored: source, most detected class, time."""
+    if not event_ids:
+        return {}
+    found = conn.execute(
         select(
+            vision_events.c.event_id,
             vision_events.c.device,
             vision_events.c.workflow,
             vision_events.c.ts,
             vision_events.c.event,
         ).where(
             vision_events.c.workspace_id == workspace_id,
-            vision_events.c.event_id == given.related_event_id,
+            vision_events.c.event_id.in_(event_ids),
         )
-    ).one_or_none()
-    if row is None:  # not here (yet): the verdict stands on its own time until it comes
-        about = _Judged(None, None, None, event.timestamp)
-    else:
-        top = detected(orjson.loads(row.event)).top_class
-        about = _Judged(row.device, row.workflow, top, row.ts)
-    values = {
-        "use_case_id": use_case,
-        "feedback_event_id": event.event_id,
-        "verdict": given.verdict,
-        "given_at": event.timestamp,
-        **about.values(),
+    )
+    return {
+        row.event_id: _Judged(
+            row.device, row.workflow, detected(orjson.loads(row.event)).top_class, row.ts
+        )
+        for row in found
     }
-    statement = dialects.insert(dialect, event_verdicts).values(
-        workspace_id=workspace_id, event_id=given.related_event_id, **values
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["workspace_id", "event_id"],
-            set_=values,
-            where=event_verdicts.c.given_at <= statement.excluded.given_at,
-        )
-    )
 
 
-def _insert_fields(
-    conn: Connection,
-    table: Any,
-    workspace_id: int,
-    event_pk: int,
-    fields: dict[str, MetadataValue],
-) -> None:
-    if not fields:
-        return
-    conn.execute(
-        table.insert(),
-        [
-            {
-                "workspace_id": workspace_id,
-                "event_pk": event_pk,
-                "field": name,
-                "kind": _kind(value),
-                "text_value": _text(value),
-                "number_value": float(value) if _kind(value) == "number" else None,
-            }
-            for name, value in fields.items()
-        ],
-    )
+def _field_rows(
+    workspace_id: int, event_pk: int, fields: dict[str, MetadataValue]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "workspace_id": workspace_id,
+            "event_pk": event_pk,
+            "field": name,
+            "kind": _kind(value),
+            "text_value": _text(value),
+            "number_value": float(value) if _kind(value) == "number" else None,
+        }
+        for name, value in fields.items()
+    ]
 
 
 def _kind(value: MetadataValue) -> str:
@@ -423,34 +475,38 @@ def _conditions(workspace_id: int, use_case: int, query: EventQuery) -> list[Any
             # neq: an event without the field differs from the value too
             other = or_(~matches, column.is_(None))
             conditions.append(matches if context.operator == "eq" else other)
+    # Each filter is the set of events it keeps, read along its own index (field and value,
+    # class and confidence, verdict), not a probe per event of the use case: the total
+    # count reads every event the other conditions keep.
     for table, filters in ((event_metadata, query.metadata), (event_data_fields, query.data)):
         for wanted in filters:
-            conditions.append(exists().where(*_field_match(table, wanted)))
+            matching = select(table.c.event_pk).where(*_field_match(table, workspace_id, wanted))
+            conditions.append(vision_events.c.id.in_(matching))
     if query.detected_class is not None:
         found = [
-            event_classes.c.event_pk == vision_events.c.id,
+            event_classes.c.workspace_id == workspace_id,
             event_classes.c.class_name == query.detected_class,
         ]
         if query.min_confidence is not None:
             found.append(event_classes.c.confidence >= query.min_confidence)
-        conditions.append(exists().where(*found))
+        conditions.append(vision_events.c.id.in_(select(event_classes.c.event_pk).where(*found)))
     if query.feedback is not None:
-        judged = [
-            event_verdicts.c.workspace_id == vision_events.c.workspace_id,
-            event_verdicts.c.event_id == vision_events.c.event_id,
-        ]
+        judged = select(event_verdicts.c.event_id).where(
+            event_verdicts.c.workspace_id == workspace_id
+        )
         if query.feedback == "none":  # awaiting a verdict: feedback itself is not judged
-            conditions.append(~exists().where(*judged))
+            conditions.append(vision_events.c.event_id.not_in(judged))
             conditions.append(vision_events.c.event_type != FEEDBACK)
         else:
-            conditions.append(exists().where(*judged, event_verdicts.c.verdict == query.feedback))
+            verdict = event_verdicts.c.verdict == query.feedback
+            conditions.append(vision_events.c.event_id.in_(judged.where(verdict)))
     return conditions
 
 
-def _field_match(table: Any, wanted: MetadataFilter) -> list[Any]:
+def _field_match(table: Any, workspace_id: int, wanted: MetadataFilter) -> list[Any]:
     """A typed field of the event (custom metadata, or eventData) compared as asked."""
     row = table.c
-    match = [row.event_pk == vision_events.c.id, row.field == wanted.field]
+    match = [row.workspace_id == workspace_id, row.field == wanted.field]
     kind = _kind(wanted.value)
     if kind == "number":
         column, value = row.number_value, float(wanted.value)
