@@ -3,6 +3,7 @@ verdicts; the realised precision of those verdicts; each workspace's own lookbac
 answer is checked against a plain-Python reading of the events as they were sent."""
 
 import random
+import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from visionwatch.db.engine import Database
 from visionwatch.images.blobs import FilesystemStore
 from visionwatch.retention import prune
 from visionwatch.store import accounts
+from visionwatch.store import feedback as feedback_store
+from visionwatch.store import vision_events as store
 
 CLASSES = ("helmet", "person", "forklift")
 DEVICES = ("dock-1", "dock-2")
@@ -318,3 +321,59 @@ def test_a_workspace_keeps_events_for_its_own_lookback(
     assert report.events == {"long": 0, "short": 1}
     assert len(every_id(client, long_key, {})) == 2
     assert len(every_id(client, short_key, {})) == 1
+
+
+def test_writes_side_by_side_keep_every_verdict_whole(database: Database) -> None:
+    """Two writers at once (replicas, or a client's two connections): a verdict and the
+    event it judges, and two first writes naming one new use case. On PostgreSQL each used
+    to read before the other committed: a verdict lost its class, a write answered 500."""
+    workspace = accounts.create_workspace(database, "busy").id
+    now = datetime.now(UTC)
+    rng = random.Random(9)
+    pairs = []
+    for n in range(40):
+        event = made_events(rng, now, 1)[0]
+        event["useCaseId"] = f"new-{n % 4}"  # four use cases, each first named twice at once
+        event["images"] = [{"objectDetections": [{"class": "forklift", "confidence": 0.9}]}]
+        pairs.append((event, feedback(event, "correct", now)))
+
+    def stored(sent: Event) -> store.NewEvent:
+        return store.NewEvent(
+            event_id=sent["eventId"],
+            event_type=sent["eventType"],
+            use_case=sent["useCaseId"],
+            timestamp=datetime.fromisoformat(sent["timestamp"]),
+            device=sent.get("deviceId"),
+            stream=None,
+            workflow=sent.get("workflowId"),
+            metadata={},
+            sent=sent,
+        )
+
+    errors: list[BaseException] = []
+
+    def write(sent: Event) -> None:
+        try:
+            store.write_events(database, workspace, [stored(sent)], datetime.now(UTC))
+        except BaseException as error:  # reported below, with its cause
+            errors.append(error)
+
+    for event, verdict in pairs:
+        threads = [threading.Thread(target=write, args=(sent,)) for sent in (event, verdict)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    for n in range(4):
+        counted = feedback_store.event_precision(
+            database,
+            workspace,
+            now - timedelta(days=1),
+            now + timedelta(minutes=1),
+            use_case=f"new-{n}",
+            group="class",
+        )
+        assert counted is not None
+        assert list(counted) == ["forklift"], "every verdict knows the class it judged"
+        assert counted["forklift"].correct == 10
