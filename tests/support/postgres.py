@@ -73,7 +73,7 @@ def existing_postgres(url: str) -> PostgresServer:
     return PostgresServer(admin.set(drivername="postgresql", database=admin.database or "postgres"))
 
 
-def _binary_dir() -> Path:
+def binary_dir() -> Path:
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent
@@ -95,7 +95,7 @@ def free_port() -> int:
 @contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
     """A server on a free loopback port with trust auth, fsync off; removed on exit."""
-    binaries = _binary_dir()
+    binaries = binary_dir()
     # initdb refuses to run as root: run the server as the `postgres` user then.
     as_root = os.geteuid() == 0
     run_as: list[str] = []
