@@ -9,13 +9,14 @@ import io
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from PIL import Image
 
-from tests.support.cluster import Cluster, ClusterUnavailable, started
+from tests.support.cluster import READ_MAX_LAG, Cluster, ClusterUnavailable, started
 from tests.support.dashboard import HTML, PASSWORD, sign_in
 from tests.support.services import unavailable
 from tests.support.workspaces import auth, new_workspace, server_total
@@ -136,3 +137,96 @@ def test_the_standby_follows_the_primary(cluster: Cluster, key: str) -> None:
             time.sleep(0.05)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             standby.execute("DELETE FROM inferences")
+
+
+def readyz(cluster: Cluster, index: int) -> dict[str, Any]:
+    answer = httpx.get(f"{cluster.server_url(index)}/readyz")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def total_on(cluster: Cluster, index: int, key: str) -> int:
+    stats = httpx.get(
+        f"{cluster.server_url(index)}/api/v1/stats",
+        params={"model_id": "reads/1"},
+        headers=auth(key),
+    )
+    assert stats.status_code == 200, stats.text
+    return int(stats.json()["total_requests"]["current"])
+
+
+def send_reads(cluster: Cluster, key: str, first: int, count: int) -> None:
+    items = [
+        {"inference_id": f"read-{n}", "model_id": "reads/1"} for n in range(first, first + count)
+    ]
+    sent = httpx.post(
+        f"{cluster.url}/api/v1/inferences", json={"inferences": items}, headers=auth(key)
+    )
+    assert sent.status_code == 200, sent.text
+
+
+def test_the_dashboard_reads_from_the_standby_within_its_lag_bound(
+    cluster: Cluster, key: str
+) -> None:
+    """Stats come from the standby while it is at most READ_MAX_LAG seconds behind: with
+    its replay paused, the servers show its (older) figure, then, past the bound, the
+    primary's; /readyz and /metrics say which and why."""
+    send_reads(cluster, key, 0, 300)
+    assert server_total(cluster.url, key, model_id="reads/1") == 300
+    for index in range(len(cluster.server_ports)):
+        state = readyz(cluster, index)["standby"]
+        assert state["serving_reads"] is True, state
+        assert state["lag_seconds"] <= READ_MAX_LAG
+    metrics = httpx.get(f"{cluster.server_url(0)}/metrics").text
+    assert "visionwatch_standby_serving_reads 1.0" in metrics
+    assert "visionwatch_standby_replay_lag_seconds" in metrics
+
+    send_reads(cluster, key, 300, 1)  # the standby's last replayed write: now
+    while total_on(cluster, 0, key) != 301:  # counted, and the count replayed
+        time.sleep(0.02)
+    with psycopg.connect(cluster.standby_url, autocommit=True) as standby:
+        standby.execute("SELECT pg_wal_replay_pause()")
+        paused_at = time.monotonic()
+        try:
+            send_reads(cluster, key, 301, 99)
+            time.sleep(1.0)  # the primary counts them (its aggregator), the standby waits
+            assert time.monotonic() - paused_at < READ_MAX_LAG - 0.5
+            assert [total_on(cluster, i, key) for i in range(3)] == [301] * 3, (
+                "within the bound the standby answers, a moment behind"
+            )
+            time.sleep(max(0.0, READ_MAX_LAG + 1.2 - (time.monotonic() - paused_at)))
+            assert [total_on(cluster, i, key) for i in range(3)] == [400] * 3, (
+                "past the bound the primary answers"
+            )
+            state = readyz(cluster, 0)["standby"]
+            assert state["serving_reads"] is False
+            assert "behind the primary" in state["detail"], state
+        finally:
+            standby.execute("SELECT pg_wal_replay_resume()")
+    deadline = time.monotonic() + 10
+    while not readyz(cluster, 0)["standby"]["serving_reads"]:
+        assert time.monotonic() < deadline, readyz(cluster, 0)
+        time.sleep(0.2)
+
+
+def test_with_the_standby_stopped_reads_still_answer_and_readyz_says_why(
+    cluster: Cluster, key: str
+) -> None:
+    before = server_total(cluster.url, key, model_id="reads/1")
+    cluster.stop_standby()
+    try:
+        time.sleep(1.1)  # past a check of the standby
+        for index in range(len(cluster.server_ports)):
+            assert total_on(cluster, index, key) == before
+            state = readyz(cluster, index)["standby"]
+            assert state["serving_reads"] is False
+            assert state["detail"].startswith("unavailable"), state
+        metrics = httpx.get(f"{cluster.server_url(0)}/metrics").text
+        assert "visionwatch_standby_serving_reads 0.0" in metrics
+    finally:
+        cluster.start_standby()
+    deadline = time.monotonic() + 15
+    while not readyz(cluster, 0)["standby"]["serving_reads"]:
+        assert time.monotonic() < deadline, readyz(cluster, 0)
+        time.sleep(0.2)

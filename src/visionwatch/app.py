@@ -52,7 +52,11 @@ def create_app(
     their own); see docs/architecture.md, "Clocks".
     """
     owned = database is None
-    db = database or create_database(settings.database_url_or_default())
+    db = database or create_database(
+        settings.database_url_or_default(),
+        read_url=settings.database_read_url,
+        max_lag=settings.read_max_lag_seconds,
+    )
 
     blobs = FilesystemStore(settings.images_dir())
     jobs = []

@@ -42,13 +42,16 @@ def _database(ctx: click.Context, upgrade: bool = True) -> Database:
     reading must not change a database another version's server may be using."""
     holder = ctx.ensure_object(dict)
     if "database" not in holder:
-        url = _settings(ctx).database_url_or_default()
+        settings = _settings(ctx)
+        url = settings.database_url_or_default()
         if not upgrade and _sqlite_file_missing(url):
             raise click.ClickException(
                 "no database yet: `visionwatch db upgrade` (or `serve`) creates it"
             )
         try:
-            database = create_database(url)
+            database = create_database(
+                url, read_url=settings.database_read_url, max_lag=settings.read_max_lag_seconds
+            )
         except ValueError as error:
             raise click.ClickException(str(error)) from None
         ctx.call_on_close(database.dispose)

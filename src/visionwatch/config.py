@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./visionwatch-data")
     # Default: the SQLite file inside data_dir (see database_url_or_default).
     database_url: str | None = None
+    # PostgreSQL: a hot standby of it for the dashboard's figures, used while it is at most
+    # read_max_lag_seconds behind (docs/deploy.md); writes and other reads stay on the primary.
+    database_read_url: str | None = None
+    read_max_lag_seconds: float = Field(default=5.0, gt=0)
     # A device is "offline" when nothing came from it for this many seconds.
     device_offline_after: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=10 * MIB, ge=1024)

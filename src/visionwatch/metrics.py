@@ -89,6 +89,7 @@ class _StoredFigures:
         return []  # computed at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
+        yield from _standby_gauges(self.database)
         up = GaugeMetricFamily("visionwatch_database_up", "1 if the database answered the scrape")
         now = self.clock()
         try:
@@ -141,3 +142,23 @@ def _model_gauges(totals: list[exporter.WindowTotals]) -> list[Metric]:
         errors.add_metric([row.workspace, row.model], row.errors)
         predictions.add_metric([row.workspace, row.model], row.predictions)
     return [inferences, errors, predictions]
+
+
+def _standby_gauges(database: Database) -> Iterator[Metric]:
+    """The hot standby's replay lag, and whether it serves the dashboard's reads now."""
+    if database.standby is None:
+        return
+    state = database.standby.state()
+    serving = GaugeMetricFamily(
+        "visionwatch_standby_serving_reads",
+        "1 if the hot standby serves the dashboard's reads now (0: the primary does)",
+    )
+    serving.add_metric([], 1.0 if state.serving else 0.0)
+    yield serving
+    if state.lag_seconds is not None:
+        lag = GaugeMetricFamily(
+            "visionwatch_standby_replay_lag_seconds",
+            "How far the hot standby is behind the primary, in seconds",
+        )
+        lag.add_metric([], state.lag_seconds)
+        yield lag

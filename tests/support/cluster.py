@@ -30,6 +30,7 @@ import psycopg
 from tests.support.postgres import PostgresUnavailable, binary_dir, free_port
 
 REPLICAS = 3
+READ_MAX_LAG = 5  # seconds: the dashboard's reads leave a standby further behind
 DATABASE = "visionwatch"
 STATE = "cluster.json"
 # The processes this one started, kept until stopped: a Popen dropped while its process
@@ -67,9 +68,28 @@ class Cluster:
         """What every replica is given: the same database, data directory and secret."""
         return {
             "VISIONWATCH_DATABASE_URL": self.primary_url,
+            "VISIONWATCH_DATABASE_READ_URL": self.standby_url,
+            "VISIONWATCH_READ_MAX_LAG_SECONDS": str(READ_MAX_LAG),
             "VISIONWATCH_DATA_DIR": self.data_dir,
             "VISIONWATCH_PUBLIC_URL": self.url,
         }
+
+    def stop_standby(self) -> None:
+        _pg_ctl(Path(self.root) / "standby", "-m", "fast", "-w", "stop")
+
+    def start_standby(self) -> None:
+        home = Path(self.root) / "standby"
+        _pg_ctl(
+            home,
+            "-o",
+            _pg_options(self.standby_port, home / "sockets"),
+            "-l",
+            str(home / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def kill_server(self, index: int) -> None:
         """SIGKILL one replica (a crash: no clean shutdown), and wait until it is gone."""
@@ -406,6 +426,11 @@ def _standby(cluster: Cluster) -> str:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _pg_ctl(home: Path, *args: str) -> None:
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    _run([*run_as, str(binary_dir() / "pg_ctl"), "-D", str(home / "data"), *args])
 
 
 def _run(command: list[str]) -> None:

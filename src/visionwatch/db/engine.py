@@ -3,7 +3,7 @@
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -13,6 +13,7 @@ from sqlalchemy.pool import QueuePool
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
+from visionwatch.db.standby import Standby
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +44,7 @@ class Database:
     dialect: Dialect
     writer: Engine
     reader: Engine
+    standby: Standby | None = None  # PostgreSQL: a hot standby for reads that may lag
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -54,6 +56,27 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.reader.connect() as conn:
             yield conn
+
+    @contextmanager
+    def read_lagging(self) -> Iterator[Connection]:
+        """A read that may be a moment behind the writes (the dashboard's figures): on the
+        standby while it is within its lag bound (db/standby.py), else as `read`."""
+        conn = self._standby_connection()
+        if conn is None:
+            with self.reader.connect() as conn:
+                yield conn
+            return
+        with conn:
+            yield conn
+
+    def _standby_connection(self) -> Connection | None:
+        if self.standby is None or not self.standby.state().serving:
+            return None
+        try:
+            return self.standby.engine.connect()
+        except Exception as error:  # it went away since its last check: the primary serves
+            self.standby.failed(error)
+            return None
 
     def run_write(
         self, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
@@ -74,15 +97,34 @@ class Database:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+        if self.standby is not None:
+            self.standby.engine.dispose()
 
 
-def create_database(url: str) -> Database:
+def create_database(url: str, read_url: str | None = None, max_lag: float = 5.0) -> Database:
+    """The database at `url`; with `read_url`, a PostgreSQL hot standby of it that reads
+    which may lag go to while it is at most `max_lag` seconds behind."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
+    if read_url is not None and backend != "postgresql":
+        raise ValueError("a read URL (a hot standby) needs a PostgreSQL database")
     if backend == "sqlite":
         return _sqlite(parsed)
     if backend == "postgresql":
-        return _postgresql(parsed)
+        database = _postgresql(parsed)
+        if read_url is None:
+            return database
+        standby = make_url(read_url)
+        if standby.get_backend_name() != "postgresql":
+            raise ValueError("the read URL must name a PostgreSQL standby")
+        engine = create_engine(
+            standby.set(drivername="postgresql+psycopg"),
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 2},
+        )
+        return replace(database, standby=Standby(engine, database.writer, max_lag))
     raise ValueError(
         f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///path.db or postgresql://user:pass@host:port/db"

@@ -43,7 +43,7 @@ def window_totals(db: Database, now: datetime, window: timedelta, limit: int) ->
     """
     end = floor_to(now, MINUTE) + MINUTE
     sums: dict[tuple[str, str], list[int]] = {}
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         # A statement per segment: each reads one key range per workspace (see rollup_read).
         for segment in cover(end - window, end):
             for workspace, model, *counts in conn.execute(_window_query(segment)):
@@ -91,5 +91,5 @@ def devices_seen(db: Database, limit: int) -> list[DeviceSeen]:
         .order_by(devices.c.last_seen.desc())
         .limit(limit)
     )
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         return [DeviceSeen(r.workspace, r.name, r.last_seen) for r in conn.execute(query)]

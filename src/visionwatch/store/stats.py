@@ -124,7 +124,7 @@ def _percentile(
 
 
 def stats(db: Database, workspace_id: int, filters: Filters, period: Period) -> Stats:
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         current = _totals(conn, scope, period, bins=True)
         previous = _totals(conn, scope, period.previous(), bins=False)
@@ -151,7 +151,7 @@ class ModelInfo:
 
 
 def find_model(db: Database, workspace_id: int, name: str) -> ModelInfo | None:
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         row = conn.execute(
             select(models).where(models.c.workspace_id == workspace_id, models.c.name == name)
         ).one_or_none()
@@ -162,7 +162,7 @@ def model_stats(
     db: Database, workspace_id: int, filters: Filters, period: Period
 ) -> list[ModelStats]:
     """Every model of the workspace (or the one filtered), busiest first."""
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         if scope is None:
             return []
@@ -199,7 +199,7 @@ def class_stats(
     db: Database, workspace_id: int, filters: Filters, period: Period
 ) -> list[ClassStats]:
     """Predictions per class, most frequent first; shares sum to 1."""
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         if scope is None:
             return []
@@ -233,7 +233,7 @@ class Distributions:
 
 def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[str, int]:
     """Inferences per device name over the period (devices with none are left out)."""
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         counts = device_requests(conn, workspace_id, period.start, period.end)
         if not counts:
             return {}
@@ -271,7 +271,7 @@ def series(
 ) -> dict[str, list[tuple[datetime, float | None]]]:
     """Several metrics' time series from one read of the rollups."""
     step = RESOLUTION_STEPS[interval]
-    with db.read() as conn:
+    with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         groups = (
             {}
