@@ -14,9 +14,16 @@ def main() -> None:
     parser.add_argument(
         "--db", action="append", help="ingest, events: sqlite, postgresql (default both)"
     )
+    parser.add_argument(
+        "--replicas",
+        help="ingest: through nginx in front of this many servers on PostgreSQL, e.g. 1,2,3",
+    )
     args = parser.parse_args()
     module = importlib.import_module(f"benchmarks.{args.name}")
-    if args.name == "ingest":
+    if args.name == "ingest" and args.replicas:
+        counts = [int(n) for n in args.replicas.split(",")]
+        module.run_replicas(args.size, counts, shapes=args.shape)
+    elif args.name == "ingest":
         module.run(args.size, shapes=args.shape, databases=args.db)
     elif args.name == "events":
         module.run(args.size, databases=args.db)

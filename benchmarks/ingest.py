@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
+from tests.support.cluster import started
 from tests.support.postgres import running_postgres
 from tests.support.server import cli, serving_process
 
@@ -219,7 +220,7 @@ class Loaded:
     stats_latency: list[float] = field(default_factory=list)
 
 
-def _load(base: str, key: str, workload: Workload) -> Loaded:
+def _load(base: str, key: str, workload: Workload, connections: int = 2) -> Loaded:
     loaded = Loaded()
     lock = threading.Lock()
     pending = iter(workload.bodies)
@@ -267,7 +268,7 @@ def _load(base: str, key: str, workload: Workload) -> Loaded:
     reader = threading.Thread(target=read_stats)
     reader.start()
     began = time.perf_counter()
-    loaders = [threading.Thread(target=post_all) for _ in range(2)]
+    loaders = [threading.Thread(target=post_all) for _ in range(connections)]
     for loader in loaders:
         loader.start()
     for loader in loaders:
@@ -522,6 +523,62 @@ def run(
                     "bytes_per_inference": served.bytes_per_inference,
                 }
                 _print_row(shape, kind, results[(shape, kind)], header=len(results) == 1)
+    return results
+
+
+# Through nginx: the loader's connections for each replica behind it.
+CONNECTIONS_PER_REPLICA = 2
+
+
+def run_replicas(
+    size: int | None, replicas: list[int], shapes: list[str] | None = None
+) -> dict[tuple[str, int], dict[str, float]]:
+    """Each shape through nginx in front of 1, 2, 3... `visionwatch serve` replicas on one
+    PostgreSQL primary with its hot standby (tests/support/cluster.py, durable: fsync on),
+    the floor the same rows by COPY into that primary."""
+    size = size or DEFAULT_SIZE
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for count in replicas:
+        with started(count) as cluster:
+            env = cluster.server_env()
+            cli(env, "workspaces", "create", "bench")
+            key = cli(env, "keys", "create", "bench").stdout.strip().splitlines()[-1]
+            for number, shape in enumerate(shapes or ("camera", "gateway")):
+                workload = make_workload(shape, size, seed=number + 1)  # ids of its own
+                loaded = _load(
+                    cluster.url, key, workload, connections=CONNECTIONS_PER_REPLICA * count
+                )
+                assert loaded.accepted == workload.count, "not every inference was stored"
+                floor_db = f"floor_{shape}_{count}"
+                with psycopg.connect(
+                    cluster.primary_url.rsplit("/", 1)[0] + "/postgres", autocommit=True
+                ) as admin:
+                    admin.execute(f"CREATE DATABASE {floor_db}")
+                floor = floor_postgres(
+                    cluster.primary_url.rsplit("/", 1)[0] + "/" + floor_db, workload
+                )
+                served = loaded.accepted / loaded.elapsed
+                results[(shape, count)] = {
+                    "served": served,
+                    "floor": floor,
+                    "ratio": served / floor,
+                    "stats_p95_ms": _percentile(loaded.stats_latency, 95) * 1000,
+                }
+                if len(results) == 1:
+                    print(
+                        f"ingest through nginx: batches of {BATCH}, "
+                        f"{CONNECTIONS_PER_REPLICA} connections per replica, PostgreSQL primary"
+                    )
+                    print(
+                        f"{'shape':<10}{'replicas':>9}{'served /s':>12}{'floor /s':>12}"
+                        f"{'ratio':>8}{'stats p95 ms':>14}"
+                    )
+                row = results[(shape, count)]
+                print(
+                    f"{shape:<10}{count:>9}{row['served']:>12.0f}{row['floor']:>12.0f}"
+                    f"{row['ratio']:>8.2f}{row['stats_p95_ms']:>14.1f}",
+                    flush=True,
+                )
     return results
 
 

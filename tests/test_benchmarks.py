@@ -6,24 +6,30 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import unavailable
+
 pytestmark = pytest.mark.slow  # each benchmark runs as a process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("arguments", "expected"),
     [
-        ("sdk_overhead", ["Client.log()", "Counter.inc()"]),
-        ("ingest", ["sqlite", "postgresql"]),
-        ("reads", ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
+        (["sdk_overhead"], ["Client.log()", "Counter.inc()"]),
+        (["ingest"], ["sqlite", "postgresql"]),
+        (["reads"], ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
         # every answer's total and first page agree with the events sent
-        ("events", ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
+        (["events"], ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
+        # through nginx in front of one and two replicas (tests/support/cluster.py)
+        (["ingest", "--replicas", "1,2", "--shape", "camera"], ["ingest through nginx"]),
     ],
 )
-def test_benchmark_runs(name: str, expected: list[str]) -> None:
+def test_benchmark_runs(arguments: list[str], expected: list[str]) -> None:
+    if "--replicas" in arguments and not Path("/usr/sbin/nginx").exists():
+        unavailable("nginx not found (install Debian's `nginx` package)")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", name, "--size", "2000"],
+        [sys.executable, "-m", "benchmarks", *arguments, "--size", "2000"],
         cwd=ROOT,
         capture_output=True,
         text=True,
