@@ -1,4 +1,4 @@
-"""Two `visionwatch serve` processes on one PostgreSQL: one notification per event."""
+"""Three `visionwatch serve` processes on one PostgreSQL: one notification per event."""
 
 import time
 from collections.abc import Iterator
@@ -24,7 +24,7 @@ def postgres_url(postgres: ScratchDatabases) -> Iterator[str]:
         yield url
 
 
-def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path) -> None:
+def test_three_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path) -> None:
     with smtp_server() as (port, mailbox), ExitStack() as servers:
         env = {
             "VISIONWATCH_DATABASE_URL": postgres_url,
@@ -37,7 +37,7 @@ def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path
         headers = auth(key)
         bases = [
             servers.enter_context(serving({**env, "VISIONWATCH_DATA_DIR": str(tmp_path / name)}))
-            for name in ("a", "b")
+            for name in ("a", "b", "c")
         ]
         now = datetime.now(UTC)
         items = [
@@ -52,7 +52,7 @@ def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path
             f"{bases[0]}/api/v1/inferences", json={"inferences": items}, headers=headers
         )
         assert sent.status_code == 200
-        # Many rules firing at once make each evaluation pass long enough that two
+        # Many rules firing at once make each evaluation pass long enough that
         # unlocked servers would overlap and both send some of the same events.
         ids = []
         for n in range(RULES):
@@ -65,11 +65,13 @@ def test_two_replicas_send_one_email_per_event(postgres_url: str, tmp_path: Path
                 "window_seconds": 1800,
                 "recipients": ["ops@example.com"],
             }
-            created = httpx.post(f"{bases[n % 2]}/api/v1/alerts", json=rule, headers=headers)
+            created = httpx.post(
+                f"{bases[n % len(bases)]}/api/v1/alerts", json=rule, headers=headers
+            )
             assert created.status_code == 201, created.text
             ids.append(created.json()["id"])
         assert mailbox.wait_for(RULES, timeout=60)
-        time.sleep(5)  # several more evaluations by both servers
+        time.sleep(5)  # several more evaluations by every server
         subjects = sorted(m["Subject"] for m in mailbox.messages)
         assert subjects == sorted(f"[visionwatch] FIRING: replicas {n}" for n in range(RULES))
         for base in bases:
