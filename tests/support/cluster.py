@@ -107,9 +107,10 @@ class Cluster:
 
 
 def up(root: Path, replicas: int = REPLICAS) -> Cluster:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    """Start the cluster in `root`. Its state is saved as each part starts, so that a start
+    that fails part way is stopped by `down` (which it calls) without leaving a process."""
+    # Debian puts nginx in /usr/sbin, off an ordinary user's PATH.
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     if nginx is None:
         raise ClusterUnavailable("nginx not found (install Debian's `nginx` package)")
     try:
@@ -118,30 +119,35 @@ def up(root: Path, replicas: int = REPLICAS) -> Cluster:
         raise ClusterUnavailable(str(error)) from None
     root.mkdir(parents=True, exist_ok=True)
     run_as = _postgres_user(root)
-    primary_port, standby_port = free_port(), free_port()
-    _start_primary(binaries, run_as, root / "primary", primary_port)
-    _start_standby(binaries, run_as, root, primary_port, standby_port)
     data_dir = root / "shared"
     data_dir.mkdir(exist_ok=True)
     cluster = Cluster(
         root=str(root),
         url="",
-        primary_port=primary_port,
-        standby_port=standby_port,
+        primary_port=free_port(),
+        standby_port=free_port(),
         server_ports=[free_port() for _ in range(replicas)],
         server_pids=[],
         nginx_pid=0,
         data_dir=str(data_dir),
     )
-    for index in range(replicas):  # they start together: one migrates, the others wait
-        cluster.server_pids.append(_spawn_server(root, cluster, index))
-    for index in range(replicas):
-        _wait_until_ready(cluster.server_url(index), root / f"server-{index}.log")
-    nginx_port = free_port()
-    cluster.url = f"http://127.0.0.1:{nginx_port}"
-    cluster.nginx_pid = _start_nginx(nginx, root, nginx_port, cluster.server_ports)
-    _wait_until_ready(cluster.url, root / "nginx" / "error.log")
     _save(cluster)
+    try:
+        _start_primary(binaries, run_as, root / "primary", cluster.primary_port)
+        _start_standby(binaries, run_as, root, cluster.primary_port, cluster.standby_port)
+        for index in range(replicas):  # they start together: one migrates, the others wait
+            cluster.server_pids.append(_spawn_server(root, cluster, index))
+            _save(cluster)
+        for index in range(replicas):
+            _wait_until_ready(cluster.server_url(index), root / f"server-{index}.log")
+        nginx_port = free_port()
+        cluster.url = f"http://127.0.0.1:{nginx_port}"
+        cluster.nginx_pid = _start_nginx(nginx, root, nginx_port, cluster.server_ports)
+        _save(cluster)
+        _wait_until_ready(cluster.url, root / "nginx" / "error.log")
+    except BaseException:
+        down(root)
+        raise
     return cluster
 
 
@@ -486,35 +492,14 @@ def started(replicas: int = REPLICAS) -> Iterator[Cluster]:
     """A cluster for the length of a `with`: brought down, by its PIDs, on exit."""
     root = Path(tempfile.mkdtemp(prefix="vw-cluster-"))
     try:
-        cluster = up(root, replicas)
+        cluster = up(root, replicas)  # a failed start has stopped what it started
     except BaseException:
-        if (root / STATE).exists():
-            down(root)
-        else:
-            _stop_partial(root)
+        shutil.rmtree(root, ignore_errors=True)
         raise
     try:
         yield cluster
     finally:
         down(root)
-
-
-def _stop_partial(root: Path) -> None:
-    """A start that failed part way: stop the databases it may have started."""
-    try:
-        binaries = binary_dir()
-    except PostgresUnavailable:
-        return
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    for home in ("standby", "primary"):
-        data = root / home / "data"
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                check=False,
-                capture_output=True,
-            )
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
