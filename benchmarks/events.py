@@ -40,7 +40,8 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from tests.support.server import cli, serving_process
+from tests.support.server import serving_process
+from tests.support.workspaces import new_workspace
 
 from benchmarks.ingest import _databases, _migrated, _percentile
 
@@ -449,8 +450,7 @@ def serve(database_url: str, workload: Workload, repeat: int) -> Served:
             "VISIONWATCH_DATA_DIR": data,
             "VISIONWATCH_RATE_LIMIT_PER_SECOND": "0",  # many senders share one key here
         }
-        cli(env, "workspaces", "create", "bench")
-        key = cli(env, "keys", "create", "bench").stdout.strip().splitlines()[-1]
+        key = new_workspace(env, "bench")
         with serving_process(env) as (base, _):
             loaded = _load(base, key, workload)
             if loaded.accepted != workload.count:

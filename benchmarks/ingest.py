@@ -42,7 +42,8 @@ import orjson
 import psycopg
 from tests.support.cluster import started
 from tests.support.postgres import running_postgres
-from tests.support.server import cli, serving_process
+from tests.support.server import serving_process
+from tests.support.workspaces import new_workspace
 
 from visionwatch.db import migrate
 from visionwatch.db.engine import create_database
@@ -192,8 +193,7 @@ def serve(database_url: str, workload: Workload) -> Served:
             "VISIONWATCH_DATA_DIR": data,
             "VISIONWATCH_RATE_LIMIT_PER_SECOND": "0",  # many senders share one key here
         }
-        cli(env, "workspaces", "create", "bench")
-        key = cli(env, "keys", "create", "bench").stdout.strip().splitlines()[-1]
+        key = new_workspace(env, "bench")
         with serving_process(env) as (base, process):
             loaded = _load(base, key, workload)
             peak = _peak_rss_mib(process.pid)
@@ -541,8 +541,7 @@ def run_replicas(
     for count in replicas:
         with started(count) as cluster:
             env = cluster.server_env()
-            cli(env, "workspaces", "create", "bench")
-            key = cli(env, "keys", "create", "bench").stdout.strip().splitlines()[-1]
+            key = new_workspace(env, "bench")
             for number, shape in enumerate(shapes or ("camera", "gateway")):
                 workload = make_workload(shape, size, seed=number + 1)  # ids of its own
                 loaded = _load(

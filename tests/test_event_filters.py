@@ -159,7 +159,6 @@ def test_events_filter_by_detected_class_data_and_feedback(
             for p in predictions_of(event)
         )
 
-    judged = verdicts
     cases: list[tuple[dict[str, Any], Callable[[Event], bool]]] = [
         ({"detectionClass": "forklift"}, detects("forklift", None)),
         ({"detectionClass": "helmet", "minConfidence": 0.7}, detects("helmet", 0.7)),
@@ -187,12 +186,12 @@ def test_events_filter_by_detected_class_data_and_feedback(
     types = ["quality_check", "inventory_count", "safety_alert"]  # not the feedback itself
 
     def judged_as(status: str) -> Callable[[Event], bool]:
-        return lambda event: judged.get(event["eventId"]) == status
+        return lambda event: verdicts.get(event["eventId"]) == status
 
     for status in VERDICTS:
         cases.append(({"feedbackStatus": status, "eventTypes": types}, judged_as(status)))
     # Awaiting a verdict: the feedback events themselves are not listed.
-    cases.append(({"feedbackStatus": "none"}, lambda e: e["eventId"] not in judged))
+    cases.append(({"feedbackStatus": "none"}, lambda e: e["eventId"] not in verdicts))
     for query, keep in cases:
         expected = newest_first(events, keep)  # no feedback event matches any of these
         assert expected, f"the case {query} should match something"

@@ -78,18 +78,7 @@ class Cluster:
         _pg_ctl(Path(self.root) / "standby", "-m", "fast", "-w", "stop")
 
     def start_standby(self) -> None:
-        home = Path(self.root) / "standby"
-        _pg_ctl(
-            home,
-            "-o",
-            _pg_options(self.standby_port, home / "sockets"),
-            "-l",
-            str(home / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        _pg_ctl_start(Path(self.root) / "standby", self.standby_port)
 
     def kill_server(self, index: int) -> None:
         """SIGKILL one replica (a crash: no clean shutdown), and wait until it is gone."""
@@ -162,7 +151,7 @@ def _postgres_user(root: Path) -> list[str]:
     for path in (root, root / "primary", root / "standby"):
         path.mkdir(exist_ok=True)
         os.chown(path, user.pw_uid, user.pw_gid)
-    return ["runuser", "-u", "postgres", "--"]
+    return _as_postgres()
 
 
 def _pg_options(port: int, sockets: Path) -> str:
@@ -190,7 +179,7 @@ def _start_primary(binaries: Path, run_as: list[str], home: Path, port: int) -> 
             "--locale=C",
         ]
     )
-    _pg_ctl_start(binaries, run_as, home, port)
+    _pg_ctl_start(home, port)
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as c:
         c.execute(f"CREATE DATABASE {DATABASE}")
 
@@ -219,31 +208,17 @@ def _start_standby(
             "fast",
         ]
     )
-    _pg_ctl_start(binaries, run_as, home, port)
+    _pg_ctl_start(home, port)
 
 
-def _pg_ctl_start(binaries: Path, run_as: list[str], home: Path, port: int) -> None:
+def _pg_ctl_start(home: Path, port: int) -> None:
     sockets = home / "sockets"
     sockets.mkdir(exist_ok=True)
-    if run_as:
+    if _as_postgres():
         user = pwd.getpwnam("postgres")
         os.chown(sockets, user.pw_uid, user.pw_gid)
-    _run(
-        [
-            *run_as,
-            str(binaries / "pg_ctl"),
-            "-D",
-            str(home / "data"),
-            "-o",
-            _pg_options(port, sockets),
-            "-l",
-            str(home / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ]
-    )
+    options = _pg_options(port, sockets)
+    _pg_ctl(home, "-o", options, "-l", str(home / "server.log"), "-w", "-t", "60", "start")
 
 
 def _spawn_server(root: Path, cluster: Cluster, index: int) -> int:
@@ -355,16 +330,9 @@ def down(root: Path) -> None:
     cluster = load(root)
     for pid in [cluster.nginx_pid, *cluster.server_pids]:
         _stop(pid)
-    binaries = binary_dir()
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     for home in ("standby", "primary"):
-        data = root / home / "data"
-        if data.exists():
-            subprocess.run(
-                [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                check=False,
-                capture_output=True,
-            )
+        if (root / home / "data").exists():  # one that never started: nothing to stop
+            _pg_ctl(root / home, "-m", "fast", "-w", "stop", check=False)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -434,14 +402,18 @@ def _standby(cluster: Cluster) -> str:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _pg_ctl(home: Path, *args: str) -> None:
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    _run([*run_as, str(binary_dir() / "pg_ctl"), "-D", str(home / "data"), *args])
+def _pg_ctl(home: Path, *args: str, check: bool = True) -> None:
+    _run([*_as_postgres(), str(binary_dir() / "pg_ctl"), "-D", str(home / "data"), *args], check)
 
 
-def _run(command: list[str]) -> None:
+def _as_postgres() -> list[str]:
+    """initdb and postgres refuse root: as root they run as the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _run(command: list[str], check: bool = True) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])}... failed:\n{done.stdout}{done.stderr}")
 
 

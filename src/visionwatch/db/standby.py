@@ -43,17 +43,21 @@ class Standby:
         self._state = StandbyState(False, None, "not checked yet")
 
     def state(self) -> StandbyState:
-        with self._lock:
-            if self.clock() - self._checked_at >= CHECK_EVERY:
+        """The last check's answer; one thread checks again when it is due, the others go
+        on with the last answer meanwhile (a standby that hangs would hold them all up to
+        its connect timeout)."""
+        if self.clock() - self._checked_at >= CHECK_EVERY and self._lock.acquire(blocking=False):
+            try:
                 self._state = self._check()
                 self._checked_at = self.clock()
-            return self._state
+            finally:
+                self._lock.release()
+        return self._state
 
     def failed(self, error: Exception) -> None:
         """A read on the standby failed: the primary serves until the next check."""
-        with self._lock:
-            self._state = StandbyState(False, None, f"unavailable: {type(error).__name__}")
-            self._checked_at = self.clock()
+        self._state = StandbyState(False, None, f"unavailable: {type(error).__name__}")
+        self._checked_at = self.clock()
 
     def _check(self) -> StandbyState:
         try:

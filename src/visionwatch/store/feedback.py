@@ -27,6 +27,7 @@ from visionwatch.db.schema import (
 from visionwatch.db.types import from_micros
 from visionwatch.rollups import ALL_DEVICES
 from visionwatch.store.stats import Filters, Period, resolve_scope
+from visionwatch.store.vision_events import use_case_pk
 from visionwatch.timeutil import HOUR
 from visionwatch.verdicts import Verdict, Verdicts
 
@@ -153,17 +154,11 @@ def verdicts(
     """Verdicts on the inferences of [start, end), by `group` (key None without one); "hour"
     groups by buckets of `step` (an hour unless a chart asks for minutes or days)."""
     table = inference_feedback
-    conditions: list[Any] = [
-        table.c.workspace_id == workspace_id,
-        table.c.ts >= start,
-        table.c.ts < end,
-    ]
+    conditions = _judged_in(table, workspace_id, start, end, class_name)
     if model_ids is not None:
         conditions.append(table.c.model_id.in_(model_ids))
     if device_id is not None:
         conditions.append(table.c.device_id == device_id)
-    if class_name is not None:
-        conditions.append(table.c.class_name == class_name)
     key = {
         "model": models.c.name,
         "device": table.c.device_id,
@@ -194,6 +189,21 @@ def _count(
     if join is not None:
         query = query.join_from(table, *join)
     return _counted(conn.execute(query), grouped=bool(keys), hourly=hourly)
+
+
+def _judged_in(
+    table: Any, workspace_id: int, start: datetime, end: datetime, class_name: str | None
+) -> list[Any]:
+    """A verdict table's rows of a workspace whose judged time is in [start, end), of a
+    class when one is named."""
+    conditions: list[Any] = [
+        table.c.workspace_id == workspace_id,
+        table.c.ts >= start,
+        table.c.ts < end,
+    ]
+    if class_name is not None:
+        conditions.append(table.c.class_name == class_name)
+    return conditions
 
 
 def _bucket_of(column: Any, step: timedelta) -> Any:
@@ -267,29 +277,15 @@ def event_precision(
     by id or name (all when None), by `group` (use cases by id); None when the use case
     does not exist."""
     table = event_verdicts
-    conditions: list[Any] = [
-        table.c.workspace_id == workspace_id,
-        table.c.ts >= start,
-        table.c.ts < end,
-    ]
+    conditions = _judged_in(table, workspace_id, start, end, class_name)
     with db.read() as conn:
         if use_case is not None:
-            found = conn.execute(
-                select(use_cases.c.id)
-                .where(
-                    use_cases.c.workspace_id == workspace_id,
-                    (use_cases.c.public_id == use_case) | (use_cases.c.name == use_case),
-                )
-                .order_by((use_cases.c.public_id != use_case), use_cases.c.id)
-                .limit(1)
-            ).scalar()
+            found = use_case_pk(conn, workspace_id, use_case)
             if found is None:
                 return None
             conditions.append(table.c.use_case_id == found)
         if device is not None:
             conditions.append(table.c.device == device)
-        if class_name is not None:
-            conditions.append(table.c.class_name == class_name)
         key = {
             "use_case": use_cases.c.public_id,
             "device": table.c.device,

@@ -169,7 +169,7 @@ def set_archived(db: Database, workspace_id: int, public_id: str, archived: bool
     return result.rowcount > 0
 
 
-def _use_case_pk(conn: Connection, workspace_id: int, reference: str) -> int | None:
+def use_case_pk(conn: Connection, workspace_id: int, reference: str) -> int | None:
     """A use case by its id, or else by its name (clients send either)."""
     for column in (use_cases.c.public_id, use_cases.c.name):
         found = conn.execute(
@@ -269,7 +269,7 @@ def _named(events: Sequence[NewEvent]) -> list[str]:
 
 def _use_case_made(conn: Connection, workspace_id: int, name: str, now: datetime) -> int:
     """The use case a write names (by id or name), made when it names none yet."""
-    pk = _use_case_pk(conn, workspace_id, name)
+    pk = use_case_pk(conn, workspace_id, name)
     if pk is not None:
         return pk
     made: int = conn.execute(
@@ -431,7 +431,7 @@ def query_events(db: Database, workspace_id: int, query: EventQuery) -> EventPag
     the use case does not exist."""
     position = decode_cursor(query.cursor) if query.cursor else None
     with db.read() as conn:
-        use_case = _use_case_pk(conn, workspace_id, query.use_case)
+        use_case = use_case_pk(conn, workspace_id, query.use_case)
         if use_case is None:
             return None
         conditions = _conditions(workspace_id, use_case, query)
@@ -537,7 +537,7 @@ def _schema(
     db: Database, table: Any, workspace_id: int, use_case: str
 ) -> dict[str, list[str]] | None:
     with db.read() as conn:
-        pk = _use_case_pk(conn, workspace_id, use_case)
+        pk = use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return None
         rows = conn.execute(
@@ -630,7 +630,7 @@ class Feedback:
 def find_use_case(db: Database, workspace_id: int, reference: str) -> UseCase | None:
     """A use case by its id, or else by its name, as the API finds them."""
     with db.read() as conn:
-        pk = _use_case_pk(conn, workspace_id, reference)
+        pk = use_case_pk(conn, workspace_id, reference)
         if pk is None:
             return None
         row = conn.execute(select(use_cases).where(use_cases.c.id == pk)).one()
@@ -640,7 +640,7 @@ def find_use_case(db: Database, workspace_id: int, reference: str) -> UseCase | 
 def get_event(db: Database, workspace_id: int, use_case: str, event_id: str) -> StoredEvent | None:
     """One event of a use case, or None when the use case or the event is not there."""
     with db.read() as conn:
-        pk = _use_case_pk(conn, workspace_id, use_case)
+        pk = use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return None
         row = conn.execute(
@@ -656,7 +656,7 @@ def get_event(db: Database, workspace_id: int, use_case: str, event_id: str) -> 
 def event_types(db: Database, workspace_id: int, use_case: str) -> list[str]:
     """The event types a use case's events have (for a filter to offer)."""
     with db.read() as conn:
-        pk = _use_case_pk(conn, workspace_id, use_case)
+        pk = use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return []
         found = conn.execute(
@@ -675,7 +675,7 @@ def latest_feedback(
     feedback's timestamp), or None. The comment is read from the feedback event while it
     is kept (within the lookback)."""
     with db.read() as conn:
-        pk = _use_case_pk(conn, workspace_id, use_case)
+        pk = use_case_pk(conn, workspace_id, use_case)
         if pk is None:
             return None
         row = conn.execute(
