@@ -372,6 +372,8 @@ event_metadata = Table(
     Column("kind", String(8), nullable=False),  # string, number, boolean
     Column("text_value", Text),
     Column("number_value", Float),
+    # The event's time: on PostgreSQL the facts are partitioned with their event.
+    Column("ts", Timestamp, nullable=False),
     PrimaryKeyConstraint("event_pk", "field"),
     # Filters read the events with a value (text, or number) of a field along these.
     Index("ix_event_metadata_text", "workspace_id", "field", "text_value"),
@@ -389,6 +391,8 @@ event_data_fields = Table(
     Column("kind", String(8), nullable=False),
     Column("text_value", Text),
     Column("number_value", Float),
+    # The event's time: on PostgreSQL the facts are partitioned with their event.
+    Column("ts", Timestamp, nullable=False),
     PrimaryKeyConstraint("event_pk", "field"),
     Index("ix_event_data_fields_text", "workspace_id", "field", "text_value"),
     Index("ix_event_data_fields_number", "workspace_id", "field", "number_value"),
@@ -403,6 +407,8 @@ event_classes = Table(
     Column("event_pk", BigId, ForeignKey("vision_events.id"), nullable=False),
     Column("class_name", String(256), nullable=False),
     Column("confidence", Float),
+    # The event's time: on PostgreSQL the facts are partitioned with their event.
+    Column("ts", Timestamp, nullable=False),
     PrimaryKeyConstraint("event_pk", "class_name"),
     Index("ix_event_classes_class", "workspace_id", "class_name", "confidence"),
 )

@@ -7,7 +7,7 @@ rollups exactly once, soon after (docs/architecture.md).
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -32,6 +32,9 @@ from visionwatch.store.capture import rules_of
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.images import keep_image
 from visionwatch.store.packed_items import pack
+
+# How far from a batch's times PostgreSQL looks for an inference id sent before.
+RESEND_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class Rows:
     inferences: str
     predictions: str
     metadata: dict[tuple[str, str], tuple[str, str]]  # (inference id, field): (value, kind)
+    times: tuple[int, int]  # the first and last inference times, in microseconds
 
     @classmethod
     def of(cls, batch: list[Inference], now: datetime) -> "Rows":
@@ -160,6 +164,7 @@ class Rows:
             inferences=orjson.dumps(inference_rows).decode(),
             predictions=orjson.dumps(prediction_rows).decode(),
             metadata=metadata,
+            times=(min(times.values(), default=0), max(times.values(), default=0)),
         )
 
 
@@ -210,11 +215,11 @@ def _ingest(
     _upsert_models(conn, dialect, workspace_id, rows.models)
     _upsert_devices(conn, dialect, workspace_id, rows.devices, now)
     sql = _sql(dialect)
-    first, last, count = _insert_inferences(conn, sql, workspace_id, rows.inferences)
+    first, last, count = _insert_inferences(conn, sql, workspace_id, rows)
     accepted: list[str] = []
     pks: dict[str, int] = {}
     if count:
-        span = (workspace_id, first, last)
+        span = (workspace_id, first, last, *rows.times)
         if rows.predictions == "[]":
             pass
         elif sql.new_predictions is not None and count == len(unique) == last - first + 1:
@@ -305,6 +310,7 @@ def _sql(dialect: Dialect) -> _Sql:
         return source, dict(zip((name for name, _ in spec), sql, strict=True))
 
     source, f = fields(_INFERENCE_FIELDS)
+    f_id = f["inference_id"]
     # CROSS JOIN fixes the order on SQLite: the rows, then each one's model and device.
     inferences = f"""
         INSERT INTO inferences (workspace_id, inference_id, model_id, device_id, ts,
@@ -315,14 +321,16 @@ def _sql(dialect: Dialect) -> _Sql:
             {f["error"]}, {f["prediction_count"]}, NULL, {f["item"]}, {f["time_bin"]}
         FROM {source} CROSS JOIN models m
         LEFT JOIN devices d ON d.workspace_id = m.workspace_id AND d.name = {f["device"]}
-        WHERE m.workspace_id = {mark} AND m.name = {f["model"]}
+        WHERE m.workspace_id = {mark} AND m.name = {f["model"]} {{sent_before}}
         {{order}}
-        ON CONFLICT (workspace_id, inference_id) DO NOTHING
+        ON CONFLICT {{conflict}} DO NOTHING
     """
     # CROSS JOIN: SQLite then reads the rows first and finds each one's inference by its id
-    # (left to itself it scanned the workspace's inferences for each row).
+    # (left to itself it scanned the workspace's inferences for each row). The batch's
+    # times keep PostgreSQL to the partitions that hold them.
     mine = f"""CROSS JOIN inferences i WHERE i.workspace_id = {mark}
-        AND i.inference_id = {{inference_id}} AND i.id BETWEEN {mark} AND {mark}"""
+        AND i.inference_id = {{inference_id}} AND i.id BETWEEN {mark} AND {mark}
+        AND i.ts BETWEEN {mark} AND {mark}"""
     source, f = fields(_PREDICTION_FIELDS)
     predictions = f"""
         INSERT INTO predictions (workspace_id, inference_pk, idx, ts, class_name, class_id,
@@ -347,13 +355,16 @@ def _sql(dialect: Dialect) -> _Sql:
     new_ids = f"""
         SELECT inference_id, id FROM inferences
         WHERE workspace_id = {mark} AND id BETWEEN {mark} AND {mark}
+        AND ts BETWEEN {mark} AND {mark}
     """
     if dialect is Dialect.SQLITE:
         # One writer: the keys after the largest one are this insert's, given in the order
         # of the rows (ORDER BY: the positions of new_predictions rely on it).
         return _Sql(
             before="SELECT COALESCE(MAX(id), 0) FROM inferences",
-            inferences=inferences.format(order="ORDER BY j.key"),
+            inferences=inferences.format(
+                sent_before="", order="ORDER BY j.key", conflict="(workspace_id, inference_id)"
+            ),
             span=f"SELECT MIN(id), MAX(id), COUNT(*) FROM inferences WHERE id > {mark}",
             predictions=predictions,
             new_predictions=new_predictions,
@@ -362,7 +373,14 @@ def _sql(dialect: Dialect) -> _Sql:
         )
     return _Sql(
         before=None,
-        inferences=inferences.format(order="") + " RETURNING id",
+        inferences=inferences.format(
+            sent_before=f"""AND NOT EXISTS (SELECT 1 FROM inferences x
+                WHERE x.workspace_id = m.workspace_id AND x.inference_id = {f_id}
+                AND x.ts BETWEEN {mark} AND {mark})""",
+            order="",
+            conflict="",
+        )
+        + " RETURNING id",
         span=None,
         predictions=predictions,
         new_predictions=None,
@@ -372,15 +390,23 @@ def _sql(dialect: Dialect) -> _Sql:
 
 
 def _insert_inferences(
-    conn: Connection, sql: _Sql, workspace_id: int, rows: str
+    conn: Connection, sql: _Sql, workspace_id: int, rows: Rows
 ) -> tuple[int, int, int]:
     """Insert the rows not stored yet: the first and last keys inserted, and how many."""
     if sql.before is not None and sql.span is not None:
         before = conn.exec_driver_sql(sql.before).scalar_one()
-        conn.exec_driver_sql(sql.inferences, (rows, workspace_id))
+        conn.exec_driver_sql(sql.inferences, (rows.inferences, workspace_id))
         first, last, count = conn.exec_driver_sql(sql.span, (before,)).one()
         return first or 0, last or 0, count
-    keys = conn.exec_driver_sql(sql.inferences, (rows, workspace_id)).scalars().all()
+    # PostgreSQL's partitions are unique per week (a unique key must hold the partition
+    # key), so an id sent before is looked for in the batch's times and a day either side:
+    # a client that re-sends keeps its timestamp; the server's own time (none was sent)
+    # moves by the delay of the retry. The workspace's ingest lock makes look-and-insert
+    # one step.
+    first, last = rows.times
+    window = RESEND_WINDOW // timedelta(microseconds=1)
+    params = (rows.inferences, workspace_id, first - window, last + window)
+    keys = conn.exec_driver_sql(sql.inferences, params).scalars().all()
     return min(keys, default=0), max(keys, default=0), len(keys)
 
 
@@ -406,7 +432,10 @@ def _keep_images(
             continue
         conn.execute(
             update(inferences)
-            .where(inferences.c.id == pks[inference.inference_id])
+            .where(
+                inferences.c.id == pks[inference.inference_id],
+                inferences.c.ts == inference.timestamp,  # its partition, on PostgreSQL
+            )
             .values(
                 image_key=stored.key,
                 image_width=inference.image_width or stored.width,
@@ -467,7 +496,11 @@ def _upsert_devices(
 
 
 def _insert_metadata(
-    conn: Connection, sql: _Sql, workspace_id: int, rows: Rows, span: tuple[int, int, int]
+    conn: Connection,
+    sql: _Sql,
+    workspace_id: int,
+    rows: Rows,
+    span: tuple[int, int, int, int, int],
 ) -> None:
     values = rows.metadata
     # Metadata that came before its inference: it was sent after the fact, so it wins.

@@ -62,7 +62,10 @@ def _attach(
         statement = dialects.insert(dialect, inference_metadata)
         conn.execute(
             statement.on_conflict_do_update(
-                index_elements=["workspace_id", "inference_pk", "field"],
+                # PostgreSQL's keys of a partitioned table hold its time (a row has its
+                # inference's, so the two keys name the same rows).
+                index_elements=["workspace_id", "inference_pk", "field"]
+                + (["ts"] if dialect is Dialect.POSTGRESQL else []),
                 set_={"value": statement.excluded.value, "kind": statement.excluded.kind},
             ),
             [

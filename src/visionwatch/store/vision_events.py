@@ -245,11 +245,19 @@ def _write(
     about: dict[str, _Judged] = {}
     for event in latest.values():
         pk = pks[event.event_id]
-        rows[event_metadata] += _field_rows(workspace_id, pk, event.metadata)
-        rows[event_data_fields] += _field_rows(workspace_id, pk, data_fields(event.sent))
+        rows[event_metadata] += _field_rows(workspace_id, pk, event.timestamp, event.metadata)
+        rows[event_data_fields] += _field_rows(
+            workspace_id, pk, event.timestamp, data_fields(event.sent)
+        )
         found = detected(event.sent)
         rows[event_classes] += [
-            {"workspace_id": workspace_id, "event_pk": pk, "class_name": name, "confidence": best}
+            {
+                "workspace_id": workspace_id,
+                "event_pk": pk,
+                "ts": event.timestamp,
+                "class_name": name,
+                "confidence": best,
+            }
             for name, best in found.confidence.items()
         ]
         about[event.event_id] = _Judged(
@@ -399,12 +407,13 @@ def _stored_events(conn: Connection, workspace_id: int, event_ids: set[str]) -> 
 
 
 def _field_rows(
-    workspace_id: int, event_pk: int, fields: dict[str, MetadataValue]
+    workspace_id: int, event_pk: int, ts: datetime, fields: dict[str, MetadataValue]
 ) -> list[dict[str, Any]]:
     return [
         {
             "workspace_id": workspace_id,
             "event_pk": event_pk,
+            "ts": ts,
             "field": name,
             "kind": _kind(value),
             "text_value": _text(value),
