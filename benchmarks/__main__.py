@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "reads", "sdk_overhead", "events")
+BENCHMARKS = ("ingest", "reads", "sdk_overhead", "events", "retention")
 
 
 def main() -> None:

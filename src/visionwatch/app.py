@@ -28,6 +28,8 @@ from visionwatch.api import (
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.config import Settings
+from visionwatch.db import partitions
+from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database, create_database
 from visionwatch.http.responses import JSON
 from visionwatch.images.blobs import FilesystemStore
@@ -39,6 +41,9 @@ from visionwatch.ratelimit import InFlight, RateLimiter
 from visionwatch.retention import prune
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
+
+# Partitions are made two weeks ahead: hourly upkeep is ample, and cheap when all is made.
+PARTITION_UPKEEP_SECONDS = 3600.0
 
 
 def create_app(
@@ -67,6 +72,18 @@ def create_app(
                 db,
                 lambda: prune(db, blobs, settings, clock()),
                 interval=settings.prune_interval_seconds,
+            )
+        )
+
+    if db.dialect is Dialect.POSTGRESQL:
+        # Weeks made ahead of the writes, and backfills moved out of the default partition.
+        jobs.append(
+            PeriodicJob(
+                "partitions",
+                db,
+                lambda: partitions.keep_up(db, clock()),
+                interval=PARTITION_UPKEEP_SECONDS,
+                delay=5,
             )
         )
 

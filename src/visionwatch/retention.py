@@ -1,21 +1,28 @@
 """Retention: delete raw inferences and images past their retention; keep rollups longer.
 
 Rows go in chunks, each in its own transaction, so a large prune never holds
-the writer for long. An image file goes only when no inference and no vision event's
+the writer for long. On PostgreSQL the raw tables are partitioned by week
+(db/partitions.py): retention goes by whole weeks there (a row goes once its week is past
+the retention, up to seven days later than on SQLite), and a week past every workspace's
+retention is dropped whole, without deleting a row; only workspaces that keep less than
+the longest delete their rows. An image file goes only when no inference and no vision event's
 image anywhere points at it any more (files are shared by content). Vision events and
 their images keep for the workspace's lookback (`workspaces retention --event-days`, else
 VISIONWATCH_EVENT_LOOKBACK_DAYS); operators' verdicts keep as the rollups do.
 """
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from visionwatch.aggregator import settle
 from visionwatch.config import Settings
+from visionwatch.db import partitions
+from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
     class_bins,
@@ -61,11 +68,18 @@ class Cutoffs:
     images: datetime
 
 
-def cutoffs(settings: Settings, now: datetime, rows: int | None, images: int | None) -> Cutoffs:
+def cutoffs(
+    db: Database, settings: Settings, now: datetime, rows: int | None, images: int | None
+) -> Cutoffs:
     return Cutoffs(
-        rows=now - timedelta(days=rows or settings.retention_days),
+        rows=_whole_weeks(db, now - timedelta(days=rows or settings.retention_days)),
         images=now - timedelta(days=images or settings.image_retention_days),
     )
+
+
+def _whole_weeks(db: Database, cutoff: datetime) -> datetime:
+    """PostgreSQL's rows go by whole weeks (their partitions'); SQLite's to the microsecond."""
+    return partitions.period_start(cutoff) if db.dialect is Dialect.POSTGRESQL else cutoff
 
 
 def prune(
@@ -78,12 +92,33 @@ def prune(
         settle(db)
     with db.read() as conn:
         spaces = conn.execute(select(workspaces)).all()
+    limits = {
+        space.id: cutoffs(db, settings, now, space.retention_days, space.image_retention_days)
+        for space in spaces
+    }
+    lookbacks = {
+        space.id: _whole_weeks(
+            db, now - timedelta(days=space.event_lookback_days or settings.event_lookback_days)
+        )
+        for space in spaces
+    }
+    dropped: Counter[int] = Counter()
+    dropped_events: Counter[int] = Counter()
+    if spaces and not dry_run and db.dialect is Dialect.POSTGRESQL:
+        oldest = min(limit.rows for limit in limits.values())
+        dropped = _drop_weeks(db, blobs, partitions.INFERENCE_TABLES, oldest, report)
+        dropped_events = _drop_weeks(
+            db, blobs, partitions.EVENT_TABLES, min(lookbacks.values()), report
+        )
     for space in spaces:
-        limits = cutoffs(settings, now, space.retention_days, space.image_retention_days)
-        report.images[space.name] = _prune_images(db, blobs, space.id, limits, dry_run, report)
-        report.inferences[space.name] = _prune_rows(db, blobs, space.id, limits, dry_run, report)
-        lookback = now - timedelta(days=space.event_lookback_days or settings.event_lookback_days)
-        report.events[space.name] = _prune_events(db, blobs, space.id, lookback, dry_run, report)
+        limit = limits[space.id]
+        report.images[space.name] = _prune_images(db, blobs, space.id, limit, dry_run, report)
+        report.inferences[space.name] = dropped[space.id] + _prune_rows(
+            db, blobs, space.id, limit, dry_run, report
+        )
+        report.events[space.name] = dropped_events[space.id] + _prune_events(
+            db, blobs, space.id, lookbacks[space.id], dry_run, report
+        )
     rollup_cutoff = now - timedelta(days=settings.rollup_retention_days)
     report.rollup_rows = _prune_rollups(db, rollup_cutoff, dry_run)
     if not dry_run:
@@ -99,6 +134,46 @@ def prune(
                 )
             )
     return report
+
+
+def _drop_weeks(
+    db: Database, blobs: BlobStore, group: Sequence[str], cutoff: datetime, report: PruneReport
+) -> Counter[int]:
+    """Drop the weeks of `group` that end by `cutoff` (the oldest of every workspace's), a
+    week a transaction; how many rows of its parent each workspace lost. A week whose
+    inferences are still queued for the aggregator stays until they are counted."""
+    with db.read() as conn:
+        weeks = partitions.expired(conn, group[0], cutoff)
+    lost: Counter[int] = Counter()
+    for week in weeks:
+        with db.write() as conn:
+            partitions.lock(conn, group, week)
+            name = partitions.partition_name(group[0], week)
+            if group[0] == "inferences" and partitions.queued(conn, name):
+                continue
+            counts = conn.execute(
+                text(f'SELECT workspace_id, count(*) FROM "{name}" GROUP BY workspace_id')
+            ).all()
+            keys: set[str] = set()
+            if group[0] == "inferences":
+                keys = set(
+                    conn.execute(
+                        text(f'SELECT DISTINCT image_key FROM "{name}" WHERE image_key IS NOT NULL')
+                    ).scalars()
+                )
+            partitions.drop(conn, group, week)
+            orphans = _orphans(conn, keys) if keys else []
+        lost.update(dict(counts))
+        _delete_files(blobs, orphans, report)
+    return lost
+
+
+def _delete_files(blobs: BlobStore, keys: list[str], report: PruneReport) -> None:
+    """After the commit: a file goes only once nothing points at it."""
+    for key in keys:
+        blobs.delete(key)
+        blobs.delete(thumbnail_key(key))
+    report.files += len(keys)
 
 
 def _prune_images(
@@ -171,11 +246,7 @@ def _in_chunks(
             act(conn, [row.id for row in rows])
             keys = {row.image_key for row in rows if row.image_key is not None}
             orphans = _orphans(conn, keys) if keys else []
-        # After the commit: a file goes only once nothing points at it.
-        for key in orphans:
-            blobs.delete(key)
-            blobs.delete(thumbnail_key(key))
-        report.files += len(orphans)
+        _delete_files(blobs, orphans, report)
         done += len(rows)
 
 
@@ -226,10 +297,7 @@ def _prune_events(
         keys = set(conn.execute(select(event_sources.c.image_key).where(*old_sources)).scalars())
         conn.execute(delete(event_sources).where(*old_sources))
         orphans = _orphans(conn, keys) if keys else []
-    for key in orphans:  # after the commit, as for inferences' images
-        blobs.delete(key)
-        blobs.delete(thumbnail_key(key))
-    report.files += len(orphans)
+    _delete_files(blobs, orphans, report)
     return done
 
 

@@ -11,12 +11,14 @@ SQLite keeps plain tables: nothing here runs there.
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from visionwatch.db.dialect import Dialect
+from visionwatch.db.engine import Database
 from visionwatch.db.types import EPOCH, from_micros, to_micros
 
 # An inference, its predictions and its metadata; an event and its facts.
@@ -148,21 +150,23 @@ def _weeks_in_default(conn: Connection, group: Sequence[str], width: timedelta) 
     return [from_micros(origin + week * step) for week in sorted(weeks)]
 
 
-def droppable(conn: Connection, group: Sequence[str], cutoff: datetime) -> list[datetime]:
-    """The starts of the partitions of `group` that end at or before `cutoff`, with no row
-    still queued for the aggregator (inferences: see retention.py)."""
-    parent = group[0]
-    starts = []
-    for partition in partitions(conn, parent):
-        if partition.end > cutoff:
-            break
-        if parent == "inferences" and _queued(conn, partition.name):
-            continue
-        starts.append(partition.start)
-    return starts
+def expired(conn: Connection, table: str, cutoff: datetime) -> list[datetime]:
+    """The starts of the partitions of `table` that end at or before `cutoff`."""
+    return [partition.start for partition in partitions(conn, table) if partition.end <= cutoff]
 
 
-def _queued(conn: Connection, name: str) -> bool:
+def lock(conn: Connection, group: Sequence[str], start: datetime) -> None:
+    """Hold the partitions of `group` that start at `start` until the transaction ends: a
+    write into them (a late backfill) commits before, or waits and lands in the default."""
+    conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    for table in group:
+        name = partition_name(table, start)
+        if conn.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar() is not None:
+            conn.execute(text(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE'))
+
+
+def queued(conn: Connection, name: str) -> bool:
+    """Whether a row of the inferences' partition `name` waits for the aggregator."""
     return bool(
         conn.execute(
             text(
@@ -180,5 +184,9 @@ def drop(conn: Connection, group: Sequence[str], start: datetime) -> None:
         conn.execute(text(f'DROP TABLE IF EXISTS "{partition_name(table, start)}"'))
 
 
-def names(group: Iterable[str], start: datetime) -> list[str]:
-    return [partition_name(table, start) for table in group]
+def keep_up(db: Database, now: datetime) -> list[str]:
+    """The partition-upkeep job: on PostgreSQL, `upkeep` in a transaction of its own."""
+    if db.dialect is not Dialect.POSTGRESQL:
+        return []
+    with db.write() as conn:
+        return upkeep(conn, now)
