@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
         (["reads"], ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
         # every answer's total and first page agree with the events sent
         (["events"], ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
+        # a week's partitions dropped against its rows deleted; days against weeks
+        (["retention"], ["rows", "partitions", "daily", "weekly"]),
         # through nginx in front of one and two replicas (tests/support/cluster.py)
         (["ingest", "--replicas", "1,2", "--shape", "camera"], ["ingest through nginx"]),
     ],

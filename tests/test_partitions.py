@@ -360,3 +360,29 @@ def test_the_server_makes_the_weeks_ahead_of_its_clock(pg: Database, tmp_path: P
             time.sleep(0.5)
     for table in partitions.TABLES:
         assert ahead <= set(weeks_of(pg, table)), table
+
+
+def test_a_week_a_long_read_holds_is_left_for_the_next_run(
+    pg: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention does not queue behind a long read (and every write behind itself): it
+    gives up on that week after its lock timeout and drops it next time."""
+    settings = Settings(data_dir=tmp_path)
+    secret = workspace_key(pg, "acme")
+    old = NOW - timedelta(days=200)
+    with SettledClient(create_app(settings, pg)) as client:
+        send(client, secret, [item("old", old), item("recent", NOW)])
+    with pg.write() as conn:
+        partitions.upkeep(conn, NOW)
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "200ms")
+    blobs = FilesystemStore(settings.images_dir())
+    week = partitions.partition_name("inferences", partitions.period_start(old))
+    with pg.reader.connect() as reader:
+        reader.execute(text(f'SELECT count(*) FROM "{week}"')).scalar_one()  # holds its lock
+        report = prune(pg, blobs, settings, NOW)
+        assert monday(old) in weeks_of(pg, "inferences")
+        reader.rollback()
+    # Its rows went the slow way meanwhile (they are past retention), the week stays.
+    assert report.inferences == {"acme": 1}
+    assert prune(pg, blobs, settings, NOW).inferences == {"acme": 0}
+    assert monday(old) not in weeks_of(pg, "inferences")

@@ -28,8 +28,8 @@ from visionwatch.api import (
 from visionwatch.api.errors import install_handlers
 from visionwatch.api.middleware import BodyLimit, HttpMetrics, RefuseNul
 from visionwatch.config import Settings
+from visionwatch.db import dialect as dialects
 from visionwatch.db import partitions
-from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database, create_database
 from visionwatch.http.responses import JSON
 from visionwatch.images.blobs import FilesystemStore
@@ -75,7 +75,7 @@ def create_app(
             )
         )
 
-    if db.dialect is Dialect.POSTGRESQL:
+    if dialects.has_time_partitions(db.dialect):
         # Weeks made ahead of the writes, and backfills moved out of the default partition.
         jobs.append(
             PeriodicJob(

@@ -11,18 +11,20 @@ their images keep for the workspace's lookback (`workspaces retention --event-da
 VISIONWATCH_EVENT_LOOKBACK_DAYS); operators' verdicts keep as the rollups do.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from visionwatch.aggregator import settle
 from visionwatch.config import Settings
+from visionwatch.db import dialect as dialects
 from visionwatch.db import partitions
-from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
     class_bins,
@@ -46,6 +48,8 @@ from visionwatch.db.schema import (
 )
 from visionwatch.db.types import EPOCH
 from visionwatch.images.blobs import BlobStore, thumbnail_key
+
+log = logging.getLogger("visionwatch.retention")
 
 CHUNK = 2000
 
@@ -79,7 +83,7 @@ def cutoffs(
 
 def _whole_weeks(db: Database, cutoff: datetime) -> datetime:
     """PostgreSQL's rows go by whole weeks (their partitions'); SQLite's to the microsecond."""
-    return partitions.period_start(cutoff) if db.dialect is Dialect.POSTGRESQL else cutoff
+    return partitions.period_start(cutoff) if dialects.has_time_partitions(db.dialect) else cutoff
 
 
 def prune(
@@ -104,7 +108,7 @@ def prune(
     }
     dropped: Counter[int] = Counter()
     dropped_events: Counter[int] = Counter()
-    if spaces and not dry_run and db.dialect is Dialect.POSTGRESQL:
+    if spaces and not dry_run and dialects.has_time_partitions(db.dialect):
         oldest = min(limit.rows for limit in limits.values())
         dropped = _drop_weeks(db, blobs, partitions.INFERENCE_TABLES, oldest, report)
         dropped_events = _drop_weeks(
@@ -141,31 +145,49 @@ def _drop_weeks(
 ) -> Counter[int]:
     """Drop the weeks of `group` that end by `cutoff` (the oldest of every workspace's), a
     week a transaction; how many rows of its parent each workspace lost. A week whose
-    inferences are still queued for the aggregator stays until they are counted."""
+    inferences are still queued for the aggregator stays until they are counted; one
+    whose locks are not had in time (a long read holds it) waits for the next run."""
     with db.read() as conn:
         weeks = partitions.expired(conn, group[0], cutoff)
     lost: Counter[int] = Counter()
     for week in weeks:
-        with db.write() as conn:
-            partitions.lock(conn, group, week)
-            name = partitions.partition_name(group[0], week)
-            if group[0] == "inferences" and partitions.queued(conn, name):
-                continue
-            counts = conn.execute(
-                text(f'SELECT workspace_id, count(*) FROM "{name}" GROUP BY workspace_id')
-            ).all()
-            keys: set[str] = set()
-            if group[0] == "inferences":
-                keys = set(
-                    conn.execute(
-                        text(f'SELECT DISTINCT image_key FROM "{name}" WHERE image_key IS NOT NULL')
-                    ).scalars()
-                )
-            partitions.drop(conn, group, week)
-            orphans = _orphans(conn, keys) if keys else []
-        lost.update(dict(counts))
-        _delete_files(blobs, orphans, report)
+        try:
+            with db.write() as conn:
+                dropped = _drop_week(conn, group, week)
+        except OperationalError as error:
+            if not partitions.is_lock_timeout(error):
+                raise
+            log.warning("retention: %s is busy, left for the next run", week.date())
+            continue
+        if dropped is not None:
+            counts, orphans = dropped
+            lost.update(counts)
+            _delete_files(blobs, orphans, report)
     return lost
+
+
+def _drop_week(
+    conn: Connection, group: Sequence[str], week: datetime
+) -> tuple[dict[int, int], list[str]] | None:
+    """Drop a week of `group` unless still queued: the rows each workspace lost, and the
+    image files nothing points at any more (to delete once this commits)."""
+    partitions.lock(conn, group, week)
+    name = partitions.partition_name(group[0], week)
+    if group[0] == "inferences" and partitions.queued(conn, name):
+        return None
+    counts = conn.execute(
+        text(f'SELECT workspace_id, count(*) FROM "{name}" GROUP BY workspace_id')
+    ).all()
+    keys: set[str] = set()
+    if group[0] == "inferences":
+        keys = set(
+            conn.execute(
+                text(f'SELECT DISTINCT image_key FROM "{name}" WHERE image_key IS NOT NULL')
+            ).scalars()
+        )
+    partitions.drop(conn, group, week)
+    lost = {row[0]: row[1] for row in counts}
+    return lost, (_orphans(conn, keys) if keys else [])
 
 
 def _delete_files(blobs: BlobStore, keys: list[str], report: PruneReport) -> None:

@@ -39,6 +39,22 @@ def least(dialect: Dialect, a: Any, b: Any) -> ColumnElement[Any]:
     assert_never(dialect)
 
 
+def has_time_partitions(dialect: Dialect) -> bool:
+    """Whether the raw tables are partitioned by week (db/partitions.py): PostgreSQL's are,
+    from migration 0013; SQLite keeps plain tables."""
+    if dialect is Dialect.SQLITE:
+        return False
+    if dialect is Dialect.POSTGRESQL:
+        return True
+    assert_never(dialect)
+
+
+def row_key(dialect: Dialect, columns: list[str]) -> list[str]:
+    """The unique key of a partitioned raw table, for ON CONFLICT: PostgreSQL's hold the
+    partition key `ts` too (a row has its inference's, so both name the same rows)."""
+    return [*columns, "ts"] if has_time_partitions(dialect) else columns
+
+
 def _workspace_lock_key(workspace_id: int) -> int:
     # One advisory-lock namespace for visionwatch, one key per workspace.
     return (zlib.crc32(b"visionwatch.metadata") << 31) ^ workspace_id

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
-from visionwatch.db.dialect import Dialect
+from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
 from visionwatch.db.types import EPOCH, from_micros, to_micros
 
@@ -150,6 +150,11 @@ def _weeks_in_default(conn: Connection, group: Sequence[str], width: timedelta) 
     return [from_micros(origin + week * step) for week in sorted(weeks)]
 
 
+def is_lock_timeout(error: BaseException) -> bool:
+    """Whether `error` is LOCK_TIMEOUT running out (SQLSTATE 55P03)."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == "55P03"
+
+
 def expired(conn: Connection, table: str, cutoff: datetime) -> list[datetime]:
     """The starts of the partitions of `table` that end at or before `cutoff`."""
     return [partition.start for partition in partitions(conn, table) if partition.end <= cutoff]
@@ -186,7 +191,7 @@ def drop(conn: Connection, group: Sequence[str], start: datetime) -> None:
 
 def keep_up(db: Database, now: datetime) -> list[str]:
     """The partition-upkeep job: on PostgreSQL, `upkeep` in a transaction of its own."""
-    if db.dialect is not Dialect.POSTGRESQL:
+    if not dialects.has_time_partitions(db.dialect):
         return []
     with db.write() as conn:
         return upkeep(conn, now)

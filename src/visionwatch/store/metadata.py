@@ -62,10 +62,7 @@ def _attach(
         statement = dialects.insert(dialect, inference_metadata)
         conn.execute(
             statement.on_conflict_do_update(
-                # PostgreSQL's keys of a partitioned table hold its time (a row has its
-                # inference's, so the two keys name the same rows).
-                index_elements=["workspace_id", "inference_pk", "field"]
-                + (["ts"] if dialect is Dialect.POSTGRESQL else []),
+                index_elements=dialects.row_key(dialect, ["workspace_id", "inference_pk", "field"]),
                 set_={"value": statement.excluded.value, "kind": statement.excluded.kind},
             ),
             [
