@@ -12,7 +12,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="how many operations")
     parser.add_argument("--shape", action="append", help="ingest: traffic shapes (default all)")
     parser.add_argument(
-        "--db", action="append", help="ingest, events: sqlite, postgresql (default both)"
+        "--db",
+        action="append",
+        help="ingest, events: sqlite, postgresql (default both); reads: (default sqlite)",
     )
     parser.add_argument(
         "--replicas",
@@ -25,7 +27,7 @@ def main() -> None:
         module.run_replicas(args.size, counts, shapes=args.shape)
     elif args.name == "ingest":
         module.run(args.size, shapes=args.shape, databases=args.db)
-    elif args.name == "events":
+    elif args.name in ("events", "reads"):
         module.run(args.size, databases=args.db)
     else:
         module.run(args.size)

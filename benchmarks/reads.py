@@ -31,6 +31,7 @@ with warnings.catch_warnings():
 
 from tests.support.dashboard import HTML, PASSWORD, sign_in
 
+from benchmarks.ingest import _databases
 from visionwatch.aggregator import settle
 from visionwatch.app import create_app
 from visionwatch.config import Settings
@@ -207,124 +208,140 @@ def _timed(query: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     return statistics.median(ordered), ordered[max(0, -(-95 * len(ordered) // 100) - 1)], answer
 
 
-def run(size: int | None, repeat: int = REPEAT) -> dict[str, dict[str, float]]:
+def run(
+    size: int | None, repeat: int = REPEAT, databases: list[str] | None = None
+) -> dict[tuple[str, str], dict[str, float]]:
+    """On SQLite unless told (`--db postgresql`: the same reads of PostgreSQL's weekly
+    partitions)."""
     size = size or DEFAULT_SIZE
-    with tempfile.TemporaryDirectory() as temporary:
-        folder = Path(temporary)
-        url = f"sqlite:///{folder / 'reads.db'}"
-        began = time.perf_counter()
-        key, end = generate(url, folder, size)
-        generated = time.perf_counter() - began
-        duck = _load_duckdb(folder)
-        week = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
-        lo, hi, before = (
-            _micros(end - timedelta(days=7)),
-            _micros(end),
-            _micros(end - timedelta(days=14)),
-        )
-        headers = {"Authorization": f"Bearer {key}"}
-        # No rate limit: the benchmark is one key asking as fast as it can.
-        settings = Settings(database_url=url, data_dir=folder, rate_limit_per_second=0)
-        results: dict[str, dict[str, float]] = {}
-        with TestClient(create_app(settings)) as client:
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for kind in databases or ["sqlite"]:
+        with tempfile.TemporaryDirectory() as temporary, _databases(kind, Path(temporary)) as new:
+            results = _run_on(new("reads"), Path(temporary), kind, size, repeat)
+        found.update({(kind, name): figures for name, figures in results.items()})
+    return found
 
-            def api(path: str, **params: Any) -> Callable[[], Any]:
-                return lambda: client.get(path, params={**week, **params}, headers=headers).json()
 
-            def sql(text: str, *args: Any) -> Callable[[], Any]:
-                return lambda: duck.execute(text, list(args)).fetchall()
-
-            Read = tuple[Callable[[], Any], Callable[[], Any], Callable[[Any, Any], bool]]
-            reads: dict[str, Read] = {
-                "stats": (
-                    api("/api/v1/stats"),
-                    sql(
-                        "SELECT (SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
-                        "(SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
-                        "(SELECT avg(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
-                        "(SELECT median(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
-                        "(SELECT quantile_disc(time, [0.5, 0.95, 0.99]) FROM inferences "
-                        "WHERE ts >= ? AND ts < ?)",
-                        lo,
-                        hi,
-                        before,
-                        lo,
-                        lo,
-                        hi,
-                        lo,
-                        hi,
-                        lo,
-                        hi,
-                    ),
-                    lambda a, d: (
-                        a["total_requests"]["current"] == d[0][0]
-                        and a["total_requests"]["previous"] == d[0][1]
-                    ),
-                ),
-                "classes": (
-                    api("/api/v1/classes"),
-                    sql(
-                        "SELECT class, count(*), avg(confidence) FROM predictions "
-                        "WHERE ts >= ? AND ts < ? GROUP BY class ORDER BY 2 DESC",
-                        lo,
-                        hi,
-                    ),
-                    lambda a, d: (
-                        sorted((c["class"], c["count"]) for c in a["classes"])
-                        == sorted((row[0], row[1]) for row in d)
-                    ),
-                ),
-                "timeseries (7 days, hourly)": (
-                    api("/api/v1/timeseries", interval="hour"),
-                    sql(
-                        "SELECT ts // 3600000000 AS h, count(*) FROM inferences "
-                        "WHERE ts >= ? AND ts < ? GROUP BY h ORDER BY h",
-                        lo,
-                        hi,
-                    ),
-                    lambda a, d: sum(p["value"] for p in a["points"]) == sum(r[1] for r in d),
-                ),
-                "first page, metadata filter": (
-                    api("/api/v1/inferences", **{"metadata.site": "site-3"}),
-                    sql(
-                        "SELECT id FROM inferences WHERE site = 'site-3' AND ts >= ? AND ts < ? "
-                        "ORDER BY ts DESC LIMIT 50",
-                        lo,
-                        hi,
-                    ),
-                    lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
-                ),
-                "first page, class filter": (
-                    api("/api/v1/inferences", **{"class": "class-07"}),
-                    sql(
-                        "SELECT id FROM inferences WHERE id IN (SELECT id FROM predictions "
-                        "WHERE class = 'class-07' AND ts >= ? AND ts < ?) "
-                        "ORDER BY ts DESC LIMIT 50",
-                        lo,
-                        hi,
-                    ),
-                    lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
-                ),
-            }
-            assert sign_in(client, USER).status_code == 303
-            # The model of the last batch: it has traffic in the last 7 days at any size.
-            model = f"model-{(max(size // BATCH, 1) - 1) % 10}/1"
-            reads["model dashboard page"] = (
-                lambda: client.get(f"/models/{model}", params=week, headers=HTML).text,
-                lambda: _model_page_by_hand(duck, model, lo, hi, before),
-                _same_model_page,
-            )
-            for name, (ours, theirs, agree) in reads.items():
-                p50, p95, answer = _timed(ours, repeat)
-                d50, d95, duck_answer = _timed(theirs, repeat)
-                if not agree(answer, duck_answer):
-                    raise AssertionError(f"{name}: visionwatch and DuckDB disagree")
-                results[name] = {"p50": p50, "p95": p95, "duckdb_p50": d50, "duckdb_p95": d95}
-        size_bytes = (folder / "reads.db").stat().st_size
-    print(
-        f"reads: {size} inferences over {DAYS} days generated in {generated:.0f} s; "
-        f"SQLite file {size_bytes / 1e6 / (size / 1e6):.0f} MB per million inferences"
+def _run_on(
+    url: str, folder: Path, kind: str, size: int, repeat: int
+) -> dict[str, dict[str, float]]:
+    began = time.perf_counter()
+    key, end = generate(url, folder, size)
+    generated = time.perf_counter() - began
+    duck = _load_duckdb(folder)
+    week = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
+    lo, hi, before = (
+        _micros(end - timedelta(days=7)),
+        _micros(end),
+        _micros(end - timedelta(days=14)),
     )
+    headers = {"Authorization": f"Bearer {key}"}
+    # No rate limit: the benchmark is one key asking as fast as it can.
+    settings = Settings(database_url=url, data_dir=folder, rate_limit_per_second=0)
+    results: dict[str, dict[str, float]] = {}
+    with TestClient(create_app(settings)) as client:
+
+        def api(path: str, **params: Any) -> Callable[[], Any]:
+            return lambda: client.get(path, params={**week, **params}, headers=headers).json()
+
+        def sql(text: str, *args: Any) -> Callable[[], Any]:
+            return lambda: duck.execute(text, list(args)).fetchall()
+
+        Read = tuple[Callable[[], Any], Callable[[], Any], Callable[[Any, Any], bool]]
+        reads: dict[str, Read] = {
+            "stats": (
+                api("/api/v1/stats"),
+                sql(
+                    "SELECT (SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
+                    "(SELECT count(*) FROM inferences WHERE ts >= ? AND ts < ?), "
+                    "(SELECT avg(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
+                    "(SELECT median(confidence) FROM predictions WHERE ts >= ? AND ts < ?), "
+                    "(SELECT quantile_disc(time, [0.5, 0.95, 0.99]) FROM inferences "
+                    "WHERE ts >= ? AND ts < ?)",
+                    lo,
+                    hi,
+                    before,
+                    lo,
+                    lo,
+                    hi,
+                    lo,
+                    hi,
+                    lo,
+                    hi,
+                ),
+                lambda a, d: (
+                    a["total_requests"]["current"] == d[0][0]
+                    and a["total_requests"]["previous"] == d[0][1]
+                ),
+            ),
+            "classes": (
+                api("/api/v1/classes"),
+                sql(
+                    "SELECT class, count(*), avg(confidence) FROM predictions "
+                    "WHERE ts >= ? AND ts < ? GROUP BY class ORDER BY 2 DESC",
+                    lo,
+                    hi,
+                ),
+                lambda a, d: (
+                    sorted((c["class"], c["count"]) for c in a["classes"])
+                    == sorted((row[0], row[1]) for row in d)
+                ),
+            ),
+            "timeseries (7 days, hourly)": (
+                api("/api/v1/timeseries", interval="hour"),
+                sql(
+                    "SELECT ts // 3600000000 AS h, count(*) FROM inferences "
+                    "WHERE ts >= ? AND ts < ? GROUP BY h ORDER BY h",
+                    lo,
+                    hi,
+                ),
+                lambda a, d: sum(p["value"] for p in a["points"]) == sum(r[1] for r in d),
+            ),
+            "first page, metadata filter": (
+                api("/api/v1/inferences", **{"metadata.site": "site-3"}),
+                sql(
+                    "SELECT id FROM inferences WHERE site = 'site-3' AND ts >= ? AND ts < ? "
+                    "ORDER BY ts DESC LIMIT 50",
+                    lo,
+                    hi,
+                ),
+                lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
+            ),
+            "first page, class filter": (
+                api("/api/v1/inferences", **{"class": "class-07"}),
+                sql(
+                    "SELECT id FROM inferences WHERE id IN (SELECT id FROM predictions "
+                    "WHERE class = 'class-07' AND ts >= ? AND ts < ?) "
+                    "ORDER BY ts DESC LIMIT 50",
+                    lo,
+                    hi,
+                ),
+                lambda a, d: [i["inference_id"] for i in a["inferences"]] == [r[0] for r in d],
+            ),
+        }
+        assert sign_in(client, USER).status_code == 303
+        # The model of the last batch: it has traffic in the last 7 days at any size.
+        model = f"model-{(max(size // BATCH, 1) - 1) % 10}/1"
+        reads["model dashboard page"] = (
+            lambda: client.get(f"/models/{model}", params=week, headers=HTML).text,
+            lambda: _model_page_by_hand(duck, model, lo, hi, before),
+            _same_model_page,
+        )
+        for name, (ours, theirs, agree) in reads.items():
+            p50, p95, answer = _timed(ours, repeat)
+            d50, d95, duck_answer = _timed(theirs, repeat)
+            if not agree(answer, duck_answer):
+                raise AssertionError(f"{name}: visionwatch and DuckDB disagree")
+            results[name] = {"p50": p50, "p95": p95, "duckdb_p50": d50, "duckdb_p95": d95}
+    described = (
+        f"reads on {kind}: {size} inferences over {DAYS} days generated in {generated:.0f} s"
+    )
+    if kind == "sqlite":
+        size_bytes = (folder / "reads.db").stat().st_size
+        described += (
+            f"; SQLite file {size_bytes / 1e6 / (size / 1e6):.0f} MB per million inferences"
+        )
+    print(described)
     columns = ("p50 ms", "p95 ms", "DuckDB p50", "DuckDB p95", "p95 ratio")
     print(f"{'read':<30}" + "".join(f"{c:>12}" for c in columns))
     for name, r in results.items():

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
         (["sdk_overhead"], ["Client.log()", "Counter.inc()"]),
         (["ingest"], ["sqlite", "postgresql"]),
         (["reads"], ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
+        # the same reads of PostgreSQL's weekly partitions, DuckDB agreeing
+        (["reads", "--db", "postgresql"], ["reads on postgresql", "first page, metadata filter"]),
         # every answer's total and first page agree with the events sent
         (["events"], ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
         # a week's partitions dropped against its rows deleted; days against weeks
