@@ -105,7 +105,17 @@ def get_timeseries(
     period: PeriodDep,
     filters: FiltersDep,
     metric: Annotated[
-        Literal["requests", "avg_confidence", "avg_inference_time", "errors"], Query()
+        Literal[
+            "requests",
+            "avg_confidence",
+            "avg_inference_time",
+            "errors",
+            "error_rate",
+            "inference_time_p50",
+            "inference_time_p95",
+            "inference_time_p99",
+        ],
+        Query(),
     ] = "requests",
     interval: Annotated[Literal["minute", "hour", "day"], Query()] = "hour",
 ) -> JSON:

@@ -145,6 +145,7 @@ def stats(db: Database, workspace_id: int, filters: Filters, period: Period) -> 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     name: str
+    project: str | None
     task: str | None
     first_seen: datetime
     last_seen: datetime
@@ -155,7 +156,11 @@ def find_model(db: Database, workspace_id: int, name: str) -> ModelInfo | None:
         row = conn.execute(
             select(models).where(models.c.workspace_id == workspace_id, models.c.name == name)
         ).one_or_none()
-    return None if row is None else ModelInfo(row.name, row.task, row.first_seen, row.last_seen)
+    return (
+        None
+        if row is None
+        else ModelInfo(row.name, row.project, row.task, row.first_seen, row.last_seen)
+    )
 
 
 def model_stats(
@@ -246,7 +251,18 @@ def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[
     return {names[device]: count for device, count in counts.items() if device in names}
 
 
-METRICS = ("requests", "avg_confidence", "avg_inference_time", "errors")
+METRICS = (
+    "requests",
+    "avg_confidence",
+    "avg_inference_time",
+    "errors",
+    "error_rate",
+    "inference_time_p50",
+    "inference_time_p95",
+    "inference_time_p99",
+)
+# Percentiles of inference time per interval come from the rollups' time histograms.
+PERCENTILES = {"inference_time_p50": 50, "inference_time_p95": 95, "inference_time_p99": 99}
 
 
 def timeseries(
@@ -283,7 +299,7 @@ def series(
                 period.end,
                 group="interval",
                 interval=step,
-                with_bins=False,
+                with_bins=any(metric in PERCENTILES for metric in metrics),
             )
         )
     moments = []
@@ -306,6 +322,10 @@ def _metric(totals: Delta, metric: str) -> float | None:
         return totals.avg_confidence
     if metric == "avg_inference_time":
         return totals.avg_inference_time
+    if metric == "error_rate":
+        return totals.errors / totals.requests if totals.requests else None
+    if metric in PERCENTILES:
+        return _percentile(totals.time_bins, PERCENTILES[metric], time_bin_value)
     raise ValueError(f"unknown metric {metric!r}")
 
 

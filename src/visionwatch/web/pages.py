@@ -13,11 +13,13 @@ from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
 from visionwatch.http.downloads import image_response
 from visionwatch.http.inferences import inference_json
 from visionwatch.store import alerts as alert_store
+from visionwatch.store import chart_marks
 from visionwatch.store import devices as device_store
 from visionwatch.store import feedback as feedback_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
+from visionwatch.store.chart_marks import Scope as MarkScope
 from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
 from visionwatch.store.stats import Distributions, Filters, Period
 from visionwatch.timeutil import RESOLUTION_STEPS
@@ -42,6 +44,17 @@ PAGE_SIZE = 50
 # Confidence histograms show 20 bars of 0.05 (five rollup bins each).
 CONFIDENCE_BARS = 20
 SEARCH_PERIOD = "30d"
+# The charts' columns (series-data's names) and the metrics they are read from.
+CHART_COLUMNS = {
+    "requests": "requests",
+    "errors": "errors",
+    "confidence": "avg_confidence",
+    "p50": "inference_time_p50",
+    "p95": "inference_time_p95",
+    "p99": "inference_time_p99",
+    "error_rate": "error_rate",
+}
+CHART_METRICS = tuple(CHART_COLUMNS.values())
 
 
 @router.get("/")
@@ -75,7 +88,7 @@ def workspace_page(
                 database, workspace, Filters(), page.period, group="model"
             ),
             stats=stats_store.stats(database, workspace, Filters(), page.period),
-            series=_series(database, workspace, Filters(), page.period),
+            series=_series(database, workspace, Filters(), page.period, MarkScope()),
             recent=recent,
             device_requests=stats_store.requests_by_device(database, workspace, page.period),
         )
@@ -103,7 +116,14 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
         # What operators saw, beside what the model believed (its average confidence).
         "precision": verdicts.get(None, Verdicts()),
         "class_precision": by_class,
-        "series": _series(database, workspace, filters, page.period, with_precision=True),
+        "series": _series(
+            database,
+            workspace,
+            filters,
+            page.period,
+            MarkScope(model=found.name, project=found.project),
+            with_precision=True,
+        ),
         "classes": classes,
         "max_share": max((c.share for c in classes), default=0.0),
         "confidence_bars": _confidence_bars(stats.distributions),
@@ -189,19 +209,24 @@ def _series(
     workspace: int,
     filters: Filters,
     period: Period,
+    marks: MarkScope,
     with_precision: bool = False,
 ) -> dict[str, Any]:
-    """Requests and average confidence per interval, as uPlot wants them (columns); with
-    the realised precision of the inferences of each interval operators judged."""
+    """The charts' data, as uPlot wants it (columns of one time axis): requests, errors,
+    average confidence, inference-time percentiles and error rate per interval; with the
+    realised precision of the inferences operators judged in each; and what to mark on
+    them (alert rules firing, new model versions)."""
     interval = chart_interval(period)
-    metrics = ("requests", "avg_confidence")
-    found = stats_store.series(database, workspace, filters, period, metrics, interval)
+    found = stats_store.series(database, workspace, filters, period, CHART_METRICS, interval)
     moments = [moment for moment, _ in found["requests"]]
     series: dict[str, Any] = {
         "interval": interval,
+        # The x axis spans the period: the last bucket's points stand at its start, and a
+        # mark in it (an alert that fired ten minutes ago) still shows.
+        "start": int(period.start.timestamp()),
+        "end": int(period.end.timestamp()),
         "t": [int(moment.timestamp()) for moment in moments],
-        "requests": [value for _, value in found["requests"]],
-        "confidence": [value for _, value in found["avg_confidence"]],
+        **{name: [value for _, value in found[metric]] for name, metric in CHART_COLUMNS.items()},
     }
     if with_precision:
         judged = feedback_store.precision(
@@ -210,7 +235,34 @@ def _series(
         series["precision"] = [
             judged[moment].precision if moment in judged else None for moment in moments
         ]
+    series["marks"] = _marks(database, workspace, marks, period)
     return series
+
+
+def _marks(database: Database, workspace: int, scope: MarkScope, period: Period) -> list[Any]:
+    """Alert spans and deploys, in Unix seconds, each with the page it links to."""
+    shown: list[dict[str, Any]] = [
+        {
+            "kind": "alert",
+            "rule_id": span.rule_id,
+            "name": span.name,
+            "metric": span.metric,
+            "start": int(span.start.timestamp()),
+            "end": None if span.end is None else int(span.end.timestamp()),
+            "url": f"/alerts/{span.rule_id}",
+        }
+        for span in chart_marks.alert_spans(database, workspace, scope, period)
+    ]
+    shown += [
+        {
+            "kind": "deploy",
+            "model": deploy.model,
+            "at": int(deploy.at.timestamp()),
+            "url": f"/models/{quote(deploy.model)}",
+        }
+        for deploy in chart_marks.deploys(database, workspace, scope, period)
+    ]
+    return shown
 
 
 def _confidence_bars(shown: Distributions) -> list[dict[str, Any]]:

@@ -29,37 +29,104 @@ function setUpTabs() {
   select(tabs.includes(wanted) ? wanted : tabs[0]);
 }
 
+// Drawn charts by the id of their element, for the page's own scripts and its tests.
+const charts = {};
+
+// Alert spans and deploys over a chart: elements in uPlot's overlay, placed on each redraw
+// (a resize or a zoom moves them). An alert span is a band that lets the cursor through
+// (hovering still reads the values under it) with its top edge a link to its rule; a
+// deploy is a line that links to its model.
+function placeMarks(plot, marks) {
+  let layer = plot.over.querySelector(".marks");
+  if (!layer) {
+    layer = document.createElement("div");
+    layer.className = "marks";
+    plot.over.appendChild(layer);
+  }
+  layer.replaceChildren();
+  const { min, max } = plot.scales.x;
+  if (min == null || max == null) return;
+  const x = (t) => plot.valToPos(Math.min(Math.max(t, min), max), "x");
+  for (const mark of marks) {
+    const element = document.createElement(mark.kind === "alert" ? "div" : "a");
+    if (mark.kind === "alert") {
+      const end = mark.end == null ? max : mark.end;
+      if (end < min || mark.start > max) continue;
+      element.className = "mark mark-alert";
+      element.dataset.start = mark.start;
+      element.dataset.end = mark.end == null ? "" : mark.end;
+      element.dataset.rule = mark.rule_id;
+      element.style.left = x(mark.start) + "px";
+      element.style.width = Math.max(2, x(end) - x(mark.start)) + "px";
+      const edge = document.createElement("a");
+      edge.className = "mark-edge";
+      edge.href = mark.url;
+      edge.title = mark.name + ": firing from " + formatTime(mark.start) +
+        (mark.end == null ? ", still firing" : " to " + formatTime(mark.end));
+      element.appendChild(edge);
+    } else {
+      if (mark.at < min || mark.at > max) continue;
+      element.className = "mark mark-deploy";
+      element.href = mark.url;
+      element.dataset.at = mark.at;
+      element.dataset.model = mark.model;
+      element.title = mark.model + " first seen " + formatTime(mark.at);
+      element.style.left = x(mark.at) + "px";
+    }
+    layer.appendChild(element);
+  }
+  // The x scale in seconds and pixels, for whoever checks where a mark stands.
+  plot.root.dataset.xMin = min;
+  plot.root.dataset.xMax = max;
+  plot.root.dataset.width = plot.over.clientWidth;
+}
+
+function formatTime(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
 function setUpCharts() {
   const data = document.getElementById("series-data");
   if (!data || typeof uPlot === "undefined") return;
   const series = JSON.parse(data.textContent);
-  // One chart: lines of [label, values, colour], sharing the chart's format.
+  const marks = series.marks || [];
+  // One chart: lines of [label, values, colour, options], sharing the chart's format.
+  // Clicking a legend's label hides its line; hovering shows every line's value.
   const draw = (id, lines, format) => {
     const target = document.getElementById(id);
     if (!target) return;
     const options = {
       width: target.clientWidth || 600,
       height: 220,
-      legend: { show: true },
+      legend: { show: true, live: true },
       scales: { x: { time: true } },
-      axes: [{}, { values: (u, ticks) => ticks.map(format), size: 60 }],
-      series: [{}, ...lines.map(([label, , stroke], index) => ({
+      axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }],
+      hooks: { draw: [(u) => placeMarks(u, marks)] },
+      series: [{}, ...lines.map(([label, , stroke, extra], index) => ({
         label, stroke, width: 2, fill: index === 0 ? stroke + "22" : undefined,
-        // Precision is sparse (few intervals are judged): join its points.
-        spanGaps: index > 0, points: { show: index > 0 },
-        value: (u, v) => (v == null ? "–" : format(v)) }))],
+        value: (u, v) => (v == null ? "\u2013" : format(v)), ...(extra || {}) }))],
     };
     const plot = new uPlot(options, [series.t, ...lines.map(([, values]) => values)], target);
+    plot.setScale("x", { min: series.start, max: series.end });
+    charts[id] = plot;
     new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
   };
   const percent = (v) => (v * 100).toFixed(1) + "%";
-  draw("chart-requests", [["Requests", series.requests, "#3b5bdb"]],
-       (v) => Math.round(v).toLocaleString());
+  const count = (v) => Math.round(v).toLocaleString();
+  const ms = (v) => (v * 1000 >= 100 ? (v * 1000).toFixed(0) : (v * 1000).toPrecision(3)) + " ms";
+  // Sparse lines (precision: few intervals are judged) join their points.
+  const sparse = { spanGaps: true, points: { show: true } };
+  draw("chart-requests", [["Requests", series.requests, "#3b5bdb"],
+                          ["Errors", series.errors, "#c92a2a"]], count);
   const believed = [["Avg confidence", series.confidence, "#2b8a3e"]];
   // What operators saw beside what the model believed (the model page sends it).
-  if (series.precision) believed.push(["Realised precision", series.precision, "#c2255c"]);
+  if (series.precision) believed.push(["Realised precision", series.precision, "#c2255c", sparse]);
   draw("chart-confidence", believed, percent);
+  draw("chart-latency", [["p50", series.p50, "#1971c2"], ["p95", series.p95, "#e8590c"],
+                         ["p99", series.p99, "#862e9c"]], ms);
+  draw("chart-errors", [["Error rate", series.error_rate, "#c92a2a"]], percent);
 }
+window.visionwatchCharts = charts;
 
 function setUpAlertPreview() {
   const data = document.getElementById("alert-series");

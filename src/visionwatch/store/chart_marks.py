@@ -1,0 +1,120 @@
+"""What charts mark over time: the spans alert rules spent firing, and new model versions.
+
+A rule's span runs from its move into "firing" to its first move out of it (None while it
+still fires). A model's first inference is a deploy: it is marked on the charts of every
+model of its project (and on the overview, for every model).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from visionwatch.alert_rules import Rule
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import alert_events, models
+from visionwatch.store.alerts import list_rules
+from visionwatch.store.stats import Period
+
+# Beyond this many, the oldest deploys of a period are left off a chart (a wall of lines
+# helps nobody); the models table lists them all.
+MAX_DEPLOYS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a chart shows: a model (and its project), a device, or None for all."""
+
+    model: str | None = None
+    project: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpan:
+    rule_id: int
+    name: str
+    metric: str
+    start: datetime
+    end: datetime | None  # None: still firing
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    model: str
+    at: datetime
+
+
+def concerns(rule: Rule, scope: Scope) -> bool:
+    """Whether a rule watches data a chart of `scope` shows: a rule of another model,
+    project or device does not; a rule of the whole workspace concerns every chart."""
+    if scope.model is not None:
+        if rule.model is not None and rule.model != scope.model:
+            return False
+        if rule.project is not None and rule.project != scope.project:
+            return False
+    return scope.device is None or rule.device is None or rule.device == scope.device
+
+
+def alert_spans(db: Database, workspace_id: int, scope: Scope, period: Period) -> list[AlertSpan]:
+    """The firing spans of the rules concerning `scope` that overlap the period, by start."""
+    rules = {
+        stored.id: stored.rule
+        for stored in list_rules(db, workspace_id)
+        if concerns(stored.rule, scope)
+    }
+    if not rules:
+        return []
+    with db.read_lagging() as conn:
+        # Every move until the period's end (one at its very end closes a span in it): a
+        # span may have begun long before the period.
+        rows = conn.execute(
+            select(
+                alert_events.c.rule_id,
+                alert_events.c.at,
+                alert_events.c.from_state,
+                alert_events.c.to_state,
+            )
+            .where(
+                alert_events.c.workspace_id == workspace_id,
+                alert_events.c.rule_id.in_(list(rules)),
+                alert_events.c.at <= period.end,
+            )
+            .order_by(alert_events.c.rule_id, alert_events.c.at, alert_events.c.id)
+        ).all()
+    spans: list[AlertSpan] = []
+    began: dict[int, datetime] = {}
+    for row in rows:
+        if row.to_state == "firing" and row.from_state != "firing":
+            began[row.rule_id] = row.at
+        elif row.from_state == "firing" and row.to_state != "firing" and row.rule_id in began:
+            spans.append(_span(row.rule_id, rules[row.rule_id], began.pop(row.rule_id), row.at))
+    spans += [_span(rule_id, rules[rule_id], start, None) for rule_id, start in began.items()]
+    shown = [s for s in spans if s.start < period.end and (s.end is None or s.end > period.start)]
+    return sorted(shown, key=lambda s: (s.start, s.rule_id))
+
+
+def _span(rule_id: int, rule: Rule, start: datetime, end: datetime | None) -> AlertSpan:
+    return AlertSpan(rule_id, rule.name, rule.metric, start, end)
+
+
+def deploys(db: Database, workspace_id: int, scope: Scope, period: Period) -> list[Deploy]:
+    """Models first seen in the period: of the scope's project (or the model itself when it
+    has none), or every model when the scope names none. The latest MAX_DEPLOYS, by time.
+    A device's charts mark none: a model's first sighting is the workspace's, not a
+    device's."""
+    if scope.device is not None and scope.model is None:
+        return []
+    query = select(models.c.name, models.c.first_seen).where(
+        models.c.workspace_id == workspace_id,
+        models.c.first_seen >= period.start,
+        models.c.first_seen < period.end,
+    )
+    if scope.project is not None:
+        query = query.where(models.c.project == scope.project)
+    elif scope.model is not None:
+        query = query.where(models.c.name == scope.model)
+    query = query.order_by(models.c.first_seen.desc(), models.c.name).limit(MAX_DEPLOYS)
+    with db.read_lagging() as conn:
+        rows = conn.execute(query).all()
+    return sorted((Deploy(row.name, row.first_seen) for row in rows), key=lambda d: d.at)

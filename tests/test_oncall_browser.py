@@ -1,0 +1,203 @@
+"""What an on-call engineer reads in Chromium: latency and error charts equal to the API's,
+series that toggle, and an alert rule's firing span where it happened on the model's chart."""
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.browser import chromium, chromium_missing, sign_in
+from tests.support.dashboard import PASSWORD
+from tests.support.server import serving
+from tests.support.services import unavailable
+from tests.support.workspaces import new_workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+
+NOW = datetime.now(UTC)
+EMAIL = "oncall@example.com"
+
+
+def traffic(rng: random.Random) -> list[dict[str, Any]]:
+    """Six hours of cam/1 (slower in the last three, a few failures), and its last ten
+    minutes unsure: confidence 0.2, which fires the rule below 0.5."""
+    sent = []
+    for n in range(600):
+        ago = timedelta(minutes=rng.uniform(12, 360))
+        slow = ago < timedelta(hours=3)
+        failed = rng.random() < 0.04
+        sent.append(
+            {
+                "inference_id": f"cam-{n}",
+                "model_id": "cam/1",
+                "device_id": rng.choice(["dock-cam-1", "dock-cam-2"]),
+                "timestamp": (NOW - ago).isoformat(),
+                "inference_time": rng.lognormvariate(-3.0 if slow else -3.7, 0.4),
+                "predictions": []
+                if failed
+                else [{"class": "box", "confidence": round(rng.uniform(0.6, 0.95), 3)}],
+                "error": "decode failed" if failed else None,
+            }
+        )
+    for n in range(12):
+        sent.append(
+            {
+                "inference_id": f"cam-unsure-{n}",
+                "model_id": "cam/1",
+                "device_id": "dock-cam-3",
+                "timestamp": (NOW - timedelta(minutes=9 - n * 0.5)).isoformat(),
+                "inference_time": 0.05,
+                "predictions": [{"class": "box", "confidence": 0.2}],
+            }
+        )
+    return sent
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    missing = chromium_missing()
+    if missing:
+        unavailable(missing)
+    env = {
+        "VISIONWATCH_DATA_DIR": str(tmp_path_factory.mktemp("oncall")),
+        "VISIONWATCH_ALERT_INTERVAL_SECONDS": "1",
+    }
+    key = new_workspace(env, "oncall", user=EMAIL)
+    with serving(env) as base:
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
+        rule = {
+            "name": "cam/1 unsure",
+            "metric": "avg_confidence",
+            "condition": "below",
+            "threshold": 0.5,
+            "model_id": "cam/1",
+            "window_seconds": 600,
+            "min_samples": 5,
+        }
+        made = api.post("/api/v1/alerts", json=rule)
+        assert made.status_code == 201, made.text
+        sent = traffic(random.Random(5))
+        for start in range(0, len(sent), 500):
+            response = api.post(
+                "/api/v1/inferences", json={"inferences": sent[start : start + 500]}
+            )
+            assert response.status_code == 200, response.text
+        with chromium() as browser:
+            yield {"base": base, "api": api, "browser": browser, "rule": made.json()["id"]}
+        api.close()
+
+
+@pytest.fixture
+def page(site: dict[str, Any]) -> Iterator[Any]:
+    context = site["browser"].new_context(base_url=site["base"])
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    sign_in(page, EMAIL, PASSWORD)
+    yield page
+    context.close()
+    assert problems == [], problems
+
+
+def chart_data(page: Any, chart: str) -> list[list[float | None]]:
+    page.wait_for_function(f"window.visionwatchCharts && window.visionwatchCharts[{chart!r}]")
+    data: list[list[float | None]] = page.evaluate(
+        f"window.visionwatchCharts[{chart!r}].data.map((column) => Array.from(column))"
+    )
+    return data
+
+
+def period_of(page: Any) -> dict[str, str]:
+    period = page.locator(".period")
+    return {"start": period.get_attribute("data-start"), "end": period.get_attribute("data-end")}
+
+
+def api_values(site: dict[str, Any], metric: str, **params: str) -> list[Any]:
+    found = site["api"].get("/api/v1/timeseries", params={"metric": metric, **params})
+    assert found.status_code == 200, found.text
+    return [point["value"] for point in found.json()["points"]]
+
+
+def test_latency_and_error_charts_show_what_the_api_answers(
+    page: Any, site: dict[str, Any]
+) -> None:
+    page.goto("/models/cam/1?period=7d")
+    period = {**period_of(page), "model_id": "cam/1", "interval": "hour"}
+    latency = chart_data(page, "chart-latency")
+    for column, metric in ((1, "p50"), (2, "p95"), (3, "p99")):
+        assert latency[column] == api_values(site, f"inference_time_{metric}", **period), metric
+    # The deploy after which it slowed shows: the last hours' p95 above the first hours'.
+    p95 = [value for value in latency[2] if value is not None]
+    assert len(p95) >= 6
+    assert min(p95[-3:]) > max(p95[:2])
+    errors = chart_data(page, "chart-errors")
+    assert errors[1] == api_values(site, "error_rate", **period)
+    assert any(value for value in errors[1] if value)
+    requests = chart_data(page, "chart-requests")
+    assert requests[2] == api_values(site, "errors", **period)
+    # The overview draws the same charts for the whole workspace.
+    page.goto("/?period=7d")
+    overview = {**period_of(page), "interval": "hour"}
+    assert chart_data(page, "chart-latency")[2] == api_values(
+        site, "inference_time_p95", **overview
+    )
+
+
+def test_a_legend_label_toggles_its_series_and_hovering_reads_a_bucket(page: Any) -> None:
+    page.goto("/models/cam/1?period=7d")
+    chart_data(page, "chart-latency")
+    legend = page.locator("#chart-latency .u-legend .u-series").filter(has_text="p99")
+    legend.locator(".u-label").click()
+    shown = page.evaluate("window.visionwatchCharts['chart-latency'].series[3].show")
+    assert shown is False
+    legend.locator(".u-label").click()
+    assert page.evaluate("window.visionwatchCharts['chart-latency'].series[3].show") is True
+    # Hovering over the plot fills the legend with the bucket's values.
+    box = page.locator("#chart-latency .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
+    value = page.locator("#chart-latency .u-legend .u-series").filter(has_text="p95")
+    assert value.locator(".u-value").inner_text().endswith("ms")
+
+
+def test_a_firing_rule_is_marked_on_the_model_chart_when_it_fired(
+    page: Any, site: dict[str, Any]
+) -> None:
+    rule = site["rule"]
+    deadline = time.monotonic() + 30
+    while True:
+        history = site["api"].get(f"/api/v1/alerts/{rule}/history").json()["events"]
+        fired = [event for event in history if event["to"] == "firing"]
+        if fired:
+            break
+        assert time.monotonic() < deadline, history
+        time.sleep(0.5)
+    start = int(datetime.fromisoformat(fired[-1]["at"].replace("Z", "+00:00")).timestamp())
+    page.goto("/models/cam/1?period=24h")
+    chart_data(page, "chart-confidence")
+    mark = page.locator(f'#chart-confidence .mark-alert[data-rule="{rule}"]')
+    assert mark.count() == 1
+    assert int(mark.get_attribute("data-start")) == start
+    assert mark.get_attribute("data-end") == ""  # still firing
+    root = page.locator("#chart-confidence .uplot")
+    low, high = float(root.get_attribute("data-x-min")), float(root.get_attribute("data-x-max"))
+    width = float(root.get_attribute("data-width"))
+    left = page.evaluate(
+        "(element) => parseFloat(element.style.left)",
+        mark.element_handle(),
+    )
+    assert abs(left - (start - low) / (high - low) * width) <= 1.5
+    # The same span on the requests chart; a click on its edge opens the rule.
+    assert page.locator(f'#chart-requests .mark-alert[data-rule="{rule}"]').count() == 1
+    mark.locator(".mark-edge").click()
+    page.wait_for_url(f"**/alerts/{rule}")
+    assert page.inner_text("#rule-state") == "firing"
