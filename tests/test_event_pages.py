@@ -160,7 +160,7 @@ def test_the_use_cases_list_what_the_api_wrote(
     rows = re.findall(
         r'<tr data-use-case="([^"]+)">\s*<td><a href="([^"]+)">([^<]*)</a></td>\s*'
         r'<td><code>[^<]*</code></td>\s*<td class="num" data-count="(\d+)">[^<]*</td>\s*'
-        r"<td>([^<]*)</td>",
+        r'<td><time datetime="[^"]+" data-style="exact">([^<]*)</time></td>',
         page,
     )
     newest = when_exact(NOW)  # each use case's first event is at NOW

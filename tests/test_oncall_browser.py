@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -201,3 +202,124 @@ def test_a_firing_rule_is_marked_on_the_model_chart_when_it_fired(
     mark.locator(".mark-edge").click()
     page.wait_for_url(f"**/alerts/{rule}")
     assert page.inner_text("#rule-state") == "firing"
+
+
+def total_shown(page: Any) -> int:
+    found = page.evaluate(
+        "document.querySelector('.figure[data-metric=\"total_requests\"]').dataset.current"
+    )
+    return int(found)
+
+
+def send_now(site: dict[str, Any], count: int, tag: str) -> None:
+    items = [
+        {
+            "inference_id": f"live-{tag}-{n}",
+            "model_id": "cam/1",
+            "device_id": "dock-cam-1",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "inference_time": 0.03,
+            "predictions": [{"class": "box", "confidence": 0.8}],
+        }
+        for n in range(count)
+    ]
+    sent = site["api"].post("/api/v1/inferences", json={"inferences": items})
+    assert sent.status_code == 200, sent.text
+
+
+def counted(site: dict[str, Any], total: int) -> None:
+    """Wait until the server's rollups hold `total` inferences of cam/1 in the last day."""
+    deadline = time.monotonic() + 15
+    while True:
+        now = datetime.now(UTC)
+        stats = (
+            site["api"]
+            .get(
+                "/api/v1/stats",
+                params={
+                    "model_id": "cam/1",
+                    "start": (now - timedelta(hours=24)).isoformat(),
+                    "end": (now + timedelta(minutes=1)).isoformat(),
+                },
+            )
+            .json()
+        )
+        if stats["total_requests"]["current"] == total:
+            return
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+
+
+def shown_eventually(page: Any, total: int) -> None:
+    deadline = time.monotonic() + 15
+    while total_shown(page) != total:
+        assert time.monotonic() < deadline, total_shown(page)
+        time.sleep(0.2)
+
+
+SET_VISIBILITY = """(state) => {
+  Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_page_ending_now_refreshes_itself_and_rests_while_hidden(
+    page: Any, site: dict[str, Any]
+) -> None:
+    page.clock.install()
+    page.goto("/models/cam/1?period=24h")
+    before = total_shown(page)
+    page.evaluate("window.notReloaded = true")
+    send_now(site, 5, "a")
+    counted(site, before + 5)
+    page.clock.run_for(31_000)
+    shown_eventually(page, before + 5)
+    assert page.evaluate("window.notReloaded") is True  # swapped in place, not reloaded
+    assert page.evaluate("document.querySelector('main').dataset.refreshes") == "1"
+    assert page.locator("#chart-latency canvas").count() == 1  # charts drawn again
+    assert page.inner_text("#live-status").startswith("Live")
+
+    # Hidden, it rests however long; shown again, it catches up at once.
+    page.evaluate(SET_VISIBILITY, "hidden")
+    send_now(site, 4, "b")
+    counted(site, before + 9)
+    page.clock.run_for(95_000)
+    time.sleep(1)
+    assert total_shown(page) == before + 5
+    assert page.evaluate("document.querySelector('main').dataset.refreshes") == "1"
+    page.evaluate(SET_VISIBILITY, "visible")
+    page.clock.run_for(100)
+    shown_eventually(page, before + 9)
+
+    # A custom range that ended in the past does not refresh.
+    page.goto(
+        "/models/cam/1?start={}&end={}".format(
+            (NOW - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"),
+            (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        )
+    )
+    assert page.locator("main[data-live]").count() == 0
+    assert page.locator("#live-status").count() == 0
+
+
+def test_times_show_in_the_viewers_zone_with_utc_on_hover_or_in_utc_by_choice(
+    site: dict[str, Any],
+) -> None:
+    context = site["browser"].new_context(base_url=site["base"], timezone_id="America/New_York")
+    page = context.new_page()
+    sign_in(page, EMAIL, PASSWORD)
+    page.goto("/models/cam/1?period=24h")
+    seen = page.locator(".model-facts time")
+    moment = datetime.fromisoformat(seen.get_attribute("datetime").replace("Z", "+00:00"))
+    local = moment.astimezone(ZoneInfo("America/New_York"))
+    assert seen.inner_text() == local.strftime("%Y-%m-%d %H:%M ") + str(local.tzname())
+    assert seen.get_attribute("title") == moment.strftime("%Y-%m-%d %H:%M UTC")
+    assert page.locator("#time-zone").input_value() == "local"
+
+    with page.expect_navigation():
+        page.select_option("#time-zone", "utc")
+    assert page.locator(".model-facts time").inner_text() == moment.strftime("%Y-%m-%d %H:%M UTC")
+    page.reload()
+    assert page.locator("#time-zone").input_value() == "utc"
+    assert page.locator(".model-facts time").inner_text() == moment.strftime("%Y-%m-%d %H:%M UTC")
+    context.close()

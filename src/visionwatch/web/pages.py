@@ -1,6 +1,6 @@
 """The dashboard's pages: the workspace, a model, the inferences table and one inference."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -325,8 +325,10 @@ def _fields(found: dict[str, Any]) -> list[dict[str, Any]]:
     model, device = found["model_id"], found["device_id"]
     rows: list[dict[str, Any]] = [
         _field("inference_id", "Inference id", found["inference_id"]),
-        _field("timestamp", "Time", when_exact(found["timestamp"])),
-        _field("received_at", "Received", when_exact(found["received_at"])),
+        _field("timestamp", "Time", when_exact(found["timestamp"]), moment=found["timestamp"]),
+        _field(
+            "received_at", "Received", when_exact(found["received_at"]), moment=found["received_at"]
+        ),
         _field("model", "Model", model, search({"model_id": model}), "model"),
         _field(
             "device",
@@ -357,9 +359,22 @@ def _fields(found: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _field(
-    key: str, label: str, value: str, search: str | None = None, noun: str = ""
+    key: str,
+    label: str,
+    value: str,
+    search: str | None = None,
+    noun: str = "",
+    moment: datetime | None = None,
 ) -> dict[str, Any]:
-    return {"key": key, "label": label, "value": value, "search": search, "noun": noun}
+    """`moment`: a time, shown in the viewer's zone (`value` is its UTC text)."""
+    return {
+        "key": key,
+        "label": label,
+        "value": value,
+        "search": search,
+        "noun": noun,
+        "moment": moment,
+    }
 
 
 def _drawing(found: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -96,6 +97,21 @@ def when_exact(value: datetime | None) -> str:
     return "\u2013" if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def time_element(value: datetime | None, style: str) -> Markup | str:
+    """A moment as the page shows it: UTC text in a <time> element that the page's script
+    rewrites in the viewer's time zone (unless they chose UTC); `style` is minute, exact or
+    short, the precision it writes."""
+    if value is None:
+        return "\u2013"
+    text = {"minute": when, "exact": when_exact, "short": short_when}[style](value)
+    stamp = value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return Markup('<time datetime="{}" data-style="{}">{}</time>').format(stamp, style, text)
+
+
+def short_when(value: datetime) -> str:
+    return value.strftime("%b %d %H:%M UTC")
+
+
 def change_of(change: Change, higher_is_better: bool = True) -> dict[str, Any]:
     """The text and the colour class of a change against the previous period."""
     pct = change.change_pct
@@ -124,8 +140,10 @@ def _environment() -> Environment:
         threshold=threshold,
         percent=percent,
         seconds=seconds,
-        when=when,
-        when_exact=when_exact,
+        # Pages write moments as <time> elements, shown in the viewer's zone.
+        when=lambda value: time_element(value, "minute"),
+        when_exact=lambda value: time_element(value, "exact"),
+        when_short=lambda value: time_element(value, "short"),
     )
     environment.globals.update(change_of=change_of)
     return environment

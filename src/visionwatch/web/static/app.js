@@ -2,6 +2,8 @@
 "use strict";
 
 const HIDDEN_FIELDS_KEY = "visionwatch.hiddenFields";
+const TIME_ZONE_KEY = "visionwatch.timeZone";
+const REFRESH_MS = 30000;
 
 function ready(fn) {
   if (document.readyState !== "loading") fn();
@@ -82,7 +84,112 @@ function placeMarks(plot, marks) {
 }
 
 function formatTime(seconds) {
-  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  return shownTime(new Date(seconds * 1000), "minute");
+}
+
+// Times: the server writes UTC; unless the viewer chose UTC (kept in this browser), each
+// <time> is rewritten in their zone, its UTC text kept as its title.
+function inUtc() {
+  return localStorage.getItem(TIME_ZONE_KEY) === "utc";
+}
+
+function shownTime(moment, style) {
+  const two = (n) => String(n).padStart(2, "0");
+  const utc = inUtc();
+  const part = (local, universal) => (utc ? universal : local).call(moment);
+  const year = part(moment.getFullYear, moment.getUTCFullYear);
+  const month = part(moment.getMonth, moment.getUTCMonth);
+  const day = two(part(moment.getDate, moment.getUTCDate));
+  let clock = two(part(moment.getHours, moment.getUTCHours)) + ":" +
+    two(part(moment.getMinutes, moment.getUTCMinutes));
+  if (style === "exact") {
+    clock += ":" + two(part(moment.getSeconds, moment.getUTCSeconds)) + "." +
+      String(part(moment.getMilliseconds, moment.getUTCMilliseconds)).padStart(3, "0");
+  }
+  const zone = utc ? "UTC" : (new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+    .formatToParts(moment).find((p) => p.type === "timeZoneName") || { value: "" }).value;
+  const date = style === "short"
+    ? moment.toLocaleString("en", { month: "short", timeZone: utc ? "UTC" : undefined }) + " " + day
+    : year + "-" + two(month + 1) + "-" + day;
+  return date + " " + clock + " " + zone;
+}
+
+function setUpTimes(root) {
+  const utc = inUtc();
+  for (const element of root.querySelectorAll("time[datetime]")) {
+    if (!element.dataset.utc) element.dataset.utc = element.textContent;
+    if (utc) continue;  // as the server wrote it
+    element.textContent = shownTime(new Date(element.getAttribute("datetime")), element.dataset.style);
+    element.title = element.dataset.utc;
+  }
+}
+
+function setUpTimeZoneChoice() {
+  const choice = document.getElementById("time-zone");
+  if (!choice) return;
+  choice.value = inUtc() ? "utc" : "local";
+  choice.addEventListener("change", () => {
+    localStorage.setItem(TIME_ZONE_KEY, choice.value);
+    location.reload();
+  });
+}
+
+// A page whose period ends now (<main data-live>) fetches itself every REFRESH_MS and swaps
+// its content in place: no reload, the open tab and the scroll kept. Paused while the tab
+// is hidden (refreshed at once when it shows again, if due), and while the viewer is
+// typing in one of its forms or has the custom range open.
+function setUpLiveRefresh() {
+  const main = document.querySelector("main[data-live]");
+  if (!main) return;
+  const status = document.createElement("span");
+  status.id = "live-status";
+  status.className = "live";
+  status.textContent = "Live";
+  status.title = "This page refreshes itself every " + REFRESH_MS / 1000 + " s while shown";
+  const heading = main.querySelector(".heading h1");
+  if (heading) heading.after(status);
+  let timer = null;
+  let last = Date.now();
+  const busy = () => main.querySelector("details.custom[open]") ||
+    (document.activeElement && main.contains(document.activeElement) &&
+     document.activeElement.matches("input, select, textarea"));
+  async function refresh() {
+    last = Date.now();
+    if (busy()) return;
+    let response;
+    try {
+      response = await fetch(location.href, { headers: { Accept: "text/html" } });
+    } catch (error) {
+      status.textContent = "Live (offline: retrying)";
+      return;
+    }
+    if (!response.ok) {
+      status.textContent = "Live (refresh failed: " + response.status + ")";
+      return;
+    }
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const content = fresh.querySelector("main");
+    if (!content) return;
+    for (const [id, plot] of Object.entries(charts)) {
+      plot.resizing.disconnect();
+      plot.destroy();
+      delete charts[id];
+    }
+    main.replaceChildren(...content.childNodes);
+    main.dataset.refreshes = String(Number(main.dataset.refreshes || 0) + 1);
+    setUpPage(main);
+    status.textContent = "Live \u00b7 updated " + shownTime(new Date(), "exact").slice(11, 19);
+    const newHeading = main.querySelector(".heading h1");
+    if (newHeading) newHeading.after(status);
+  }
+  function schedule() {
+    clearTimeout(timer);
+    if (document.visibilityState !== "visible") return;
+    timer = setTimeout(async () => { await refresh(); schedule(); },
+                       Math.max(0, last + REFRESH_MS - Date.now()));
+  }
+  document.addEventListener("visibilitychange", schedule);
+  schedule();
 }
 
 function setUpCharts() {
@@ -100,6 +207,7 @@ function setUpCharts() {
       height: 220,
       legend: { show: true, live: true },
       scales: { x: { time: true } },
+      ...(inUtc() ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") } : {}),
       axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }],
       hooks: { draw: [(u) => placeMarks(u, marks)] },
       series: [{}, ...lines.map(([label, , stroke, extra], index) => ({
@@ -109,7 +217,8 @@ function setUpCharts() {
     const plot = new uPlot(options, [series.t, ...lines.map(([, values]) => values)], target);
     plot.setScale("x", { min: series.start, max: series.end });
     charts[id] = plot;
-    new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
+    plot.resizing = new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 }));
+    plot.resizing.observe(target);
   };
   const percent = (v) => (v * 100).toFixed(1) + "%";
   const count = (v) => Math.round(v).toLocaleString();
@@ -227,9 +336,17 @@ function setUpCopying() {
   }
 }
 
-ready(() => {
+// What a page's content needs, again after a live refresh swaps it.
+function setUpPage(root) {
   setUpTabs();
   setUpCharts();
+  setUpTimes(root);
+}
+
+ready(() => {
+  setUpTimeZoneChoice();
+  setUpPage(document);
+  setUpLiveRefresh();
   setUpAlertPreview();
   setUpFieldMenu();
   setUpSorting();
