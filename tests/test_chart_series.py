@@ -267,3 +267,105 @@ def test_alert_spans_and_deploys_are_marked_on_the_charts_they_concern(
         client, f"/models/cam/2?start={earlier}&end={start.strftime('%Y-%m-%dT%H:%M')}"
     )
     assert before["marks"] == []
+
+
+def selection_items(rng: random.Random) -> list[dict[str, Any]]:
+    """Three models on three devices over six hours, with metadata and a few images' worth
+    of classes, so that every filter picks a different set."""
+    sent = []
+    for n in range(700):
+        model = rng.choice(["dock/1", "dock/2", "gate/1"])
+        sent.append(
+            {
+                "inference_id": f"sel-{n}",
+                "model_id": model,
+                "device_id": rng.choice(["dock-cam-1", "dock-cam-2", "dock-cam-3"]),
+                "timestamp": (
+                    FIRST_HOUR + timedelta(seconds=rng.uniform(0, HOURS * 3600 - 1))
+                ).isoformat(),
+                "predictions": [
+                    {
+                        "class": rng.choice(["box", "pallet", "person"]),
+                        "confidence": round(rng.uniform(0.05, 0.99), 3),
+                    }
+                    for _ in range(rng.randrange(0, 4))
+                ],
+                "metadata": {"shift": rng.choice(["day", "night"])},
+            }
+        )
+    return sent
+
+
+def selected(item: dict[str, Any], filters: dict[str, str]) -> tuple[bool, list[float]]:
+    """Whether the inferences list matches the item, and the confidences of the predictions
+    the filters select (an independent reading of the filters' documented meaning)."""
+    if "model_id" in filters and item["model_id"] != filters["model_id"]:
+        return False, []
+    if "device_id" in filters and item["device_id"] != filters["device_id"]:
+        return False, []
+    for name, value in filters.items():
+        if name.startswith("metadata.") and str(item["metadata"][name[9:]]) != value:
+            return False, []
+
+    def meets(prediction: dict[str, Any]) -> bool:
+        low, high = float(filters.get("min_confidence", 0)), float(filters.get("max_confidence", 1))
+        return (
+            filters.get("class", prediction["class"]) == prediction["class"]
+            and low <= prediction["confidence"] <= high
+        )
+
+    chosen = [p["confidence"] for p in item["predictions"] if meets(p)]
+    narrowed = any(name in filters for name in ("class", "min_confidence", "max_confidence"))
+    if narrowed and not chosen:
+        return False, []
+    return True, chosen
+
+
+@pytest.mark.parametrize(
+    ("filters", "source"),
+    [
+        ({}, "rollups"),
+        ({"model_id": "dock/2"}, "rollups"),
+        ({"device_id": "dock-cam-3"}, "rollups"),
+        ({"class": "pallet"}, "rollups"),
+        ({"class": "person", "device_id": "dock-cam-1", "model_id": "gate/1"}, "rollups"),
+        ({"metadata.shift": "night", "model_id": "dock/1"}, "rows"),
+        ({"class": "box", "max_confidence": "0.4"}, "rows"),
+    ],
+)
+def test_the_filtered_selection_is_charted_exactly(
+    site: dict[str, Any], filters: dict[str, str], source: str
+) -> None:
+    client, key = site["client"], site["key"]
+    sent = selection_items(random.Random(8))
+    for start in range(0, len(sent), 500):
+        batch = {"inferences": sent[start : start + 500]}
+        assert client.post("/api/v1/inferences", json=batch, headers=key).status_code == 200
+    chart = client.get("/inferences.series", params={**PERIOD, **filters}, headers=HTML)
+    assert chart.status_code == 200, chart.text
+    found = chart.json()
+    assert found["source"] == source
+    assert found["interval"] == "minute"
+    # Independently: per minute, the matching inferences and the selected confidences.
+    counts: dict[int, int] = {}
+    confidences: dict[int, list[float]] = {}
+    for item in sent:
+        matched, chosen = selected(item, filters)
+        if matched:
+            minute = int(datetime.fromisoformat(item["timestamp"]).timestamp()) // 60 * 60
+            counts[minute] = counts.get(minute, 0) + 1
+            confidences.setdefault(minute, []).extend(chosen)
+    assert found["inferences"] == [counts.get(t, 0) for t in found["t"]]
+    for t, shown in zip(found["t"], found["confidence"], strict=True):
+        values = confidences.get(t, [])
+        assert shown == (pytest.approx(sum(values) / len(values)) if values else None)
+    # The chart's total is the list's count.
+    listed, cursor = 0, None
+    while True:
+        params = {**PERIOD, **filters, "limit": "500", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/inferences", params=params, headers=key).json()
+        listed += len(page["inferences"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert found["total"] == listed == sum(counts.values()) > 0

@@ -323,3 +323,26 @@ def test_times_show_in_the_viewers_zone_with_utc_on_hover_or_in_utc_by_choice(
     assert page.locator("#time-zone").input_value() == "utc"
     assert page.locator(".model-facts time").inner_text() == moment.strftime("%Y-%m-%d %H:%M UTC")
     context.close()
+
+
+@pytest.mark.parametrize(
+    ("filters", "source"),
+    [("device_id=dock-cam-3", "rollups"), ("max_confidence=0.3&model_id=cam/1", "rows")],
+)
+def test_the_inferences_page_charts_exactly_its_filters(
+    page: Any, site: dict[str, Any], filters: str, source: str
+) -> None:
+    page.goto(f"/inferences?period=24h&{filters}")
+    page.wait_for_selector("#selection[data-total]")
+    total = int(page.get_attribute("#selection", "data-total"))
+    rows = page.locator("table.inferences tbody tr").count()
+    assert total == rows == 12  # the unsure dozen, on one page
+    assert page.locator(".pages .next").count() == 0
+    data = chart_data(page, "chart-selection")
+    assert sum(value or 0 for value in data[1]) == total
+    assert page.inner_text("#selection-total") == "12"
+    expected = "from the rollups" if source == "rollups" else "counted from the rows"
+    assert expected in page.inner_text("#selection-source")
+    # Its mean confidence is the dozen's: 0.2 wherever any of them fell.
+    shown = [value for value in data[2] if value is not None]
+    assert shown and shown == pytest.approx([0.2] * len(shown))

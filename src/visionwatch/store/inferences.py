@@ -146,7 +146,28 @@ def export_rows(
 
 
 def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int] | None) -> Any:
-    ts = type_coerce(inferences.c.ts, BigInteger)
+    conditions, _ = matching(workspace_id, query)
+    if position is not None:
+        ts = type_coerce(inferences.c.ts, BigInteger)
+        micros, pk = position
+        conditions.append(or_(ts < micros, and_(ts == micros, inferences.c.id < pk)))
+    return (
+        select(*_SUMMARY_COLUMNS)
+        .select_from(WITH_NAMES)
+        .where(*conditions)
+        .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
+    )
+
+
+# Inferences with their model's and device's names, which filters name.
+WITH_NAMES = inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
+    devices, devices.c.id == inferences.c.device_id
+)
+
+
+def matching(workspace_id: int, query: InferenceQuery) -> tuple[list[Any], list[Any]]:
+    """The conditions on WITH_NAMES of the inferences a query matches, and those a matching
+    inference's prediction meets (one prediction must meet them all: "a car below 0.5")."""
     conditions = [
         inferences.c.workspace_id == workspace_id,
         inferences.c.ts >= query.period.start,
@@ -167,13 +188,16 @@ def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int
     if query.max_confidence is not None:
         prediction_conditions.append(predictions.c.confidence <= query.max_confidence)
     if prediction_conditions:
-        # One prediction must match every prediction filter: "a car below 0.5".
+        # Correlated to the inference only: a statement that joins predictions itself
+        # (store/selection.py) keeps this one's.
         conditions.append(
-            exists().where(
+            exists()
+            .where(
                 predictions.c.workspace_id == workspace_id,
                 predictions.c.inference_pk == inferences.c.id,
                 *prediction_conditions,
             )
+            .correlate(inferences)
         )
     for name, value in sorted(query.metadata.items()):
         conditions.append(
@@ -184,19 +208,7 @@ def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int
                 inference_metadata.c.value == value,
             )
         )
-    if position is not None:
-        micros, pk = position
-        conditions.append(or_(ts < micros, and_(ts == micros, inferences.c.id < pk)))
-    return (
-        select(*_SUMMARY_COLUMNS)
-        .select_from(
-            inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
-                devices, devices.c.id == inferences.c.device_id
-            )
-        )
-        .where(*conditions)
-        .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
-    )
+    return conditions, prediction_conditions
 
 
 def get_inference(db: Database, workspace_id: int, inference_id: str) -> InferenceRecord | None:

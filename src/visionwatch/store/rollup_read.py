@@ -286,3 +286,43 @@ def _group_value(group: str | None, row: Row[Any]) -> Any:
     if group == "interval":
         return from_micros(int(value))
     return value
+
+
+@lru_cache(maxsize=64)
+def _class_series_query(resolution: str, interval: timedelta, model: bool) -> Select[Any]:
+    """Per interval: the inferences with a class, its predictions and their confidences."""
+    table = class_rollups[resolution]
+    key = _group_column(table, "interval", interval)
+    return (
+        select(
+            key.label("group_key"),
+            func.sum(table.c.inferences).label("inferences"),
+            func.sum(table.c.predictions).label("predictions"),
+            func.sum(table.c.confidence_sum).label("confidence_sum"),
+        )
+        .where(*_where(table, model), table.c.class_name == bindparam("class_name"))
+        .group_by(key)
+    )
+
+
+def class_series(
+    conn: Connection,
+    scope: Scope,
+    class_name: str,
+    start: datetime,
+    end: datetime,
+    interval: timedelta,
+) -> dict[datetime, ClassDelta]:
+    """One class's totals per interval over [start, end): inferences that predicted it at
+    least once, its predictions and the sum of their confidences."""
+    coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
+    result: dict[datetime, ClassDelta] = {}
+    for segment in cover(start, end, coarsest):
+        params = {**_params(scope, segment), "class_name": class_name}
+        query = _class_series_query(segment[0], interval, scope.model_id is not None)
+        for row in conn.execute(query, params):
+            totals = result.setdefault(from_micros(int(row.group_key)), ClassDelta())
+            totals.inferences += int(row.inferences or 0)
+            totals.predictions += int(row.predictions or 0)
+            totals.confidence_sum += float(row.confidence_sum or 0.0)
+    return result

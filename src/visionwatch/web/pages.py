@@ -157,6 +157,8 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
         "next_url": url_with("/inferences", here, {"cursor": next_cursor}) if next_cursor else None,
         "first_url": url_with("/inferences", here) if query.cursor else None,
         "csv_url": url_with("/inferences.csv", here),
+        "series_url": url_with("/inferences.series", here),
+        "interval": chart_interval(page.period),
         "jsonl_url": url_with("/inferences.jsonl", here),
         "dataset_urls": {
             name: url_with("/dataset.zip", here, {"format": fmt})

@@ -237,6 +237,43 @@ function setUpCharts() {
 }
 window.visionwatchCharts = charts;
 
+// The inferences page's chart of exactly its filters, fetched once the table is shown.
+async function setUpSelectionChart() {
+  const figure = document.getElementById("selection");
+  const target = document.getElementById("chart-selection");
+  if (!figure || !target || typeof uPlot === "undefined") return;
+  const response = await fetch(figure.dataset.seriesUrl, { headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    document.getElementById("selection-total").textContent = "?";
+    return;
+  }
+  const series = await response.json();
+  document.getElementById("selection-total").textContent = series.total.toLocaleString();
+  document.getElementById("selection-source").textContent =
+    series.source === "rollups" ? "(from the rollups)" : "(counted from the rows of the period)";
+  figure.dataset.total = series.total;
+  const percent = (v) => (v * 100).toFixed(1) + "%";
+  const options = {
+    width: target.clientWidth || 600,
+    height: 180,
+    legend: { show: true, live: true },
+    ...(inUtc() ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") } : {}),
+    scales: { x: { time: true }, n: {}, confidence: { range: [0, 1] } },
+    axes: [{}, { scale: "n", values: (u, ticks) => ticks.map((v) => Math.round(v).toLocaleString()), size: 70 },
+           { scale: "confidence", side: 1, values: (u, ticks) => ticks.map(percent), size: 60, grid: { show: false } }],
+    series: [{},
+      { label: "Inferences", scale: "n", stroke: "#3b5bdb", fill: "#3b5bdb22", width: 2,
+        value: (u, v) => (v == null ? "\u2013" : Math.round(v).toLocaleString()) },
+      { label: "Mean confidence", scale: "confidence", stroke: "#2b8a3e", width: 2,
+        spanGaps: false, value: (u, v) => (v == null ? "\u2013" : percent(v)) }],
+  };
+  const plot = new uPlot(options, [series.t, series.inferences, series.confidence], target);
+  plot.setScale("x", { min: series.start, max: series.end });
+  charts["chart-selection"] = plot;
+  plot.resizing = new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 180 }));
+  plot.resizing.observe(target);
+}
+
 function setUpAlertPreview() {
   const data = document.getElementById("alert-series");
   const target = document.getElementById("alert-preview");
@@ -340,6 +377,7 @@ function setUpCopying() {
 function setUpPage(root) {
   setUpTabs();
   setUpCharts();
+  setUpSelectionChart();
   setUpTimes(root);
 }
 

@@ -1,0 +1,138 @@
+"""The filtered selection as a picture: inferences and their mean confidence per interval
+for exactly the filters of the inferences page.
+
+Filters the rollups keep (model, device, class) are read from them, whatever the period;
+any other (confidence bounds, image or not, metadata) from the rows of the period, with
+the same conditions as the list (store/inferences.matching), so the chart's total is the
+list's count.
+
+The mean confidence is of the predictions the filters select: all of a matching
+inference's predictions, or those of the filtered class and confidence bounds.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import BigInteger, and_, func, select, type_coerce
+
+from visionwatch.db.engine import Database
+from visionwatch.db.schema import inferences, predictions
+from visionwatch.db.types import from_micros
+from visionwatch.store.inferences import WITH_NAMES, InferenceQuery, matching
+from visionwatch.store.rollup_read import class_series, sum_rollups
+from visionwatch.store.stats import Filters, resolve_scope
+from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    interval: str
+    moments: list[datetime]
+    inferences: list[int]
+    confidence: list[float | None]
+    source: Literal["rollups", "rows"]
+
+    @property
+    def total(self) -> int:
+        return sum(self.inferences)
+
+
+def from_rollups(query: InferenceQuery) -> bool:
+    """Whether the rollups hold what the query filters on."""
+    return (
+        query.min_confidence is None
+        and query.max_confidence is None
+        and query.has_image is None
+        and not query.metadata
+    )
+
+
+def selection(db: Database, workspace_id: int, query: InferenceQuery, interval: str) -> Selection:
+    step = RESOLUTION_STEPS[interval]
+    period = query.period
+    moments = []
+    moment = floor_to(period.start, step)
+    while moment < period.end:
+        moments.append(moment)
+        moment += step
+    counts: dict[datetime, tuple[int, int, float]]  # inferences, predictions, confidences
+    if from_rollups(query):
+        counts = _rollup_counts(db, workspace_id, query, step)
+        source: Literal["rollups", "rows"] = "rollups"
+    else:
+        counts = _row_counts(db, workspace_id, query, step)
+        source = "rows"
+    empty = (0, 0, 0.0)
+    return Selection(
+        interval=interval,
+        moments=moments,
+        inferences=[counts.get(m, empty)[0] for m in moments],
+        confidence=[
+            counts[m][2] / counts[m][1] if m in counts and counts[m][1] else None for m in moments
+        ],
+        source=source,
+    )
+
+
+def _rollup_counts(
+    db: Database, workspace_id: int, query: InferenceQuery, step: timedelta
+) -> dict[datetime, tuple[int, int, float]]:
+    period = query.period
+    with db.read_lagging() as conn:
+        scope = resolve_scope(conn, workspace_id, Filters(query.model, query.device))
+        if scope is None:
+            return {}
+        if query.class_name is None:
+            found = sum_rollups(
+                conn,
+                scope,
+                period.start,
+                period.end,
+                group="interval",
+                interval=step,
+                with_bins=False,
+            )
+            return {m: (d.requests, d.predictions, d.confidence_sum) for m, d in found.items()}
+        by_class = class_series(conn, scope, query.class_name, period.start, period.end, step)
+    return {m: (d.inferences, d.predictions, d.confidence_sum) for m, d in by_class.items()}
+
+
+def _row_counts(
+    db: Database, workspace_id: int, query: InferenceQuery, step: timedelta
+) -> dict[datetime, tuple[int, int, float]]:
+    conditions, prediction_conditions = matching(workspace_id, query)
+    micros = int(step.total_seconds()) * 1_000_000
+    ts = type_coerce(inferences.c.ts, BigInteger)
+    bucket = (ts - ts % micros).label("bucket")
+    matched = (
+        select(bucket, func.count().label("n"))
+        .select_from(WITH_NAMES)
+        .where(*conditions)
+        .group_by(bucket)
+    )
+    judged = (
+        select(
+            bucket,
+            func.count().label("n"),
+            func.sum(predictions.c.confidence).label("confidence_sum"),
+        )
+        .select_from(
+            WITH_NAMES.join(
+                predictions,
+                and_(
+                    predictions.c.workspace_id == inferences.c.workspace_id,
+                    predictions.c.inference_pk == inferences.c.id,
+                ),
+            )
+        )
+        .where(*conditions, *prediction_conditions)
+        .group_by(bucket)
+    )
+    with db.read() as conn:  # the list's rows, as the list reads them
+        counted = {int(row.bucket): int(row.n) for row in conn.execute(matched)}
+        sums = {
+            int(row.bucket): (int(row.n), float(row.confidence_sum or 0.0))
+            for row in conn.execute(judged)
+        }
+    return {from_micros(b): (n, *sums.get(b, (0, 0.0))) for b, n in counted.items()}
