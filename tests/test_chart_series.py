@@ -309,7 +309,7 @@ def selected(item: dict[str, Any], filters: dict[str, str]) -> tuple[bool, list[
 
     def meets(prediction: dict[str, Any]) -> bool:
         low, high = float(filters.get("min_confidence", 0)), float(filters.get("max_confidence", 1))
-        return (
+        return bool(
             filters.get("class", prediction["class"]) == prediction["class"]
             and low <= prediction["confidence"] <= high
         )

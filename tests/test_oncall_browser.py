@@ -345,4 +345,5 @@ def test_the_inferences_page_charts_exactly_its_filters(
     assert expected in page.inner_text("#selection-source")
     # Its mean confidence is the dozen's: 0.2 wherever any of them fell.
     shown = [value for value in data[2] if value is not None]
-    assert shown and shown == pytest.approx([0.2] * len(shown))
+    assert shown
+    assert shown == pytest.approx([0.2] * len(shown))

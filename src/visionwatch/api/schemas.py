@@ -114,3 +114,6 @@ class DeviceOut(BaseModel):
 
 class DevicesOut(BaseModel):
     devices: list[DeviceOut]
+    next_cursor: str | None
+    total: int = Field(description="devices matching the filters")
+    offline: int = Field(description="of those, offline")

@@ -124,12 +124,14 @@ def _make(conn: Connection, table: str, start: datetime, end: datetime) -> None:
 
 
 def upkeep(conn: Connection, now: datetime, width: timedelta = WIDTH) -> list[str]:
-    """The upkeep job's work: partitions from this week to `AHEAD`, and one for each week
-    the default partition holds rows of (a backfill, say); the names made."""
+    """The upkeep job's work: partitions from this week to the one holding now + `AHEAD`,
+    and one for each week the default partition holds rows of (a backfill, say); the
+    names made."""
     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     made = []
     for group in (INFERENCE_TABLES, EVENT_TABLES):
-        made += ensure(conn, group, period_start(now, width), now + AHEAD, width)
+        ahead = period_start(now + AHEAD, width) + width
+        made += ensure(conn, group, period_start(now, width), ahead, width)
         for start in _weeks_in_default(conn, group, width):
             made += ensure(conn, group, start, start + width, width)
     return made

@@ -127,6 +127,7 @@ devices = Table(
     Column("tags", Text),  # a JSON list of strings
     Column("info", Text),  # a JSON object: system info, deployment type
     UniqueConstraint("workspace_id", "name"),
+    Index(None, "workspace_id", "last_seen"),  # the fleet's offline ones first
 )
 
 inferences = Table(

@@ -1,15 +1,18 @@
-"""Devices: heartbeats, and the list with online/offline status."""
+"""Devices: heartbeats, and the fleet's list with online/offline status, a page at a time."""
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices
+from visionwatch.db.types import from_micros, to_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,23 +89,131 @@ def upsert_devices(
     conn.execute(statement, values)
 
 
-def list_devices(
-    db: Database, workspace_id: int, now: datetime, offline_after: timedelta
-) -> list[Device]:
+MAX_PAGE = 1000
+
+
+class BadDeviceCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceQuery:
+    """Which devices, and which page of them: the offline first, most recently lost first,
+    then the online by name."""
+
+    search: str | None = None  # a part of the name, in any case
+    status: Literal["online", "offline"] | None = None
+    version: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePage:
+    devices: list[Device]
+    next_cursor: str | None
+    total: int  # devices matching the search, status and version
+    offline: int  # of those, offline
+
+
+def page_devices(
+    db: Database, workspace_id: int, now: datetime, offline_after: timedelta, query: DeviceQuery
+) -> DevicePage:
+    threshold = now - offline_after
+    conditions: list[Any] = [devices.c.workspace_id == workspace_id]
+    if query.search:
+        needle = query.search.lower()
+        conditions.append(func.lower(devices.c.name).contains(needle, autoescape=True))
+    if query.version is not None:
+        conditions.append(devices.c.version == query.version)
+    group, key, last_id = _decode(query.cursor) if query.cursor else ("offline", None, None)
+    rows: list[Any] = []
+    wanted = query.limit + 1  # one more says whether a next page exists
     with db.read() as conn:
-        rows = conn.execute(
-            select(devices).where(devices.c.workspace_id == workspace_id).order_by(devices.c.name)
-        ).all()
-    return [
-        Device(
-            name=r.name,
-            first_seen=r.first_seen,
-            last_seen=r.last_seen,
-            version=r.version,
-            hostname=r.hostname,
-            tags=orjson.loads(r.tags) if r.tags else [],
-            info=orjson.loads(r.info) if r.info else {},
-            online=now - r.last_seen <= offline_after,
+        is_offline = devices.c.last_seen < threshold
+        wanted_status = {None: [], "offline": [is_offline], "online": [~is_offline]}
+        counted = conn.execute(
+            select(func.count(), func.coalesce(func.sum(case((is_offline, 1), else_=0)), 0))
+            .select_from(devices)
+            .where(*conditions, *wanted_status[query.status])
+        ).one()
+        if group == "offline" and query.status in (None, "offline"):
+            statement = select(devices).where(*conditions, is_offline)
+            if key is not None:
+                seen = from_micros(int(key))
+                statement = statement.where(
+                    or_(
+                        devices.c.last_seen < seen,
+                        and_(devices.c.last_seen == seen, devices.c.id < last_id),
+                    )
+                )
+            statement = statement.order_by(devices.c.last_seen.desc(), devices.c.id.desc())
+            rows += conn.execute(statement.limit(wanted)).all()
+            key, last_id = None, None
+        if len(rows) < wanted and query.status in (None, "online"):
+            statement = select(devices).where(*conditions, ~is_offline)
+            if group == "online" and key is not None:
+                statement = statement.where(
+                    or_(
+                        devices.c.name > key,
+                        and_(devices.c.name == key, devices.c.id > last_id),
+                    )
+                )
+            statement = statement.order_by(devices.c.name, devices.c.id)
+            rows += conn.execute(statement.limit(wanted - len(rows))).all()
+    page = rows[: query.limit]
+    next_cursor = None
+    if len(rows) > query.limit:
+        last = page[-1]
+        offline = last.last_seen < threshold
+        next_cursor = _encode(
+            "offline" if offline else "online",
+            str(to_micros(last.last_seen)) if offline else last.name,
+            last.id,
         )
-        for r in rows
-    ]
+    total, offline_count = counted
+    return DevicePage(
+        [_device(row, now, offline_after) for row in page], next_cursor, total, offline_count
+    )
+
+
+def get_device(
+    db: Database, workspace_id: int, name: str, now: datetime, offline_after: timedelta
+) -> Device | None:
+    with db.read() as conn:
+        row = conn.execute(
+            select(devices).where(devices.c.workspace_id == workspace_id, devices.c.name == name)
+        ).one_or_none()
+    return None if row is None else _device(row, now, offline_after)
+
+
+def _device(row: Any, now: datetime, offline_after: timedelta) -> Device:
+    return Device(
+        name=row.name,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        version=row.version,
+        hostname=row.hostname,
+        tags=orjson.loads(row.tags) if row.tags else [],
+        info=orjson.loads(row.info) if row.info else {},
+        online=now - row.last_seen <= offline_after,
+    )
+
+
+def _encode(group: str, key: str, row_id: int) -> str:
+    packed = orjson.dumps([group, key, row_id])
+    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[str, str, int]:
+    try:
+        group, key, row_id = orjson.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        )
+        if group not in ("offline", "online") or not isinstance(key, str):
+            raise ValueError(group)
+        if group == "offline":
+            int(key)
+        return group, key, int(row_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadDeviceCursor("not a cursor from a previous page") from None

@@ -237,19 +237,25 @@ def sum_classes(
 
 
 def device_requests(
-    conn: Connection, workspace_id: int, start: datetime, end: datetime
+    conn: Connection,
+    workspace_id: int,
+    start: datetime,
+    end: datetime,
+    device_ids: list[int] | None = None,
 ) -> dict[int, int]:
-    """Requests per device id over [start, end), from the per-device rollup rows."""
+    """Requests per device id over [start, end), from the per-device rollup rows; of the
+    devices `device_ids` only (a page of a fleet), or of every device."""
     result: Counter[int] = Counter()
     for resolution, segments in by_resolution(cover(start, end)).items():
         table = rollups[resolution]
+        which = (
+            table.c.device_id != ALL_DEVICES
+            if device_ids is None
+            else table.c.device_id.in_(device_ids)
+        )
         query = (
             select(table.c.device_id, func.sum(table.c.requests))
-            .where(
-                table.c.workspace_id == workspace_id,
-                table.c.device_id != ALL_DEVICES,
-                in_segments(table, segments),
-            )
+            .where(table.c.workspace_id == workspace_id, which, in_segments(table, segments))
             .group_by(table.c.device_id)
         )
         for device, requests in conn.execute(query):

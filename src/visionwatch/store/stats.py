@@ -236,19 +236,22 @@ class Distributions:
     inference_time: dict[int, int]
 
 
-def requests_by_device(db: Database, workspace_id: int, period: Period) -> dict[str, int]:
-    """Inferences per device name over the period (devices with none are left out)."""
+def requests_by_device(
+    db: Database, workspace_id: int, period: Period, names: list[str]
+) -> dict[str, int]:
+    """Inferences per device over the period, of the devices `names` (a page of the fleet;
+    devices with none are left out)."""
+    if not names:
+        return {}
     with db.read_lagging() as conn:
-        counts = device_requests(conn, workspace_id, period.start, period.end)
-        if not counts:
-            return {}
         rows = conn.execute(
             select(devices.c.id, devices.c.name).where(
-                devices.c.workspace_id == workspace_id, devices.c.id.in_(list(counts))
+                devices.c.workspace_id == workspace_id, devices.c.name.in_(names)
             )
         )
-        names = {row.id: row.name for row in rows}
-    return {names[device]: count for device, count in counts.items() if device in names}
+        by_id = {row.id: row.name for row in rows}
+        counts = device_requests(conn, workspace_id, period.start, period.end, list(by_id))
+    return {by_id[device]: count for device, count in counts.items() if device in by_id}
 
 
 METRICS = (

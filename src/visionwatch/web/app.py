@@ -13,7 +13,17 @@ from starlette.staticfiles import StaticFiles
 
 from visionwatch.config import Settings
 from visionwatch.http.responses import JSON, json_error
-from visionwatch.web import alerts, auth, capture, events, exports, feedback, pages, selection
+from visionwatch.web import (
+    alerts,
+    auth,
+    capture,
+    events,
+    exports,
+    feedback,
+    fleet,
+    pages,
+    selection,
+)
 from visionwatch.web.errors import LoginRequired, PageError, wants_page
 from visionwatch.web.rendering import render
 from visionwatch.web.sessions import Signer, load_secret
@@ -30,7 +40,7 @@ STATUS_TITLES = {
 
 
 # Every module with pages, in the order their routes are tried.
-PAGE_MODULES = (auth, alerts, capture, events, exports, feedback, selection, pages)
+PAGE_MODULES = (auth, alerts, capture, events, exports, feedback, fleet, selection, pages)
 
 
 def install_dashboard(app: FastAPI, settings: Settings) -> None:

@@ -7,24 +7,22 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
 from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
 from visionwatch.http.downloads import image_response
-from visionwatch.http.inferences import inference_json
 from visionwatch.store import alerts as alert_store
-from visionwatch.store import chart_marks
 from visionwatch.store import devices as device_store
 from visionwatch.store import feedback as feedback_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.chart_marks import Scope as MarkScope
-from visionwatch.store.inferences import BadCursor, InferenceQuery, InferenceRecord
-from visionwatch.store.stats import Distributions, Filters, Period
-from visionwatch.timeutil import RESOLUTION_STEPS
+from visionwatch.store.devices import DeviceQuery
+from visionwatch.store.inferences import BadCursor, InferenceQuery
+from visionwatch.store.stats import ClassStats, Distributions, Filters
 from visionwatch.verdicts import NAMES, Verdicts
 from visionwatch.web.auth import UserDep
+from visionwatch.web.charts import chart_series
 from visionwatch.web.drawing import drawing
 from visionwatch.web.errors import PageError
 from visionwatch.web.feedback import inference_path
@@ -37,6 +35,7 @@ from visionwatch.web.params import (
     url_with,
 )
 from visionwatch.web.rendering import percent, plain, render, seconds, when_exact
+from visionwatch.web.rows import shown_inference
 
 router = APIRouter(include_in_schema=False)
 RECENT = 20
@@ -44,17 +43,11 @@ PAGE_SIZE = 50
 # Confidence histograms show 20 bars of 0.05 (five rollup bins each).
 CONFIDENCE_BARS = 20
 SEARCH_PERIOD = "30d"
-# The charts' columns (series-data's names) and the metrics they are read from.
-CHART_COLUMNS = {
-    "requests": "requests",
-    "errors": "errors",
-    "confidence": "avg_confidence",
-    "p50": "inference_time_p50",
-    "p95": "inference_time_p95",
-    "p99": "inference_time_p99",
-    "error_rate": "error_rate",
-}
-CHART_METRICS = tuple(CHART_COLUMNS.values())
+# A model's classes: bars for the most frequent, a table of them all a page at a time.
+CLASS_BARS = 20
+CLASS_ROWS = 50
+# Rows of a tab's list on the overview; the rest are a link away.
+TAB_ROWS = 50
 
 
 @router.get("/")
@@ -65,15 +58,23 @@ def workspace_page(
     workspace = user.workspace.id
     models = stats_store.model_stats(database, workspace, Filters(), page.period)
     now = clock_of(request)
-    devices = device_store.list_devices(
-        database, workspace, now, timedelta(seconds=settings.device_offline_after)
+    # The tabs show the head of long lists (the busiest models, the offline devices first);
+    # the fleet's own pages search and page the rest.
+    fleet = device_store.page_devices(
+        database,
+        workspace,
+        now,
+        timedelta(seconds=settings.device_offline_after),
+        DeviceQuery(limit=TAB_ROWS),
     )
     context: dict[str, Any] = {
         "user": user,
         "page": page,
         "presets": PRESET_NAMES,
-        "models": models,
-        "devices": devices,
+        "models": models[:TAB_ROWS],
+        "model_count": len(models),
+        "devices": fleet.devices,
+        "fleet": fleet,
         "empty": not models,
         "rules": alert_store.list_rules(database, workspace),
         "now": request.app.state.clock(),
@@ -82,15 +83,17 @@ def workspace_page(
         records, _ = inference_store.list_inferences(
             database, workspace, InferenceQuery(period=page.period, limit=RECENT)
         )
-        recent = [_shown(record) for record in records]
+        recent = [shown_inference(record) for record in records]
         context.update(
             precision=feedback_store.precision(
                 database, workspace, Filters(), page.period, group="model"
             ),
             stats=stats_store.stats(database, workspace, Filters(), page.period),
-            series=_series(database, workspace, Filters(), page.period, MarkScope()),
+            series=chart_series(database, workspace, Filters(), page.period, MarkScope()),
             recent=recent,
-            device_requests=stats_store.requests_by_device(database, workspace, page.period),
+            device_requests=stats_store.requests_by_device(
+                database, workspace, page.period, [device.name for device in fleet.devices]
+            ),
         )
     return render(request, "workspace.html", context)
 
@@ -116,7 +119,7 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
         # What operators saw, beside what the model believed (its average confidence).
         "precision": verdicts.get(None, Verdicts()),
         "class_precision": by_class,
-        "series": _series(
+        "series": chart_series(
             database,
             workspace,
             filters,
@@ -124,8 +127,7 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
             MarkScope(model=found.name, project=found.project),
             with_precision=True,
         ),
-        "classes": classes,
-        "max_share": max((c.share for c in classes), default=0.0),
+        **_class_lists(request, classes, model_id, page.params()),
         "confidence_bars": _confidence_bars(stats.distributions),
         "time_bars": _time_bars(stats.distributions),
         "inferences_url": url_with("/inferences", {"model_id": model_id}, page.params()),
@@ -141,7 +143,7 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
         records, next_cursor = inference_store.list_inferences(database, user.workspace.id, query)
     except BadCursor:
         raise PageError(400, "Bad page link", "This link to a next page is broken.") from None
-    rows = [_shown(record) for record in records]
+    rows = [shown_inference(record) for record in records]
     fields = sorted({name for row in rows for name in row["metadata"]})
     filters = filter_params(query)
     here = {**filters, **page.params()}
@@ -191,7 +193,7 @@ def inference_page(
         raise PageError(
             404, "No such inference", f"This workspace has no inference {inference_id!r}."
         )
-    found = _shown(record, with_item=True)
+    found = shown_inference(record, with_item=True)
     given = feedback_store.verdict_on(database, user.workspace.id, inference_id)
     context = {
         "user": user,
@@ -206,65 +208,38 @@ def inference_page(
     return render(request, "inference.html", context)
 
 
-def _series(
-    database: Database,
-    workspace: int,
-    filters: Filters,
-    period: Period,
-    marks: MarkScope,
-    with_precision: bool = False,
+def _class_lists(
+    request: Request, classes: list[ClassStats], model_id: str, period: dict[str, str]
 ) -> dict[str, Any]:
-    """The charts' data, as uPlot wants it (columns of one time axis): requests, errors,
-    average confidence, inference-time percentiles and error rate per interval; with the
-    realised precision of the inferences operators judged in each; and what to mark on
-    them (alert rules firing, new model versions)."""
-    interval = chart_interval(period)
-    found = stats_store.series(database, workspace, filters, period, CHART_METRICS, interval)
-    moments = [moment for moment, _ in found["requests"]]
-    series: dict[str, Any] = {
-        "interval": interval,
-        # The x axis spans the period: the last bucket's points stand at its start, and a
-        # mark in it (an alert that fired ten minutes ago) still shows.
-        "start": int(period.start.timestamp()),
-        "end": int(period.end.timestamp()),
-        "t": [int(moment.timestamp()) for moment in moments],
-        **{name: [value for _, value in found[metric]] for name, metric in CHART_COLUMNS.items()},
+    """A detector of 1,000 classes: bars for the most frequent CLASS_BARS (the rest as one),
+    and a table of CLASS_ROWS a page, searched by name (`class_search`, `class_offset`)."""
+    search = request.query_params.get("class_search", "").strip()
+    try:
+        offset = max(0, int(request.query_params.get("class_offset") or 0))
+    except ValueError:
+        raise PageError(400, "Bad page link", "class_offset must be a whole number.") from None
+    matching = [c for c in classes if search.lower() in c.name.lower()]
+    here = {**period, **({"class_search": search} if search else {})}
+    path = f"/models/{quote(model_id)}"
+    rest = classes[CLASS_BARS:]
+    return {
+        "class_bars": classes[:CLASS_BARS],
+        "other_classes": {
+            "count": len(rest),
+            "share": sum(c.share for c in rest),
+            "detections": sum(c.count for c in rest),
+        },
+        "class_count": len(classes),
+        "max_share": max((c.share for c in classes), default=0.0),
+        "classes": matching[offset : offset + CLASS_ROWS],
+        "class_search": search,
+        "class_matches": len(matching),
+        "class_offset": offset,
+        "class_next_url": url_with(path, here, {"class_offset": str(offset + CLASS_ROWS)})
+        + "#classes"
+        if offset + CLASS_ROWS < len(matching)
+        else None,
     }
-    if with_precision:
-        judged = feedback_store.precision(
-            database, workspace, filters, period, group="hour", step=RESOLUTION_STEPS[interval]
-        )
-        series["precision"] = [
-            judged[moment].precision if moment in judged else None for moment in moments
-        ]
-    series["marks"] = _marks(database, workspace, marks, period)
-    return series
-
-
-def _marks(database: Database, workspace: int, scope: MarkScope, period: Period) -> list[Any]:
-    """Alert spans and deploys, in Unix seconds, each with the page it links to."""
-    shown: list[dict[str, Any]] = [
-        {
-            "kind": "alert",
-            "rule_id": span.rule_id,
-            "name": span.name,
-            "metric": span.metric,
-            "start": int(span.start.timestamp()),
-            "end": None if span.end is None else int(span.end.timestamp()),
-            "url": f"/alerts/{span.rule_id}",
-        }
-        for span in chart_marks.alert_spans(database, workspace, scope, period)
-    ]
-    shown += [
-        {
-            "kind": "deploy",
-            "model": deploy.model,
-            "at": int(deploy.at.timestamp()),
-            "url": f"/models/{quote(deploy.model)}",
-        }
-        for deploy in chart_marks.deploys(database, workspace, scope, period)
-    ]
-    return shown
 
 
 def _confidence_bars(shown: Distributions) -> list[dict[str, Any]]:
@@ -306,13 +281,6 @@ def _bars(counts: list[int], labels: list[str]) -> list[dict[str, Any]]:
         {"label": label, "count": count, "height": round(100 * count / tallest, 1)}
         for label, count in zip(labels, counts, strict=True)
     ]
-
-
-def _shown(record: InferenceRecord, with_item: bool = False) -> dict[str, Any]:
-    """An inference as the API writes it, its image at the dashboard's own route (the
-    signed-in user's cookie, not an API key)."""
-    image_url = f"/images/{quote(record.inference_id, safe='')}"
-    return inference_json(record, image_url, with_item=with_item)
 
 
 def _fields(found: dict[str, Any]) -> list[dict[str, Any]]:
