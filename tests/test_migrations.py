@@ -81,6 +81,37 @@ def _partitioned_differences() -> list[tuple[str, str, tuple[str, ...]]]:
     return sorted(expected)
 
 
+# Tables whose rows the code deletes one by one (retention, a rule deleted by its user).
+DELETED_ROW_BY_ROW = {"inferences", "vision_events", "alert_rules"}
+
+
+def test_a_deleted_rows_children_are_found_by_an_index(tmp_path: Any) -> None:
+    """A foreign key to a table whose rows are deleted makes the database look for each
+    deleted row's children: without an index that starts with the key's columns, every
+    deleted row scans its children's table (SQLite checks with `column = ?`)."""
+    database = create_database(f"sqlite:///{tmp_path / 'keys.db'}")
+    try:
+        migrate.upgrade(database)
+        with database.reader.connect() as conn:
+            inspector = inspect(conn)
+            unindexed = []
+            for table in inspector.get_table_names():
+                leads = [tuple(i["column_names"]) for i in inspector.get_indexes(table)]
+                leads += [
+                    tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+                ]
+                leads.append(tuple(inspector.get_pk_constraint(table)["constrained_columns"]))
+                for key in inspector.get_foreign_keys(table):
+                    if key["referred_table"] not in DELETED_ROW_BY_ROW:
+                        continue
+                    columns = tuple(key["constrained_columns"])
+                    if not any(lead[: len(columns)] == columns for lead in leads):
+                        unindexed.append((table, columns, key["referred_table"]))
+        assert unindexed == []
+    finally:
+        database.dispose()
+
+
 def test_down_to_nothing_and_up_again(database_url: str) -> None:
     database = create_database(database_url)
     try:

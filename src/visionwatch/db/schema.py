@@ -168,7 +168,8 @@ predictions = Table(
     "predictions",
     metadata,
     Column("workspace_id", Integer, nullable=False),
-    Column("inference_pk", BigId, ForeignKey("inferences.id"), nullable=False),
+    # No foreign key to inferences: see migration 0015 (and 0013 on PostgreSQL).
+    Column("inference_pk", BigId, nullable=False),
     Column("idx", SmallInteger, nullable=False),
     # Copied from the inference so that "newest inferences with a car" walks one index.
     Column("ts", Timestamp, nullable=False),
@@ -202,7 +203,8 @@ inference_metadata = Table(
     "inference_metadata",
     metadata,
     Column("workspace_id", Integer, nullable=False),
-    Column("inference_pk", BigId, ForeignKey("inferences.id"), nullable=False),
+    # No foreign key to inferences: see migration 0015 (and 0013 on PostgreSQL).
+    Column("inference_pk", BigId, nullable=False),
     Column("field", String(128), nullable=False),
     Column("value", String(1024), nullable=False),
     Column("kind", String(1), nullable=False),
