@@ -97,9 +97,7 @@ def test_a_deleted_rows_children_are_found_by_an_index(tmp_path: Any) -> None:
             unindexed = []
             for table in inspector.get_table_names():
                 leads = [tuple(i["column_names"]) for i in inspector.get_indexes(table)]
-                leads += [
-                    tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
-                ]
+                leads += [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)]
                 leads.append(tuple(inspector.get_pk_constraint(table)["constrained_columns"]))
                 for key in inspector.get_foreign_keys(table):
                     if key["referred_table"] not in DELETED_ROW_BY_ROW:

@@ -27,6 +27,29 @@ def first_of_each_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
+def stored_in_batches(
+    items: list[dict[str, Any]], batch_size: int, resend_window: timedelta | None
+) -> list[dict[str, Any]]:
+    """Items as stored when sent `batch_size` at a time: the first of each id in a batch;
+    then an id stored before is a re-send, whatever its time (`resend_window` None: SQLite),
+    or only when stored within the batch's times and `resend_window` either side
+    (PostgreSQL, whose ids are unique per week of partitions: docs/architecture.md)."""
+    stored: list[dict[str, Any]] = []
+    for at in range(0, len(items), batch_size):
+        batch = first_of_each_id(items[at : at + batch_size])
+        times = [when(item) for item in batch]
+        window = resend_window or timedelta(0)
+        low, high = min(times) - window, max(times) + window
+        for item in batch:
+            if not any(
+                earlier["inference_id"] == item["inference_id"]
+                and (resend_window is None or low <= when(earlier) <= high)
+                for earlier in stored
+            ):
+                stored.append(item)
+    return stored
+
+
 def predictions_of(item: dict[str, Any]) -> list[tuple[str, float]]:
     if item.get("error") is not None:
         return []
@@ -59,9 +82,12 @@ def expected(
     end: datetime,
     model: str | None = None,
     device: str | None = None,
+    as_stored: bool = False,
 ) -> Expected:
+    """What the reads should say of the items sent (or, `as_stored`, of the items as
+    stored_in_batches gives them)."""
     result = Expected()
-    for item in first_of_each_id(items):
+    for item in items if as_stored else first_of_each_id(items):
         if not start <= when(item) < end:
             continue
         if model is not None and item["model_id"] != model:
@@ -90,4 +116,6 @@ def change_pct(current: float | None, previous: float | None) -> float | None:
     if current is None or previous in (None, 0):
         return None
     assert previous is not None
-    return 100 * (current - previous) / previous
+    change = 100 * (current - previous) / previous
+    # Past a float's range (a previous mean near 1e-320) the API has no number to write.
+    return change if math.isfinite(change) else None

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -112,6 +112,7 @@ def _rollup_query(
     interval: timedelta | None,
     model: bool,
     all_models: bool = False,
+    time_only: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
     the group's key last. `all_models`: the histograms of every model and device, kept
@@ -121,6 +122,8 @@ def _rollup_query(
         query = select(table.c.bin, func.sum(table.c.count).label("bin_count")).group_by(
             table.c.bin
         )
+        if time_only:  # inference time's histogram only (its percentiles), not confidence's
+            query = query.where(table.c.bin >= TIME_BIN_BASE)
         if all_models:
             query = query.where(table.c.model_id == ALL_MODELS)
         elif not model:
@@ -166,9 +169,10 @@ def sum_rollups(
     *,
     group: str | None = None,
     interval: timedelta | None = None,
-    with_bins: bool = True,
+    with_bins: bool | Literal["time"] = True,
 ) -> dict[Any, Delta]:
-    """Delta over [start, end), grouped by nothing (key None), "model" or "interval"."""
+    """Delta over [start, end), grouped by nothing (key None), "model" or "interval"; with
+    both histograms, none, or (`"time"`) inference time's only."""
     coarsest = "day"
     if group == "interval":
         assert interval is not None
@@ -197,7 +201,9 @@ def sum_rollups(
             and group != "model"
             and resolution in ALL_MODELS_RESOLUTIONS
         )
-        query = _rollup_query(resolution, True, group, interval, model, all_models)
+        query = _rollup_query(
+            resolution, True, group, interval, model, all_models, with_bins == "time"
+        )
         for row in conn.execute(query, params):
             totals = result.setdefault(_group_value(group, row), Delta())
             bin_, count = row.bin, int(row.bin_count)
@@ -219,14 +225,18 @@ def sum_classes(
     for segment in cover(start, end):  # a statement per segment, as sum_rollups
         resolution, params = segment[0], _params(scope, segment)
         query = _class_query(resolution, False, model)
-        for row in conn.execute(query, params):
-            totals = result.setdefault((row.model_id, row.class_name), ClassDelta())
-            totals.inferences += row.inferences or 0
-            totals.predictions += row.predictions or 0
-            totals.confidence_sum += row.confidence_sum or 0.0
-            totals.errors += row.errors or 0
-            totals.timed += row.timed or 0
-            totals.inference_time_sum += row.inference_time_sum or 0.0
+        # Plain tuples in CLASS_SUMS' order: a 1,000-class model reads thousands of rows.
+        for model_id, class_name, *sums in conn.execute(query, params):
+            key = (model_id, class_name)
+            found = result.get(key)
+            totals = found if found is not None else result.setdefault(key, ClassDelta())
+            inferences, predictions, confidence_sum, errors, timed, time_sum = sums
+            totals.inferences += inferences or 0
+            totals.predictions += predictions or 0
+            totals.confidence_sum += confidence_sum or 0.0
+            totals.errors += errors or 0
+            totals.timed += timed or 0
+            totals.inference_time_sum += time_sum or 0.0
         if not with_bins:
             continue
         query = _class_query(resolution, True, model)
@@ -286,9 +296,12 @@ def _group_column(table: Table, group: str, interval: timedelta | None) -> Any:
 
 def _group_value(group: str | None, row: Row[Any]) -> Any:
     """The row's group: none, a model id, or an interval's start."""
+    return None if group is None else _group_key(group, row.group_key)
+
+
+def _group_key(group: str | None, value: Any) -> Any:
     if group is None:
         return None
-    value = row.group_key
     if group == "interval":
         return from_micros(int(value))
     return value

@@ -302,7 +302,7 @@ def series(
                 period.end,
                 group="interval",
                 interval=step,
-                with_bins=any(metric in PERCENTILES for metric in metrics),
+                with_bins="time" if any(metric in PERCENTILES for metric in metrics) else False,
             )
         )
     moments = []
