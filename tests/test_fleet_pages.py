@@ -1,6 +1,7 @@
 """Fleets: devices paged and searched in the API and the pages (offline first), a page per
 device, and models' and classes' long lists cut to what a page can show."""
 
+import json
 import random
 import re
 from collections.abc import Iterator
@@ -196,10 +197,22 @@ def test_a_device_has_its_own_page(site: dict[str, Any]) -> None:
     assert "dock-cam-3 silent" in text
     assert "gate-1 silent" not in text
     assert text.count('<tr data-inference-id="dock-cam-3-') == 20  # the recent ones
-    # Its charts: the device's requests, per minute, equal to the API's.
+    # Its charts: the device's requests per bucket, equal to the API's, 42 in all.
     series = re.search(r'id="series-data">(.*?)</script>', text)
     assert series
-    assert '"requests"' in series.group(1)
+    charted = json.loads(series.group(1))
+    points = client.get(
+        "/api/v1/timeseries",
+        params={
+            "device_id": "dock-cam-3",
+            "interval": charted["interval"],
+            "start": (NOW - timedelta(hours=24)).isoformat(),
+            "end": NOW.isoformat(),
+        },
+        headers=key,
+    ).json()["points"]
+    assert charted["requests"] == [point["value"] for point in points]
+    assert sum(charted["requests"]) == 42
 
     missing = client.get("/devices/nowhere", headers=HTML)
     assert missing.status_code == 404

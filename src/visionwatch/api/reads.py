@@ -104,19 +104,7 @@ def get_timeseries(
     database: DatabaseDep,
     period: PeriodDep,
     filters: FiltersDep,
-    metric: Annotated[
-        Literal[
-            "requests",
-            "avg_confidence",
-            "avg_inference_time",
-            "errors",
-            "error_rate",
-            "inference_time_p50",
-            "inference_time_p95",
-            "inference_time_p99",
-        ],
-        Query(),
-    ] = "requests",
+    metric: Annotated[store.Metric, Query()] = "requests",
     interval: Annotated[Literal["minute", "hour", "day"], Query()] = "hour",
 ) -> JSON:
     """One point per interval; counts are 0 and averages null where nothing happened."""

@@ -21,8 +21,8 @@ from visionwatch.db.schema import inferences, predictions
 from visionwatch.db.types import from_micros
 from visionwatch.store.inferences import WITH_NAMES, InferenceQuery, matching
 from visionwatch.store.rollup_read import class_series, sum_rollups
-from visionwatch.store.stats import Filters, resolve_scope
-from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
+from visionwatch.store.stats import Filters, moments, resolve_scope
+from visionwatch.timeutil import RESOLUTION_STEPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +51,7 @@ def from_rollups(query: InferenceQuery) -> bool:
 def selection(db: Database, workspace_id: int, query: InferenceQuery, interval: str) -> Selection:
     step = RESOLUTION_STEPS[interval]
     period = query.period
-    moments = []
-    moment = floor_to(period.start, step)
-    while moment < period.end:
-        moments.append(moment)
-        moment += step
+    shown = moments(period, step)
     counts: dict[datetime, tuple[int, int, float]]  # inferences, predictions, confidences
     if from_rollups(query):
         counts = _rollup_counts(db, workspace_id, query, step)
@@ -66,10 +62,10 @@ def selection(db: Database, workspace_id: int, query: InferenceQuery, interval: 
     empty = (0, 0, 0.0)
     return Selection(
         interval=interval,
-        moments=moments,
-        inferences=[counts.get(m, empty)[0] for m in moments],
+        moments=shown,
+        inferences=[counts.get(m, empty)[0] for m in shown],
         confidence=[
-            counts[m][2] / counts[m][1] if m in counts and counts[m][1] else None for m in moments
+            counts[m][2] / counts[m][1] if m in counts and counts[m][1] else None for m in shown
         ],
         source=source,
     )

@@ -3,6 +3,7 @@
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import Connection, select
 
@@ -254,7 +255,8 @@ def requests_by_device(
     return {by_id[device]: count for device, count in counts.items() if device in by_id}
 
 
-METRICS = (
+# What a time series may chart (the API's `metric`).
+Metric = Literal[
     "requests",
     "avg_confidence",
     "avg_inference_time",
@@ -263,7 +265,7 @@ METRICS = (
     "inference_time_p50",
     "inference_time_p95",
     "inference_time_p99",
-)
+]
 # Percentiles of inference time per interval come from the rollups' time histograms.
 PERCENTILES = {"inference_time_p50": 50, "inference_time_p95": 95, "inference_time_p99": 99}
 
@@ -305,14 +307,9 @@ def series(
                 with_bins="time" if any(metric in PERCENTILES for metric in metrics) else False,
             )
         )
-    moments = []
-    moment = floor_to(period.start, step)
-    while moment < period.end:
-        moments.append(moment)
-        moment += step
+    shown = moments(period, step)
     return {
-        metric: [(m, _metric(groups.get(m, Delta()), metric)) for m in moments]
-        for metric in metrics
+        metric: [(m, _metric(groups.get(m, Delta()), metric)) for m in shown] for metric in metrics
     }
 
 
@@ -330,6 +327,16 @@ def _metric(totals: Delta, metric: str) -> float | None:
     if metric in PERCENTILES:
         return _percentile(totals.time_bins, PERCENTILES[metric], time_bin_value)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def moments(period: Period, step: timedelta) -> list[datetime]:
+    """The starts of the intervals of `step` from the one holding the period's start."""
+    found = []
+    moment = floor_to(period.start, step)
+    while moment < period.end:
+        found.append(moment)
+        moment += step
+    return found
 
 
 def count_points(period: Period, interval: str) -> int:
