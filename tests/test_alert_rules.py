@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from visionwatch.alert_rules import Measurement, Rule, RuleState, compared_value, step
-from visionwatch.alerts.drift import js_distance, psi
+from visionwatch.drift import js_distance, psi
 
 counts = st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 1000), min_size=1)
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)

@@ -170,6 +170,8 @@ def api_calls() -> list[Call]:
         Call("get", "/api/v1/models", "/api/v1/models", "read", 200),
         Call("get", "/api/v1/classes", "/api/v1/classes", "read", 200),
         Call("get", "/api/v1/timeseries", "/api/v1/timeseries", "read", 200),
+        # Beta's model is not one alpha can compare: it names no model of alpha's.
+        Call("get", "/api/v1/compare", "/api/v1/compare?a_model_id=beta-model/1", "read", 422),
         Call("get", "/api/v1/capture-rules", "/api/v1/capture-rules", "sender", 200),
         Call(
             "put",
@@ -431,6 +433,7 @@ def page_calls() -> list[tuple[str, str, str, int, dict[str, str] | None]]:
         ("get", "/devices", "/devices", 200, None),
         ("get", "/devices/{name:path}", "/devices/beta-cam", 404, None),
         ("get", "/models", "/models", 200, None),
+        ("get", "/compare", "/compare?a_model_id=beta-model/1", 404, None),
         ("get", "/inferences.jsonl", "/inferences.jsonl", 200, None),
         ("get", "/dataset.zip", "/dataset.zip", 200, None),
         ("get", "/capture-rules", "/capture-rules", 200, None),

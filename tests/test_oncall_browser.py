@@ -1,8 +1,10 @@
 """What an on-call engineer reads in Chromium: latency and error charts equal to the API's,
 series that toggle, and an alert rule's firing span where it happened on the model's chart."""
 
+import math
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +60,34 @@ def traffic(rng: random.Random) -> list[dict[str, Any]]:
     return sent
 
 
+# A parcel sorter's two versions over the same hours: the new one sees a new class.
+SORTER = {
+    "sorter/1": {"parcel": 0.7, "envelope": 0.3},
+    "sorter/2": {"parcel": 0.5, "envelope": 0.3, "tube": 0.2},
+}
+
+
+def sorter_traffic(rng: random.Random) -> list[dict[str, Any]]:
+    return [
+        {
+            "inference_id": f"{model}-{n}",
+            "model_id": model,
+            "device_id": "sorter-line",
+            "timestamp": (NOW - timedelta(minutes=rng.uniform(15, 300))).isoformat(),
+            "inference_time": 0.02,
+            "predictions": [
+                {
+                    "class": rng.choices(list(mix), weights=list(mix.values()))[0],
+                    "confidence": round(rng.uniform(0.51, 0.94), 2) + 0.002,
+                }
+                for _ in range(rng.randrange(1, 4))
+            ],
+        }
+        for model, mix in SORTER.items()
+        for n in range(150)
+    ]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     missing = chromium_missing()
@@ -81,14 +111,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         }
         made = api.post("/api/v1/alerts", json=rule)
         assert made.status_code == 201, made.text
-        sent = traffic(random.Random(5))
+        sent = traffic(random.Random(5)) + sorter_traffic(random.Random(6))
         for start in range(0, len(sent), 500):
             response = api.post(
                 "/api/v1/inferences", json={"inferences": sent[start : start + 500]}
             )
             assert response.status_code == 200, response.text
         with chromium() as browser:
-            yield {"base": base, "api": api, "browser": browser, "rule": made.json()["id"]}
+            yield {
+                "base": base,
+                "api": api,
+                "browser": browser,
+                "rule": made.json()["id"],
+                "sent": sent,
+            }
         api.close()
 
 
@@ -347,3 +383,68 @@ def test_the_inferences_page_charts_exactly_its_filters(
     shown = [value for value in data[2] if value is not None]
     assert shown
     assert shown == pytest.approx([0.2] * len(shown))
+
+
+def drift_scores(current: Counter[str], baseline: Counter[str]) -> tuple[float, float]:
+    """PSI (a share of 0 counted as 1e-4) and Jensen-Shannon distance (base 2), from scratch."""
+    p_total, q_total = sum(current.values()), sum(baseline.values())
+    psi, divergence = 0.0, 0.0
+    for key in set(current) | set(baseline):
+        p, q = current[key] / p_total, baseline[key] / q_total
+        psi += (max(p, 1e-4) - max(q, 1e-4)) * math.log(max(p, 1e-4) / max(q, 1e-4))
+        m = (p + q) / 2
+        divergence += sum(x / 2 * math.log2(x / m) for x in (p, q) if x)
+    return psi, math.sqrt(divergence)
+
+
+def test_the_comparison_shows_the_class_mix_and_drift_the_items_give(
+    page: Any, site: dict[str, Any]
+) -> None:
+    page.goto("/compare?period=24h&a_model_id=sorter/1&b_model_id=sorter/2")
+    api = site["api"].get(
+        "/api/v1/compare",
+        params={"a_model_id": "sorter/1", "b_model_id": "sorter/2", **period_of(page)},
+    )
+    assert api.status_code == 200, api.text
+    answer = api.json()
+    counted = {
+        model: Counter(
+            p["class"]
+            for item in site["sent"]
+            if item["model_id"] == model
+            for p in item["predictions"]
+        )
+        for model in SORTER
+    }
+    shown = {}
+    for row in page.locator("#compare-classes tbody tr").all():
+        cells = [cell.inner_text().strip() for cell in row.locator("td").all()]
+        shown[cells[0]] = (int(cells[1].replace(",", "")), int(cells[3].replace(",", "")))
+    assert shown == {
+        name: (counted["sorter/1"][name], counted["sorter/2"][name])
+        for name in counted["sorter/1"] | counted["sorter/2"]
+    }
+    assert shown == {row["class"]: (row["a_count"], row["b_count"]) for row in answer["classes"]}
+    psi, js = drift_scores(counted["sorter/2"], counted["sorter/1"])
+    for score, expected in (("class_psi", psi), ("class_js", js)):
+        text = page.locator(f'#drift [data-score="{score}"] dd').inner_text().split()[0]
+        assert float(text) == pytest.approx(answer["drift"][score], abs=5e-4)
+        assert float(text) == pytest.approx(expected, abs=5e-4)
+    requests = page.locator('#compare-figures tr[data-figure="requests"] td').all()
+    assert [cell.inner_text() for cell in requests[:2]] == ["150", "150"]
+
+
+def test_a_device_page_shows_the_figures_the_api_gives(page: Any, site: dict[str, Any]) -> None:
+    page.goto("/devices/dock-cam-3?period=24h")
+    stats = (
+        site["api"]
+        .get("/api/v1/stats", params={"device_id": "dock-cam-3", **period_of(page)})
+        .json()
+    )
+    fleet = site["api"].get("/api/v1/devices", params={"search": "dock-cam-3"}).json()
+    (device,) = [found for found in fleet["devices"] if found["device_id"] == "dock-cam-3"]
+    figure = page.locator('.figure[data-metric="total_requests"] .figure-value')
+    assert figure.inner_text() == f"{stats['total_requests']['current']:,}" == "12"
+    confidence = page.locator('.figure[data-metric="avg_confidence"] .figure-value')
+    assert confidence.inner_text() == f"{stats['avg_confidence']['current'] * 100:.1f}%"
+    assert page.inner_text("#device-status") == device["status"]

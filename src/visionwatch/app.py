@@ -15,6 +15,7 @@ from visionwatch.alerts.evaluator import Evaluator
 from visionwatch.api import (
     alerts,
     capture,
+    compare,
     devices,
     feedback,
     images,
@@ -144,7 +145,7 @@ def create_app(
     routers = (
         # feedback and images before inferences: their paths end in /feedback and /image,
         # which the detail's path would swallow.
-        *(ingest, reads, capture, feedback, images, inferences, devices, alerts, ops),
+        *(ingest, reads, compare, capture, feedback, images, inferences, devices, alerts, ops),
         *(vision_events, roboflow),
     )
     for module in routers:

@@ -1,14 +1,13 @@
 """Measure a rule's metric over its window (and baseline) from the rollups."""
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from visionwatch.alert_rules import DRIFT, Measurement, Rule, compared_value
-from visionwatch.alerts.drift import js_distance, psi
 from visionwatch.db.schema import devices, models
+from visionwatch.drift import coarse_confidence, js_distance, psi
 from visionwatch.histograms import percentile_bin, time_bin_value
 from visionwatch.rollups import ALL_DEVICES, NO_CLASS, ClassDelta, Delta
 from visionwatch.store.feedback import verdicts
@@ -16,9 +15,6 @@ from visionwatch.store.rollup_read import Scope, sum_classes, sum_rollups
 from visionwatch.store.stats import Filters, resolve_scope
 from visionwatch.timeutil import MINUTE, floor_to
 from visionwatch.verdicts import Verdicts
-
-# Confidence drift compares 10 bins of 0.1: finer bins are mostly noise in a window.
-CONFIDENCE_DRIFT_BINS = 10
 
 
 def window(rule: Rule, now: datetime) -> tuple[datetime, datetime]:
@@ -146,19 +142,11 @@ def _drift(
         now = {n: c.predictions for n, c in _classes(conn, scopes, start, end).items()}
         then = {n: c.predictions for n, c in _classes(conn, scopes, before, start).items()}
     else:
-        now = _coarse(_totals(conn, scopes, start, end, bins=True).confidence_bins)
-        then = _coarse(_totals(conn, scopes, before, start, bins=True).confidence_bins)
+        now = coarse_confidence(_totals(conn, scopes, start, end, bins=True).confidence_bins)
+        then = coarse_confidence(_totals(conn, scopes, before, start, bins=True).confidence_bins)
     samples = min(sum(now.values()), sum(then.values()))
     score = psi(now, then) if rule.metric.endswith("_psi") else js_distance(now, then)
     return score, samples
-
-
-def _coarse(bins: Counter[int]) -> dict[int, int]:
-    width = 100 // CONFIDENCE_DRIFT_BINS
-    coarse: Counter[int] = Counter()
-    for index, count in bins.items():
-        coarse[index // width] += count
-    return dict(coarse)
 
 
 def _silence(conn: Connection, workspace_id: int, rule: Rule, now: datetime) -> Measurement:

@@ -124,10 +124,10 @@ async def precision(
     for counts in parts.values():
         for verdict in VERDICTS:
             whole.add(verdict, getattr(counts, verdict))
-    body: dict[str, Any] = {**_figures(whole)}
+    body: dict[str, Any] = {**verdict_figures(whole)}
     if group is not None:
         ordered = sorted(parts.items(), key=lambda item: (item[0] is None, str(item[0])))
-        body["groups"] = [{"key": key_, **_figures(counts)} for key_, counts in ordered]
+        body["groups"] = [{"key": key_, **verdict_figures(counts)} for key_, counts in ordered]
     return JSON(body)
 
 
@@ -135,7 +135,7 @@ INFERENCE_GROUPS = get_args(store.Group)
 EVENT_GROUPS = get_args(store.EventGroup)
 
 
-def _figures(counts: Verdicts) -> dict[str, Any]:
+def verdict_figures(counts: Verdicts) -> dict[str, Any]:
     interval = counts.interval
     return {
         "correct": counts.correct,

@@ -117,3 +117,55 @@ class DevicesOut(BaseModel):
     next_cursor: str | None
     total: int = Field(description="devices matching the filters")
     offline: int = Field(description="of those, offline")
+
+
+class VerdictsOut(BaseModel):
+    correct: int
+    incorrect: int
+    inconclusive: int
+    judged: int
+    precision: float | None = Field(description="correct / judged; null with no verdicts")
+    interval: list[float] | None = Field(description="Wilson's 95 % interval of the precision")
+
+
+class CompareSideOut(BaseModel):
+    model_id: str
+    device_id: str | None
+    start: datetime
+    end: datetime
+    requests: int
+    errors: int
+    error_rate: float | None
+    predictions: int
+    avg_confidence: float | None
+    median_confidence: float | None
+    avg_inference_time: float | None
+    inference_time_p50: float | None
+    inference_time_p95: float | None
+    inference_time_p99: float | None
+    confidence_histogram: list[int] = Field(
+        description="predictions per bar of 0.05 confidence, from [0, 0.05) up"
+    )
+    precision: VerdictsOut
+
+
+class CompareClassOut(BaseModel):
+    class_: str = Field(alias="class")
+    a_count: int
+    b_count: int
+    a_share: float
+    b_share: float
+
+
+class DriftOut(BaseModel):
+    class_psi: float | None
+    class_js: float | None
+    confidence_psi: float | None
+    confidence_js: float | None
+
+
+class CompareOut(BaseModel):
+    a: CompareSideOut
+    b: CompareSideOut
+    drift: DriftOut = Field(description="side B against side A; null when a side is empty")
+    classes: list[CompareClassOut]

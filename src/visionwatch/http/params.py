@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from starlette.datastructures import QueryParams
 
 from visionwatch.items import MAX_FIELD_NAME, MAX_FIELD_VALUE
+from visionwatch.store.compare import Side
 from visionwatch.store.inferences import InferenceQuery
 from visionwatch.store.stats import Period
 from visionwatch.timeutil import MINUTE, ceil_to, floor_to, parse_time
@@ -104,3 +105,40 @@ def _flag(params: QueryParams, name: str) -> bool | None:
     if raw in ("false", "no", "off", "0"):
         return False
     raise BadParameter(name, "is true, false or any")
+
+
+def compare_sides(
+    *,
+    a_model: str | None,
+    b_model: str | None,
+    device: str | None,
+    b_period: Period,
+    a_start: str | None,
+    a_end: str | None,
+    now: datetime,
+) -> tuple[Side, Side]:
+    """The two sides of a comparison (the API's and the page's parameters alike).
+
+    B is `b_model_id` (default: A's model) over the period. A is `a_model_id` over
+    `a_start`/`a_end`; without them, over B's period when the models differ (two versions
+    side by side) and over the period just before when they are one model (before and
+    after). Given one end of A's period, the other is B's period's length away.
+    """
+    if not a_model:
+        raise BadParameter("a_model_id", "names the model of side A")
+    b_model = b_model or a_model
+    length = b_period.end - b_period.start
+    if a_start and not a_end:
+        try:
+            start_at = floor_to(parse_time(a_start), MINUTE)
+        except ValueError as error:
+            raise BadParameter("a_start", str(error)) from None
+        a_period = Period(start_at, start_at + length)
+    elif a_start or a_end:
+        try:
+            a_period = parse_period(a_start, a_end, now=now, default=length)
+        except BadParameter as error:
+            raise BadParameter(f"a_{error.parameter}", error.message) from None
+    else:
+        a_period = b_period if a_model != b_model else b_period.previous()
+    return Side(a_model, a_period, device), Side(b_model, b_period, device)

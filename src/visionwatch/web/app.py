@@ -17,6 +17,7 @@ from visionwatch.web import (
     alerts,
     auth,
     capture,
+    compare,
     events,
     exports,
     feedback,
@@ -40,7 +41,7 @@ STATUS_TITLES = {
 
 
 # Every module with pages, in the order their routes are tried.
-PAGE_MODULES = (auth, alerts, capture, events, exports, feedback, fleet, selection, pages)
+PAGE_MODULES = (auth, alerts, capture, compare, events, exports, feedback, fleet, selection, pages)
 
 
 def install_dashboard(app: FastAPI, settings: Settings) -> None:

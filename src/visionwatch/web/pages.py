@@ -7,16 +7,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from visionwatch.db.engine import Database
 from visionwatch.histograms import CONFIDENCE_BINS, TIME_BINS, time_bin_lower_edge
 from visionwatch.http.deps import DatabaseDep, SettingsDep, clock_of
 from visionwatch.http.downloads import image_response
 from visionwatch.store import alerts as alert_store
+from visionwatch.store import compare as compare_store
 from visionwatch.store import devices as device_store
 from visionwatch.store import feedback as feedback_store
 from visionwatch.store import images as image_store
 from visionwatch.store import inferences as inference_store
 from visionwatch.store import stats as stats_store
 from visionwatch.store.chart_marks import Scope as MarkScope
+from visionwatch.store.compare import CONFIDENCE_BARS, confidence_bars
 from visionwatch.store.devices import DeviceQuery
 from visionwatch.store.inferences import BadCursor, InferenceQuery
 from visionwatch.store.stats import ClassStats, Distributions, Filters
@@ -40,8 +43,6 @@ from visionwatch.web.rows import shown_inference
 router = APIRouter(include_in_schema=False)
 RECENT = 20
 PAGE_SIZE = 50
-# Confidence histograms show 20 bars of 0.05 (five rollup bins each).
-CONFIDENCE_BARS = 20
 SEARCH_PERIOD = "30d"
 # A model's classes: bars for the most frequent, a table of them all a page at a time.
 CLASS_BARS = 20
@@ -131,8 +132,18 @@ def model_page(request: Request, model_id: str, user: UserDep, database: Databas
         "confidence_bars": _confidence_bars(stats.distributions),
         "time_bars": _time_bars(stats.distributions),
         "inferences_url": url_with("/inferences", {"model_id": model_id}, page.params()),
+        **_compare_link(database, workspace, model_id, page.params()),
     }
     return render(request, "model.html", context)
+
+
+def _compare_link(
+    database: Database, workspace: int, model_id: str, period: dict[str, str]
+) -> dict[str, Any]:
+    """A model against the version it replaced, or against its own period before."""
+    before = compare_store.previous_version(database, workspace, model_id)
+    sides = {"a_model_id": before or model_id, "b_model_id": model_id}
+    return {"compare_url": url_with("/compare", sides, period), "compared_with": before}
 
 
 @router.get("/inferences")
@@ -244,12 +255,8 @@ def _class_lists(
 
 def _confidence_bars(shown: Distributions) -> list[dict[str, Any]]:
     width = CONFIDENCE_BINS // CONFIDENCE_BARS
-    counts = [
-        sum(shown.confidence.get(index, 0) for index in range(bar * width, (bar + 1) * width))
-        for bar in range(CONFIDENCE_BARS)
-    ]
     return _bars(
-        counts,
+        confidence_bars(shown.confidence, CONFIDENCE_BARS),
         [
             f"{bar * width / 100:.2f}\u2013{(bar + 1) * width / 100:.2f}"
             for bar in range(CONFIDENCE_BARS)

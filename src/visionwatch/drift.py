@@ -1,11 +1,28 @@
-"""Distribution drift between a window and its baseline: PSI and Jensen-Shannon distance. Pure."""
+"""Distribution drift of one side against a baseline: PSI and Jensen-Shannon distance. Pure.
+
+Alert rules compare a window with the one before it; the comparison page compares two
+versions or two periods. Both read drift here, so a score means the same on both.
+"""
 
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from visionwatch.histograms import CONFIDENCE_BINS
+
 # Empty bins get this share, so that a class absent from one side costs a finite amount.
 EPSILON = 1e-4
+# Confidence drift compares 10 bins of 0.1: finer bins are mostly noise in a window.
+CONFIDENCE_DRIFT_BINS = 10
+
+
+def coarse_confidence(bins: Mapping[int, int]) -> dict[int, int]:
+    """Counts per confidence histogram bin, summed into CONFIDENCE_DRIFT_BINS bins."""
+    width = CONFIDENCE_BINS // CONFIDENCE_DRIFT_BINS
+    coarse: dict[int, int] = {}
+    for index, count in bins.items():
+        coarse[index // width] = coarse.get(index // width, 0) + count
+    return coarse
 
 
 def _shares(counts: Mapping[Any, float], keys: list[Any]) -> list[float]:
