@@ -1,118 +1,254 @@
-"""Screenshots of the dashboard's main pages into docs/, for the README.
+"""Screenshots of the dashboard's pages into docs/, for the README, taken from the demo.
 
     python scripts/screenshots.py
 
-Starts `visionwatch serve` on a throwaway SQLite data dir, sends ten days of
-traffic from three models through the SDK, signs in with Debian's Chromium
-(through Playwright) and saves the overview, a model, the inferences table,
-one inference and an alert rule.
+Runs `visionwatch demo` (it needs the `demo` extra) on a free loopback port with a
+throwaway data dir, waits until its two weeks of history are in and its live traffic has
+begun (a minute or two), asks its API for the ids the pages need, signs in as the demo's
+user with Debian's Chromium (through Playwright) and saves each page of PAGES as
+docs/NAME.png, 1280 pixels wide; then stops the demo. A page is one line of PAGES.
 """
 
-import random
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote, urlencode
 
 import httpx
-from playwright.sync_api import sync_playwright
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+
+from visionwatch.demo import events, faces
+from visionwatch.demo.fleet import DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES
+from visionwatch.demo.rules import ALERT_RULES
+from visionwatch.demo.state import DemoState
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.server import cli, serving  # noqa: E402
-
-from visionwatch.client import Client  # noqa: E402
-
-EMAIL, PASSWORD = "ops@example.com", "screenshots only"
-MODELS = {
-    "vehicles/3": (["car", "truck", "bus", "motorcycle"], 0.045),
-    "ppe-detection/7": (["helmet", "vest", "no-helmet"], 0.03),
-    "defects/2": (["scratch", "dent", "ok"], 0.012),
-}
+DOCS = ROOT / "docs"
+CHROMIUM = "/usr/bin/chromium"
+WIDTH = 1280
+READY = "Sending live traffic"  # the demo's history is complete and its alerts replayed
+DEMO_TIMEOUT = 900  # seconds for the demo to seed; about two minutes on two cores
+DOCK_RULE = ALERT_RULES[0]["name"]  # the rule that fired and resolved with the fog
+FACES_PHOTO = "lfw-faces-1"  # a dozen faces, a dozen boxes
 
 
-def send_traffic(base: str, key: str) -> None:
-    rng = random.Random(4)
-    now = datetime.now(UTC)
-    for device in ("gate-north", "gate-south", "dock-1", "line-2"):
-        client = Client(base, key, device_id=device, heartbeat_interval=None)
-        for _ in range(700):
-            model = rng.choice(list(MODELS))
-            classes, latency = MODELS[model]
-            when = now - timedelta(hours=rng.uniform(0, 240))
-            # A daily rhythm: more traffic in the day, a little confidence lost at night.
-            night = when.hour < 6 or when.hour > 20
-            if night and rng.random() < 0.6:
-                continue
-            predictions = [
-                {
-                    "class": rng.choice(classes),
-                    "confidence": min(0.99, max(0.05, rng.gauss(0.62 if night else 0.8, 0.12))),
-                    "x": rng.uniform(80, 560),
-                    "y": rng.uniform(80, 400),
-                    "width": rng.uniform(30, 140),
-                    "height": rng.uniform(30, 120),
-                }
-                for _ in range(rng.randrange(0, 6))
-            ]
-            client.log(
-                model,
-                {"predictions": predictions, "image": {"width": 640, "height": 480}},
-                inference_time=rng.lognormvariate(0, 0.25) * latency,
-                timestamp=when,
-                metadata={"camera": device, "shift": "night" if night else "day"},
-            )
-        client.close(timeout=30)
+class Shot(NamedTuple):
+    """One picture: docs/NAME.png of the page at `path`, once `wait_for` (a CSS selector)
+    shows, cut at the end of the page's content or at `height` pixels."""
+
+    name: str
+    path: str  # formatted with the values of `demo_values` ({alert}, {inference}, ...)
+    wait_for: str | None = None
+    height: int = 1400
+
+
+# Charts are uPlot canvases drawn into their .plot elements once the page has loaded.
+PAGES = (
+    Shot("overview", "/", "#chart-latency canvas"),
+    Shot("model", "/models/{slow_model}", "#chart-latency canvas", 980),
+    Shot("inferences", "/inferences?{fog_filters}", "#chart-selection canvas", 960),
+    Shot("inference", "/inferences/{inference}", "#drawing"),
+    Shot("alert", "/alerts/{alert}", "#alert-preview canvas"),
+    Shot("devices", "/devices", "#fleet-counts"),
+    Shot("device", "/devices/{silent_device}", "#chart-requests canvas", 2000),
+    Shot("events", "/events/{use_case}?type=safety_alert", "table tbody tr", 1000),
+)
 
 
 def main() -> None:
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as data:
-        env = {"VISIONWATCH_DATA_DIR": data}
-        cli(env, "workspaces", "create", "acme")
-        cli(env, "users", "create", "acme", EMAIL, "--password-stdin", stdin=PASSWORD)
-        key = cli(env, "keys", "create", "acme").stdout.strip().splitlines()[-1]
-        with serving(env) as base:
-            send_traffic(base, key)
-            rule = {
-                "name": "vehicles/3 confidence",
-                "metric": "avg_confidence",
-                "condition": "drops_by",
-                "threshold": 15,
-                "model_id": "vehicles/3",
-                "window_seconds": 3600,
-                "min_samples": 1,
-                "recipients": ["ops@example.com"],
-            }
-            created = httpx.post(
-                f"{base}/api/v1/alerts", json=rule, headers={"Authorization": f"Bearer {key}"}
-            )
-            alert = created.json()["id"]
-            with sync_playwright() as driver:
-                browser = driver.chromium.launch(executable_path="/usr/bin/chromium")
-                page = browser.new_page(viewport={"width": 1280, "height": 860}, base_url=base)
-                page.goto("/login")
-                page.fill("input[name=email]", EMAIL)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{base}/")
-                first = page.get_attribute("table.inferences tbody tr", "data-inference-id")
-                for name, path in (
-                    ("overview", "/"),
-                    ("model", "/models/vehicles/3"),
-                    ("inferences", "/inferences?class=truck"),
-                    ("inference", f"/inferences/{first}"),
-                    ("alert", f"/alerts/{alert}"),
-                ):
-                    page.goto(path)
-                    page.wait_for_load_state("networkidle")
-                    page.screenshot(path=docs / f"{name}.png", full_page=name != "inferences")
-                    print(f"docs/{name}.png")
-                browser.close()
+    DOCS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="visionwatch-screenshots-") as temporary:
+        data_dir = Path(temporary) / "demo"
+        with Demo(data_dir) as demo:
+            state = DemoState.load(data_dir)
+            if state is None:
+                raise RuntimeError(f"the demo left no state in {data_dir}")
+            values = demo_values(demo.url, state)
+            shoot(demo.url, state, values)
     subprocess.run(["git", "status", "--short", "docs"], check=False, cwd=ROOT)
+
+
+class Demo:
+    """`visionwatch demo` running on a free loopback port until the `with` block ends."""
+
+    def __init__(self, data_dir: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        command = ["demo", "--port", str(port), "--data-dir", str(data_dir)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "visionwatch", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            print(f"  demo | {self.lines[-1]}", flush=True)
+
+    def __enter__(self) -> "Demo":
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + DEMO_TIMEOUT
+        while not any(READY in line for line in self.lines):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the demo ended with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the demo was not ready after {DEMO_TIMEOUT} s")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM, which the demo takes as Ctrl-C (a background job ignores SIGINT); killed
+        if it has not stopped within a minute."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.reader.join(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def demo_values(url: str, state: DemoState) -> dict[str, str]:
+    """What the paths of PAGES name: the demo's incidents, and ids asked of its API."""
+    incidents = state.incidents
+    headers = {"Authorization": f"Bearer {state.api_key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
+        rules = api.get("/api/v1/alerts").raise_for_status().json()["alerts"]
+        alert = next(rule["id"] for rule in rules if rule["name"] == DOCK_RULE)
+        found = api.get(
+            "/api/v1/inferences",
+            params={"model_id": faces.MODEL_ID, "metadata.photo": FACES_PHOTO, "limit": 10},
+        ).raise_for_status()
+        inference = next(
+            item["inference_id"]
+            for item in found.json()["inferences"]
+            if not item["metadata"].get("mirrored")
+        )
+    # The foggy day with a clear day either side, so that the chart shows it sink and recover.
+    fog = {
+        "model_id": VEHICLES.model_id,
+        "device_id": DOCK_CAMERA,
+        "start": f"{incidents.fog_start - timedelta(days=1):%Y-%m-%dT%H:%M}",
+        "end": f"{incidents.fog_end + timedelta(days=1):%Y-%m-%dT%H:%M}",
+    }
+    return {
+        "slow_model": quote(SLOW_MODEL),
+        "fog_filters": urlencode(fog),
+        "inference": quote(inference, safe=""),
+        "alert": str(alert),
+        "silent_device": quote(SILENT_DEVICE, safe=""),
+        "use_case": quote(events.USE_CASE, safe=""),
+    }
+
+
+def shoot(url: str, state: DemoState, values: dict[str, str]) -> None:
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM)
+        context = browser.new_context(
+            base_url=url,
+            viewport={"width": WIDTH, "height": 900},
+            timezone_id="UTC",  # the demo prints its incidents' times in UTC
+            locale="en-US",
+            color_scheme="light",
+        )
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"console {message.type}: {message.text}")
+                if message.type in ("error", "warning")
+                else None
+            ),
+        )
+        sign_in(page, url, state)
+        for shot in PAGES:
+            path = shot.path.format_map(values)
+            response = page.goto(path)
+            if response is None or response.status != 200:
+                status = "no response" if response is None else response.status
+                raise RuntimeError(f"{path}: {status}")
+            if "/login" in page.url:
+                raise RuntimeError(f"{path}: sent to the sign-in page")
+            if shot.wait_for:
+                page.wait_for_selector(shot.wait_for, state="visible")
+            settle(page)
+            target = DOCS / f"{shot.name}.png"
+            page.screenshot(
+                path=target,
+                full_page=True,
+                clip={"x": 0, "y": 0, "width": WIDTH, "height": height(page, shot)},
+                animations="disabled",
+            )
+            optimise(target)
+            print(f"{target.relative_to(ROOT)}  {target.stat().st_size / 1024:.0f} KB  {path}")
+        context.close()
+        browser.close()
+    if problems:
+        print("The pages reported:\n  " + "\n  ".join(problems), file=sys.stderr)
+
+
+def sign_in(page: Page, url: str, state: DemoState) -> None:
+    page.goto("/login")
+    page.fill("input[name=email]", state.email)
+    page.fill("input[name=password]", state.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
+def settle(page: Page) -> None:
+    """Every image in, lazy ones too, and no request left in flight."""
+    page.evaluate("for (const image of document.images) image.loading = 'eager'")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("Array.from(document.images).every((image) => image.complete)")
+    page.evaluate("document.fonts.ready")
+
+
+def height(page: Page, shot: Shot) -> int:
+    """The page down to the end of its content (not the empty viewport below it), at most
+    the shot's height."""
+    bottom = page.evaluate(
+        "Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)"
+    )
+    return min(int(bottom), shot.height)
+
+
+def optimise(path: Path) -> None:
+    with Image.open(path) as image:
+        image.load()
+    image.save(path, optimize=True)
 
 
 if __name__ == "__main__":
