@@ -177,12 +177,15 @@ def rule(client: SettledClient, key: dict[str, str], **fields: Any) -> int:
     return rule_id
 
 
-def confident(model: str, start: datetime, minutes: int, confidence: float) -> dict[str, Any]:
+def confident(
+    model: str, start: datetime, minutes: int, confidence: float, device: str | None = None
+) -> dict[str, Any]:
     return {
         "inferences": [
             {
                 "inference_id": f"{model}-{start.isoformat()}-{m}",
                 "model_id": model,
+                "device_id": device,
                 "timestamp": (start + timedelta(minutes=m)).isoformat(),
                 "predictions": [{"class": "car", "confidence": confidence}],
             }
@@ -267,6 +270,39 @@ def test_alert_spans_and_deploys_are_marked_on_the_charts_they_concern(
         client, f"/models/cam/2?start={earlier}&end={start.strftime('%Y-%m-%dT%H:%M')}"
     )
     assert before["marks"] == []
+
+
+def test_a_rule_on_a_device_or_a_model_marks_only_the_charts_it_ran_on(
+    site: dict[str, Any],
+) -> None:
+    """A camera's rule on the charts of models it ran, a model's rule on the pages of devices
+    that ran it: not on the others."""
+    client, key, clock, evaluator = site["client"], site["key"], site["clock"], site["evaluator"]
+    start = NOW - timedelta(hours=2)
+    clock.now = start
+    on_model = rule(client, key, name="cam/2 unsure", model_id="cam/2")
+    on_device = rule(client, key, name="dock camera unsure", device_id="dock-cam")
+    for model, device in (("cam/2", "gate-cam"), ("dock/1", "dock-cam")):
+        sent = confident(model, start, 10, 0.2, device)
+        assert client.post("/api/v1/inferences", json=sent, headers=key).status_code == 200
+    clock.now = start + timedelta(minutes=11)
+    evaluator.run_once()
+    clock.now += timedelta(minutes=1)  # the pages opened a minute later
+
+    def alert_marks(path: str) -> set[int]:
+        series = page_series(client, path)
+        return {m["rule_id"] for m in series["marks"] if m["kind"] == "alert"}
+
+    assert alert_marks("/?period=24h") == {on_model, on_device}, "both fired"
+    assert alert_marks("/models/cam/2?period=24h") == {on_model}
+    assert alert_marks("/models/dock/1?period=24h") == {on_device}
+    assert alert_marks("/devices/gate-cam?period=24h") == {on_model}
+    assert alert_marks("/devices/dock-cam?period=24h") == {on_device}
+    # Once the dock camera runs cam/2 too, each rule concerns the other's charts.
+    later = confident("cam/2", start + timedelta(minutes=5), 2, 0.9, "dock-cam")
+    assert client.post("/api/v1/inferences", json=later, headers=key).status_code == 200
+    assert alert_marks("/models/cam/2?period=24h") == {on_model, on_device}
+    assert alert_marks("/devices/dock-cam?period=24h") == {on_model, on_device}
 
 
 def selection_items(rng: random.Random) -> list[dict[str, Any]]:

@@ -224,9 +224,12 @@ def test_model_dashboard_matches_the_api(page: Any, site: dict[str, Any]) -> Non
         assert row.nth(3).inner_text() == f"{expected['avg_confidence'] * 100:.1f}%"
     stats = site["api"].get("/api/v1/stats", params=params).json()
     assert figure(page, "total_requests") == stats["total_requests"]["current"]
-    # Confidence and realised precision are drawn side by side, one line each.
+    # Confidence and realised precision are drawn side by side, one line each; precision
+    # only once operators have judged some of the period's inferences.
+    judged = site["api"].get("/api/v1/precision", params=params).json()["judged"]
     legend = page.locator("#chart-confidence .u-legend .u-series th")
-    assert legend.all_inner_texts()[1:] == ["Avg confidence", "Realised precision"]
+    lines = ["Avg confidence", *(["Realised precision"] if judged else [])]
+    assert legend.all_inner_texts()[1:] == lines
     # The confidence histogram counts every prediction of the period.
     columns = page.locator("#confidence-histogram .column")
     counted = sum(int(columns.nth(i).get_attribute("data-count")) for i in range(columns.count()))

@@ -448,3 +448,9 @@ def test_a_device_page_shows_the_figures_the_api_gives(page: Any, site: dict[str
     confidence = page.locator('.figure[data-metric="avg_confidence"] .figure-value')
     assert confidence.inner_text() == f"{stats['avg_confidence']['current'] * 100:.1f}%"
     assert page.inner_text("#device-status") == device["status"]
+    # No errors at all: the error-rate axis still reads from 0 to a sensible rate.
+    assert stats["errors"]["current"] == 0
+    chart_data(page, "chart-errors")
+    axis = page.evaluate("window.visionwatchCharts['chart-errors'].scales.y")
+    assert axis["min"] == 0
+    assert 0.01 <= axis["max"] <= 0.02

@@ -8,12 +8,13 @@ model of its project (and on the overview, for every model).
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, or_, select
 
 from visionwatch.alert_rules import Rule
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import alert_events, models
+from visionwatch.db.schema import alert_events, devices, models, rollups
 from visionwatch.store.alerts import list_rules
+from visionwatch.store.rollup_read import by_resolution, cover, in_segments
 from visionwatch.store.stats import Period
 
 # Beyond this many, the oldest deploys of a period are left off a chart (a wall of lines
@@ -46,8 +47,10 @@ class Deploy:
 
 
 def concerns(rule: Rule, scope: Scope) -> bool:
-    """Whether a rule watches data a chart of `scope` shows: a rule of another model,
-    project or device does not; a rule of the whole workspace concerns every chart."""
+    """Whether a rule may watch data a chart of `scope` shows: a rule of another model,
+    project or device does not; a rule of the whole workspace concerns every chart. A rule
+    that ties the chart's model to a device, or the chart's device to a model, concerns it
+    only if they ran together in the period (`_ran_together`)."""
     if scope.model is not None:
         if rule.model is not None and rule.model != scope.model:
             return False
@@ -66,6 +69,9 @@ def alert_spans(db: Database, workspace_id: int, scope: Scope, period: Period) -
     if not rules:
         return []
     with db.read_lagging() as conn:
+        rules = _ran_together(conn, workspace_id, scope, period, rules)
+        if not rules:
+            return []
         # Every move until the period's end (one at its very end closes a span in it): a
         # span may have begun long before the period.
         rows = conn.execute(
@@ -92,6 +98,82 @@ def alert_spans(db: Database, workspace_id: int, scope: Scope, period: Period) -
     spans += [_span(rule_id, rules[rule_id], start, None) for rule_id, start in began.items()]
     shown = [s for s in spans if s.start < period.end and (s.end is None or s.end > period.start)]
     return sorted(shown, key=lambda s: (s.start, s.rule_id))
+
+
+def _ties(rule: Rule, scope: Scope) -> bool:
+    """A rule on a device, on a model's chart; a rule on a model, on a device's chart."""
+    if scope.model is not None:
+        return rule.device is not None and scope.device is None
+    if scope.device is not None:
+        return rule.model is not None or rule.project is not None
+    return False
+
+
+def _ran_together(
+    conn: Connection, workspace_id: int, scope: Scope, period: Period, rules: dict[int, Rule]
+) -> dict[int, Rule]:
+    """The rules, less those tying the chart to a model or device it did not run with in
+    the period: a silent camera's rule stays off the charts of models it never ran, and a
+    model's latency rule off the pages of devices that never ran it."""
+    tied = {rule_id: rule for rule_id, rule in rules.items() if _ties(rule, scope)}
+    if not tied:
+        return rules
+    model_names = {scope.model} | {rule.model for rule in tied.values() if rule.model}
+    projects = {rule.project for rule in tied.values() if rule.project}
+    device_names = {scope.device} | {rule.device for rule in tied.values() if rule.device}
+    found = conn.execute(
+        select(models.c.id, models.c.name, models.c.project).where(
+            models.c.workspace_id == workspace_id,
+            or_(models.c.name.in_(model_names - {None}), models.c.project.in_(projects)),
+        )
+    ).all()
+    device_ids = dict(
+        conn.execute(
+            select(devices.c.name, devices.c.id).where(
+                devices.c.workspace_id == workspace_id,
+                devices.c.name.in_(device_names - {None}),
+            )
+        ).all()
+    )
+    pairs = _pairs(conn, workspace_id, period, [row.id for row in found], list(device_ids.values()))
+    kept = {rule_id: rule for rule_id, rule in rules.items() if rule_id not in tied}
+    for rule_id, rule in tied.items():
+        model = scope.model or rule.model
+        wanted = {
+            row.id for row in found if (row.name == model if model else row.project == rule.project)
+        }
+        device = device_ids.get(scope.device or rule.device or "")
+        if any((model_id, device) in pairs for model_id in wanted):
+            kept[rule_id] = rule
+    return kept
+
+
+def _pairs(
+    conn: Connection,
+    workspace_id: int,
+    period: Period,
+    model_ids: list[int],
+    device_ids: list[int],
+) -> set[tuple[int, int]]:
+    """(model, device) ids with requests together in the period, from the rollups."""
+    if not model_ids or not device_ids:
+        return set()
+    found: set[tuple[int, int]] = set()
+    for resolution, segments in by_resolution(cover(period.start, period.end)).items():
+        table = rollups[resolution]
+        query = (
+            select(table.c.model_id, table.c.device_id)
+            .where(
+                table.c.workspace_id == workspace_id,
+                table.c.model_id.in_(model_ids),
+                table.c.device_id.in_(device_ids),
+                table.c.requests > 0,
+                in_segments(table, segments),
+            )
+            .distinct()
+        )
+        found.update((row.model_id, row.device_id) for row in conn.execute(query))
+    return found
 
 
 def _span(rule_id: int, rule: Rule, start: datetime, end: datetime | None) -> AlertSpan:

@@ -199,14 +199,14 @@ function setUpCharts() {
   const marks = series.marks || [];
   // One chart: lines of [label, values, colour, options], sharing the chart's format.
   // Clicking a legend's label hides its line; hovering shows every line's value.
-  const draw = (id, lines, format) => {
+  const draw = (id, lines, format, y) => {
     const target = document.getElementById(id);
     if (!target) return;
     const options = {
       width: target.clientWidth || 600,
       height: 220,
       legend: { show: true, live: true },
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, ...(y ? { y } : {}) },
       ...(inUtc() ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") } : {}),
       axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }],
       hooks: { draw: [(u) => placeMarks(u, marks)] },
@@ -229,11 +229,14 @@ function setUpCharts() {
                           ["Errors", series.errors, "#c92a2a"]], count);
   const believed = [["Avg confidence", series.confidence, "#2b8a3e"]];
   // What operators saw beside what the model believed (the model page sends it).
-  if (series.precision) believed.push(["Realised precision", series.precision, "#c2255c", sparse]);
+  if (series.precision && series.precision.some((v) => v != null)) believed.push(["Realised precision", series.precision, "#c2255c", sparse]);
   draw("chart-confidence", believed, percent);
   draw("chart-latency", [["p50", series.p50, "#1971c2"], ["p95", series.p95, "#e8590c"],
                          ["p99", series.p99, "#862e9c"]], ms);
-  draw("chart-errors", [["Error rate", series.error_rate, "#c92a2a"]], percent);
+  // A rate starts at 0 and shows at least 1 %: with no errors at all, uPlot's own range
+  // would spread a flat 0 over a meaningless scale.
+  const rate = { range: (u, min, max) => [0, Math.max(max || 0, 0.01) * 1.1] };
+  draw("chart-errors", [["Error rate", series.error_rate, "#c92a2a"]], percent, rate);
 }
 window.visionwatchCharts = charts;
 
