@@ -26,7 +26,7 @@ from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 from visionwatch.demo import events, faces
-from visionwatch.demo.fleet import DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES
+from visionwatch.demo.fleet import DEFECTS, DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES
 from visionwatch.demo.rules import ALERT_RULES
 from visionwatch.demo.state import DemoState
 
@@ -60,6 +60,7 @@ PAGES = (
     Shot("devices", "/devices", "#fleet-counts"),
     Shot("device", "/devices/{silent_device}", "#chart-requests canvas", 2000),
     Shot("events", "/events/{use_case}?type=safety_alert", "table tbody tr", 1000),
+    Shot("compare", "/compare?{deploy}", "#compare-figures", 1500),
 )
 
 
@@ -164,6 +165,10 @@ def demo_values(url: str, state: DemoState) -> dict[str, str]:
     }
     return {
         "slow_model": quote(SLOW_MODEL),
+        # The deploy's question: the version it replaced against the new one, this week.
+        "deploy": urlencode(
+            {"a_model_id": DEFECTS.model_id, "b_model_id": SLOW_MODEL, "period": "7d"}
+        ),
         "fog_filters": urlencode(fog),
         "inference": quote(inference, safe=""),
         "alert": str(alert),

@@ -151,7 +151,7 @@ def test_the_demo_prints_how_to_sign_in_and_where_to_look(demo: Demo) -> None:
         assert sign_in(browser, state["email"], state["password"]).status_code == 303
         overview = browser.get("/", headers={"accept": "text/html"})
     assert overview.status_code == 200
-    for model in ("vehicles/3", "ppe-detection/7", "defects/2", "faces/1"):
+    for model in ("vehicles/3", "ppe-detection/7", "defects/2", "defects/3", "faces/1"):
         assert model in overview.text
 
 
@@ -197,16 +197,31 @@ def test_the_silent_device_is_offline_since_it_stopped(demo: Demo) -> None:
 
 
 @pytest.mark.slow
-def test_the_slow_model_takes_twice_as_long_since_its_deploy(demo: Demo) -> None:
+def test_the_new_version_takes_twice_as_long_as_the_one_it_replaced(demo: Demo) -> None:
     state = demo.state()
     slow_since = at(state["incidents"]["slow_since"])
     with demo.api() as api:
         before = stats(api, (at(state["start"]), slow_since), model_id="defects/2")
-        after = stats(api, (slow_since, at(state["end"])), model_id="defects/2")
+        after = stats(api, (slow_since, at(state["end"])), model_id="defects/3")
+        replaced = stats(api, (slow_since, at(state["end"])), model_id="defects/2")
+        compared = api.get(
+            "/api/v1/compare",
+            params={
+                "a_model_id": "defects/2",
+                "b_model_id": "defects/3",
+                "start": iso(at(state["start"])),
+                "end": iso(at(state["end"])),
+            },
+        ).json()
         others = stats(api, (slow_since, at(state["end"])), model_id="vehicles/3")
         earlier = stats(api, (at(state["start"]), slow_since), model_id="vehicles/3")
     ratio = after["avg_inference_time"]["current"] / before["avg_inference_time"]["current"]
     assert 1.7 < ratio < 2.3, ratio
+    assert replaced["total_requests"]["current"] == 0, "the deploy replaced it everywhere"
+    # The comparison answers "is the new version better?": no, twice as slow, same classes.
+    p95 = compared["b"]["inference_time_p95"] / compared["a"]["inference_time_p95"]
+    assert 1.6 < p95 < 2.4, p95
+    assert compared["drift"]["class_psi"] < 0.1
     steady = others["avg_inference_time"]["current"] / earlier["avg_inference_time"]["current"]
     assert 0.85 < steady < 1.15, steady
 
@@ -216,14 +231,14 @@ def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> Non
     incidents = {name: at(value) for name, value in demo.state()["incidents"].items()}
     with demo.api() as api:
         rules = {
-            rule["device_id"] or rule["model_id"]: rule
+            rule["device_id"] or rule["model_id"] or rule["project"]: rule
             for rule in api.get("/api/v1/alerts").json()["alerts"]
         }
         fired = {}
         for subject, rule in rules.items():
             events = api.get(f"/api/v1/alerts/{rule['id']}/history").json()["events"]
             fired[subject] = sorted(at(e["at"]) for e in events if e["to"] == "firing")
-    assert set(rules) == {"dock-cam-3", "line-3-edge", "defects/2"}
+    assert set(rules) == {"dock-cam-3", "line-3-edge", "defects"}
     # Fired in the fog (a two-hour window may still hold it just after); never in clear air.
     assert fired["dock-cam-3"], "the fogged camera fired"
     for moment in fired["dock-cam-3"]:
@@ -231,12 +246,12 @@ def test_an_alert_rule_fired_for_each_incident_in_its_history(demo: Demo) -> Non
     silent = incidents["silent_since"] + timedelta(seconds=rules["line-3-edge"]["threshold"])
     assert fired["line-3-edge"], "the silent device fired"
     assert silent <= fired["line-3-edge"][0] < silent + timedelta(hours=1)
-    assert fired["defects/2"], "the slow model fired"
-    assert incidents["slow_since"] <= fired["defects/2"][0]
-    assert fired["defects/2"][0] < incidents["slow_since"] + timedelta(hours=2)
+    assert fired["defects"], "the slow version fired"
+    assert incidents["slow_since"] <= fired["defects"][0]
+    assert fired["defects"][0] < incidents["slow_since"] + timedelta(hours=2)
     # Both still hold now, so both still fire; the fog has cleared.
     assert rules["line-3-edge"]["state"] == "firing"
-    assert rules["defects/2"]["state"] == "firing"
+    assert rules["defects"]["state"] == "firing"
     assert rules["dock-cam-3"]["state"] == "resolved"
 
 

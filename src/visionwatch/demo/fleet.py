@@ -7,7 +7,8 @@ the length of the history, so that a short demo shows them too:
 
 - the loading-dock camera's confidence sinks and recovers over one day (fog);
 - the edge box of line 3 stops sending and stays silent;
-- the defect classifier's latency doubles after a deploy, and stays doubled.
+- the defect classifier's new version (a deploy: defects/2 to defects/3) answers twice as
+  slowly, and stays so.
 """
 
 import math
@@ -75,7 +76,8 @@ MODELS = (VEHICLES, PPE, DEFECTS)
 
 DOCK_CAMERA = "dock-cam-3"
 SILENT_DEVICE = "line-3-edge"
-SLOW_MODEL = DEFECTS.model_id
+# The defect classifier's deploy: its stations send as this version from `slow_since`.
+SLOW_MODEL = "defects/3"
 
 DEVICES = (
     Device("gate-cam-1", VEHICLES, {"camera": "north-gate", "site": "plant-a"}, 45),
@@ -189,10 +191,16 @@ class Fleet:
             if device.name != SILENT_DEVICE:
                 yield device
 
+    def model_id(self, device: Device, at: datetime) -> str:
+        """The model version `device` runs at `at`: the defect stations change at the deploy."""
+        if device.model is DEFECTS and at >= self.incidents.slow_since:
+            return SLOW_MODEL
+        return device.model.model_id
+
     def inference(self, device: Device, at: datetime) -> tuple[dict[str, Any], dict[str, str]]:
         """The device's model's response at `at`, and the metadata sent with it."""
         model = device.model
-        slow = 2.0 if model.model_id == SLOW_MODEL and at >= self.incidents.slow_since else 1.0
+        slow = 2.0 if self.model_id(device, at) == SLOW_MODEL else 1.0
         latency = model.latency * slow * math.exp(self.random.gauss(0, 0.25))
         fog = self.incidents.fog(at) if device.name == DOCK_CAMERA else 0.0
         if model.task == "classification":

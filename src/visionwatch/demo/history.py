@@ -37,7 +37,7 @@ def backfill(
     for number, (at, device) in enumerate(schedule):
         body, metadata = fleet.inference(device, at)
         client.log(
-            device.model.model_id,
+            fleet.model_id(device, at),
             body,
             metadata=metadata,
             timestamp=at,

@@ -28,7 +28,14 @@ from visionwatch.config import Settings
 from visionwatch.db import migrate
 from visionwatch.db.engine import Database, create_database
 from visionwatch.demo import events, faces, history, rules
-from visionwatch.demo.fleet import DOCK_CAMERA, SILENT_DEVICE, SLOW_MODEL, VEHICLES, Fleet
+from visionwatch.demo.fleet import (
+    DEFECTS,
+    DOCK_CAMERA,
+    SILENT_DEVICE,
+    SLOW_MODEL,
+    VEHICLES,
+    Fleet,
+)
 from visionwatch.demo.state import DemoError, DemoState, prepare
 from visionwatch.jobs import PeriodicJob
 from visionwatch.logs import logging_config
@@ -218,6 +225,7 @@ def _look_for(url: str, state: DemoState) -> None:
         return urlencode({"start": f"{start:%Y-%m-%dT%H:%M}", "end": f"{end:%Y-%m-%dT%H:%M}"})
 
     fog = period(incidents.fog_start, incidents.fog_end)
+    compared = urlencode({"a_model_id": DEFECTS.model_id, "b_model_id": SLOW_MODEL, "period": "7d"})
     click.echo(
         "\nWhat to look for (times in UTC):\n"
         f"  - {DOCK_CAMERA}'s confidence sinks and recovers between "
@@ -225,8 +233,9 @@ def _look_for(url: str, state: DemoState) -> None:
         f"    {url}/inferences?model_id={quote(VEHICLES.model_id)}&device_id={DOCK_CAMERA}&{fog}\n"
         f"  - {SILENT_DEVICE} has been silent since {incidents.silent_since:%b %d %H:%M}: "
         f"the Devices tab of {url}/\n"
-        f"  - {SLOW_MODEL} answers twice as slowly since {incidents.slow_since:%b %d %H:%M}:\n"
-        f"    {url}/models/{quote(SLOW_MODEL)}\n"
+        f"  - {SLOW_MODEL}, deployed {incidents.slow_since:%b %d %H:%M}, answers twice as "
+        f"slowly as {DEFECTS.model_id}:\n"
+        f"    {url}/compare?{compared}\n"
         f"  - an alert rule caught each: {url}/alerts\n"
         f"  - operators judged the dock's safety alerts: realised precision beside the\n"
         f"    detector's confidence, and each alert's photograph with its faces boxed:\n"
@@ -254,7 +263,8 @@ def _live(
             cameras.log(faces.MODEL_ID, result, metadata=photo.metadata, image=photo.pixels)
         else:
             device = next(devices)
-            body, metadata = fleet.inference(device, utcnow())
-            client.log(device.model.model_id, body, metadata=metadata, device_id=device.name)
+            now = utcnow()
+            body, metadata = fleet.inference(device, now)
+            client.log(fleet.model_id(device, now), body, metadata=metadata, device_id=device.name)
         due += interval
         time.sleep(max(due - time.monotonic(), 0.0))
