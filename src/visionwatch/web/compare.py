@@ -107,9 +107,12 @@ def _figure_rows(found: Comparison) -> list[dict[str, Any]]:
     """Each figure of both sides as shown, with B's change against A (coloured by whether
     higher is better)."""
     a, b = found.a, found.b
-    figures: list[tuple[str, str, float | None, float | None, Callable[[Any], str], bool]] = [
-        ("requests", "Requests", a.requests, b.requests, number, True),
-        ("predictions", "Detections", a.predictions, b.predictions, number, True),
+    # Counts have no better direction (a version may serve fewer cameras); rates do.
+    figures: list[
+        tuple[str, str, float | None, float | None, Callable[[Any], str], bool | None]
+    ] = [
+        ("requests", "Requests", a.requests, b.requests, number, None),
+        ("predictions", "Detections", a.predictions, b.predictions, number, None),
         ("error_rate", "Error rate", a.error_rate, b.error_rate, percent, False),
         ("avg_confidence", "Average confidence", a.avg_confidence, b.avg_confidence, percent, True),
         (
@@ -161,10 +164,16 @@ def _figure_rows(found: Comparison) -> list[dict[str, Any]]:
             "b": shown(b_value),
             "a_value": a_value,
             "b_value": b_value,
-            "change": change_of(Change(b_value, a_value), higher_is_better),
+            "change": _neutral(change_of(Change(b_value, a_value)))
+            if higher_is_better is None
+            else change_of(Change(b_value, a_value), higher_is_better),
         }
         for key, name, a_value, b_value, shown, higher_is_better in figures
     ]
+
+
+def _neutral(change: dict[str, Any]) -> dict[str, Any]:
+    return {**change, "tone": "neutral"}
 
 
 def _reading(score: float | None) -> str:
