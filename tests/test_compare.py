@@ -338,7 +338,7 @@ def bare(database: Database, new_key: NewKey, tmp_path: Any) -> Iterator[dict[st
         key = auth(new_key("acme", ("ingest", "read")))
         new_user(database, "acme", "ops@example.com")
         sign_in(client, "ops@example.com")
-        items = [
+        items: list[dict[str, Any]] = [
             {"model_id": model, "timestamp": SECOND.isoformat(), "predictions": []}
             for model in ("vehicles/2", "vehicles/3")
         ]
