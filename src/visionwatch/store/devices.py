@@ -1,12 +1,12 @@
 """Devices: heartbeats, and the fleet's list with online/offline status, a page at a time."""
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, func, literal, or_, select
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
@@ -114,6 +114,9 @@ class DevicePage:
     next_cursor: str | None
     total: int  # devices matching the search, status and version
     offline: int  # of those, offline
+    # The page's devices' ids by name: their rollups are read by id, without a second
+    # look-up of a page of names.
+    ids: dict[str, int] = field(default_factory=dict)
 
 
 def page_devices(
@@ -131,11 +134,8 @@ def page_devices(
     wanted = query.limit + 1  # one more says whether a next page exists
     with db.read() as conn:
         is_offline = devices.c.last_seen < threshold
-        wanted_status = {None: [], "offline": [is_offline], "online": [~is_offline]}
-        counted = conn.execute(
-            select(func.count(), func.coalesce(func.sum(case((is_offline, 1), else_=0)), 0))
-            .select_from(devices)
-            .where(*conditions, *wanted_status[query.status])
+        online_count, offline_count = conn.execute(
+            _counts(conditions, threshold, query.status)
         ).one()
         if group == "offline" and query.status in (None, "offline"):
             statement = select(devices).where(*conditions, is_offline)
@@ -171,9 +171,30 @@ def page_devices(
             str(to_micros(last.last_seen)) if offline else last.name,
             last.id,
         )
-    total, offline_count = counted
     return DevicePage(
-        [_device(row, now, offline_after) for row in page], next_cursor, total, offline_count
+        [_device(row, now, offline_after) for row in page],
+        next_cursor,
+        online_count + offline_count,
+        offline_count,
+        {row.name: row.id for row in page},
+    )
+
+
+def _counts(conditions: list[Any], threshold: datetime, status: str | None) -> Any:
+    """The devices meeting `conditions` online and offline (none of a status not asked
+    for): two counts over the two ranges of the (workspace, last seen) index either side of
+    `threshold`, which together read each device's entry once. A CASE summed over every
+    device, the count before, cost about twice as much with 50,000."""
+
+    def count(*where: Any) -> Any:
+        return select(func.count()).select_from(devices).where(*conditions, *where)
+
+    online = devices.c.last_seen >= threshold  # not offline: last_seen is never null
+    return select(
+        count(online).scalar_subquery() if status != "offline" else literal(0),
+        count(devices.c.last_seen < threshold).scalar_subquery()
+        if status != "online"
+        else literal(0),
     )
 
 

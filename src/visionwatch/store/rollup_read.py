@@ -42,6 +42,13 @@ from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
 
+# A segment of at most this many buckets is read by naming them (`bucket IN (...)`), not as
+# a range: the key leads with the bucket, then the model and bin, so a named bucket lets the
+# database seek to one model's rows (or model 0's, or the time bins) in it, where a range
+# walks every model's rows in between. Longer segments (a month of minutes) stay a range:
+# a statement has a bounded number of parameters.
+MAX_LISTED_BUCKETS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -78,30 +85,49 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(table: Table, with_model: bool) -> list[ColumnElement[bool]]:
+def _where(table: Table, with_model: bool, listed: bool = False) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every segment, and
-    SQLAlchemy computes its cache key once, not per request."""
+    SQLAlchemy computes its cache key once, not per request. `listed`: the buckets are
+    named (MAX_LISTED_BUCKETS), else a range."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
+    if listed:
+        conditions.append(bucket.in_(bindparam("buckets", expanding=True)))
+    else:
+        conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
 
 
-def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
+def _params(scope: Scope, segment: Segment, listed: bool = False) -> dict[str, Any]:
     _, start, end = segment
-    params: dict[str, Any] = {
-        "workspace_id": scope.workspace_id,
-        "device_id": scope.device_id,
-        "from": to_micros(start),
-        "to": to_micros(end),
-    }
+    params: dict[str, Any] = {"workspace_id": scope.workspace_id, "device_id": scope.device_id}
+    if listed:
+        params["buckets"] = _buckets(segment)
+    else:
+        params.update({"from": to_micros(start), "to": to_micros(end)})
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
     return params
+
+
+def _listed(conn: Connection, segment: Segment) -> bool:
+    """Whether to name the segment's buckets: on SQLite, when they are few enough
+    (MAX_LISTED_BUCKETS). On PostgreSQL the ranges stay: a first run of the reads benchmark
+    there gave no clear gain (and a slower stats read), not yet looked into."""
+    resolution, start, end = segment
+    few = (end - start) // RESOLUTION_STEPS[resolution] <= MAX_LISTED_BUCKETS
+    return few and conn.dialect.name == "sqlite"
+
+
+def _buckets(segment: Segment) -> list[int]:
+    """The starts of the segment's buckets, in stored microseconds."""
+    resolution, start, end = segment
+    step = int(RESOLUTION_STEPS[resolution].total_seconds()) * 1_000_000
+    return list(range(to_micros(start), to_micros(end), step))
 
 
 @lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
@@ -113,6 +139,7 @@ def _rollup_query(
     model: bool,
     all_models: bool = False,
     time_only: bool = False,
+    listed: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
     the group's key last. `all_models`: the histograms of every model and device, kept
@@ -130,7 +157,7 @@ def _rollup_query(
             query = query.where(table.c.model_id != ALL_MODELS)
     else:
         query = select(*_sums(table, ROLLUP_SUMS))
-    query = query.where(*_where(table, model))
+    query = query.where(*_where(table, model, listed))
     if group is not None:
         key = _group_column(table, group, interval)
         query = query.add_columns(key.label("group_key")).group_by(key)
@@ -185,7 +212,7 @@ def sum_rollups(
         resolution, params = segment[0], _params(scope, segment)
         query = _rollup_query(resolution, False, group, interval, model)
         for row in conn.execute(query, params):
-            totals = result.setdefault(_group_value(group, row), Delta())
+            totals = _totals_of(result, _group_value(group, row))
             totals.requests += row.requests or 0
             totals.errors += row.errors or 0
             totals.empty += row.empty or 0
@@ -201,17 +228,105 @@ def sum_rollups(
             and group != "model"
             and resolution in ALL_MODELS_RESOLUTIONS
         )
+        listed = _listed(conn, segment)
         query = _rollup_query(
-            resolution, True, group, interval, model, all_models, with_bins == "time"
+            resolution, True, group, interval, model, all_models, with_bins == "time", listed
         )
-        for row in conn.execute(query, params):
-            totals = result.setdefault(_group_value(group, row), Delta())
+        for row in conn.execute(query, _params(scope, segment, listed)):
+            totals = _totals_of(result, _group_value(group, row))
             bin_, count = row.bin, int(row.bin_count)
             if bin_ < TIME_BIN_BASE:
                 totals.confidence_bins[bin_] += count
             else:
                 totals.time_bins[bin_ - TIME_BIN_BASE] += count
     return result
+
+
+@lru_cache(maxsize=64)
+def _time_bins_query(model: bool, all_models: bool, resolution: str, listed: bool) -> Select[Any]:
+    """The inference-time bins' counts per bucket, as plain (bucket, bin, count) rows. Of
+    one model (or model 0's, every model's) a row is one bucket's bin, read in the key's
+    order with no sort; else the models' rows are added up per bucket and bin."""
+    table = rollup_bins[resolution]
+    bucket = type_coerce(table.c.bucket, BigInteger)
+    where = [*_where(table, model, listed), table.c.bin >= TIME_BIN_BASE]
+    if all_models:
+        where.append(table.c.model_id == ALL_MODELS)
+    elif not model:
+        where.append(table.c.model_id != ALL_MODELS)
+        counted = func.sum(table.c.count)
+        return select(bucket, table.c.bin, counted).where(*where).group_by(bucket, table.c.bin)
+    return select(bucket, table.c.bin, table.c.count).where(*where)
+
+
+def time_percentiles(
+    conn: Connection,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    interval: timedelta,
+    percents: tuple[int, ...],
+) -> dict[datetime, dict[int, int]]:
+    """Per interval of [start, end) with a timed request: the inference-time bin (0 up)
+    holding each nearest-rank percentile of `percents`. What `sum_rollups(...,
+    with_bins="time")` gives and `percentile_bin` reads, without a Counter per interval:
+    a week's chart of hours is thousands of (interval, bin) rows."""
+    coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
+    micros = int(interval.total_seconds()) * 1_000_000
+    model = scope.model_id is not None
+    counts: dict[int, dict[int, int]] = {}
+    for segment in cover(start, end, coarsest):
+        resolution, listed = segment[0], _listed(conn, segment)
+        all_models = (
+            not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
+        )
+        query = _time_bins_query(model, all_models, resolution, listed)
+        rows = conn.execute(query, _params(scope, segment, listed)).all()
+        group_key, bins = None, {}
+        for bucket, bin_, count in rows:  # the stored bins: TIME_BIN_BASE up
+            # Rows come a bucket at a time (in the key's order): look up on a change only.
+            if bucket - bucket % micros != group_key:
+                group_key = bucket - bucket % micros
+                bins = counts.setdefault(group_key, {})
+            bins[bin_] = bins.get(bin_, 0) + count
+    found = {}
+    for group_key, bins in counts.items():
+        ranked = percentile_bins(bins, percents)
+        if ranked:
+            found[from_micros(group_key)] = {
+                percent: stored - TIME_BIN_BASE for percent, stored in ranked.items()
+            }
+    return found
+
+
+def percentile_bins(counts: dict[int, int], percents: tuple[int, ...]) -> dict[int, int]:
+    """The bin of each nearest-rank percentile, as `histograms.percentile_bin` finds it
+    (rank ceil(percent/100 * n), integer arithmetic), in one walk over the bins; empty when
+    the histogram is. Bins of no count need no skipping: the running count reaches a rank
+    at a bin that added to it."""
+    total = sum(counts.values())
+    if total <= 0 or not percents:
+        return {}
+    ranks = sorted((max(1, (percent * total + 99) // 100), percent) for percent in percents)
+    found: dict[int, int] = {}
+    running, at = 0, 0
+    for index, count in sorted(counts.items()):
+        running += count
+        while running >= ranks[at][0]:
+            found[ranks[at][1]] = index
+            at += 1
+            if at == len(ranks):
+                return found
+    return found
+
+
+def _totals_of(result: dict[Any, Delta], key: Any) -> Delta:
+    """The group's totals, made on its first row only: a Delta is two Counters, and a
+    default made for every row of a histogram was most of reading it."""
+    found = result.get(key)
+    if found is None:
+        found = result[key] = Delta()
+    return found
 
 
 def sum_classes(
@@ -244,6 +359,43 @@ def sum_classes(
             totals = result.setdefault((row.model_id, row.class_name), ClassDelta())
             totals.confidence_bins[row.bin] += int(row.bin_count)
     return result
+
+
+@lru_cache(maxsize=64)
+def _class_predictions_query(resolution: str, model: bool, listed: bool) -> Select[Any]:
+    """Per model and class: its predictions and the sum of their confidences, as plain rows."""
+    table = class_rollups[resolution]
+    return (
+        select(
+            table.c.model_id,
+            table.c.class_name,
+            func.sum(table.c.predictions),
+            func.sum(table.c.confidence_sum),
+        )
+        .where(*_where(table, model, listed))
+        .group_by(table.c.model_id, table.c.class_name)
+    )
+
+
+def class_predictions(
+    conn: Connection, scope: Scope, start: datetime, end: datetime
+) -> dict[tuple[int, str], tuple[int, float]]:
+    """Per (model, class) over [start, end): its predictions and the sum of their
+    confidences, added up segment by segment as `sum_classes` does. The two sums a class
+    table shows, where `sum_classes` reads six and builds a ClassDelta for each of a
+    1,000-class model's classes in every segment."""
+    model = scope.model_id is not None
+    totals: dict[tuple[int, str], tuple[int, float]] = {}
+    for segment in cover(start, end):
+        listed = _listed(conn, segment)
+        query = _class_predictions_query(segment[0], model, listed)
+        for model_id, class_name, predictions, confidence_sum in conn.execute(
+            query, _params(scope, segment, listed)
+        ):
+            key = (model_id, class_name)
+            count, total = totals.get(key, (0, 0.0))
+            totals[key] = (count + (predictions or 0), total + (confidence_sum or 0.0))
+    return totals
 
 
 def device_requests(

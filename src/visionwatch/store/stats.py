@@ -3,7 +3,7 @@
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select
 
@@ -14,8 +14,14 @@ from visionwatch.histograms import (
     percentile_bin,
     time_bin_value,
 )
-from visionwatch.rollups import NO_CLASS, ClassDelta, Delta
-from visionwatch.store.rollup_read import Scope, device_requests, sum_classes, sum_rollups
+from visionwatch.rollups import NO_CLASS, Delta
+from visionwatch.store.rollup_read import (
+    Scope,
+    class_predictions,
+    device_requests,
+    sum_rollups,
+    time_percentiles,
+)
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 
@@ -209,21 +215,23 @@ def class_stats(
         scope = resolve_scope(conn, workspace_id, filters)
         if scope is None:
             return []
-        per_model = sum_classes(conn, scope, period.start, period.end, with_bins=False)
-    merged: dict[str, ClassDelta] = {}
-    for (_, name), totals in per_model.items():
+        per_model = class_predictions(conn, scope, period.start, period.end)
+    # Merged across models in the order sum_classes gave: the same sums, to the last bit.
+    merged: dict[str, tuple[int, float]] = {}
+    for (_, name), (predictions, confidence_sum) in per_model.items():
         if name != NO_CLASS:
-            merged.setdefault(name, ClassDelta()).add(totals)
-    total = sum(t.predictions for t in merged.values())
+            count, total = merged.get(name, (0, 0.0))
+            merged[name] = (count + predictions, total + confidence_sum)
+    total_predictions = sum(count for count, _ in merged.values())
     result = [
         ClassStats(
             name=name,
-            count=t.predictions,
-            share=t.predictions / total,
-            avg_confidence=t.confidence_sum / t.predictions,
+            count=count,
+            share=count / total_predictions,
+            avg_confidence=confidence_sum / count,
         )
-        for name, t in merged.items()
-        if t.predictions
+        for name, (count, confidence_sum) in merged.items()
+        if count
     ]
     result.sort(key=lambda c: (-c.count, c.name))
     return result
@@ -250,7 +258,19 @@ def requests_by_device(
                 devices.c.workspace_id == workspace_id, devices.c.name.in_(names)
             )
         )
-        by_id = {row.id: row.name for row in rows}
+        ids = {row.name: row.id for row in rows}
+    return requests_of_devices(db, workspace_id, period, ids)
+
+
+def requests_of_devices(
+    db: Database, workspace_id: int, period: Period, ids: Mapping[str, int]
+) -> dict[str, int]:
+    """As `requests_by_device`, of devices whose ids are known (`ids`: name to id, as a
+    page of the fleet has them)."""
+    if not ids:
+        return {}
+    by_id = {device_id: name for name, device_id in ids.items()}
+    with db.read_lagging() as conn:
         counts = device_requests(conn, workspace_id, period.start, period.end, list(by_id))
     return {by_id[device]: count for device, count in counts.items() if device in by_id}
 
@@ -268,6 +288,8 @@ Metric = Literal[
 ]
 # Percentiles of inference time per interval come from the rollups' time histograms.
 PERCENTILES = {"inference_time_p50": 50, "inference_time_p95": 95, "inference_time_p99": 99}
+# The totals of an interval without traffic, shared (never written to).
+_NO_TRAFFIC = Delta()
 
 
 def timeseries(
@@ -290,30 +312,39 @@ def series(
     metrics: tuple[str, ...],
     interval: str,
 ) -> dict[str, list[tuple[datetime, float | None]]]:
-    """Several metrics' time series from one read of the rollups."""
+    """Several metrics' time series from one read of the rollups (and one of the time
+    histograms' percentiles, when a metric is one)."""
     step = RESOLUTION_STEPS[interval]
+    percents = tuple(sorted({PERCENTILES[metric] for metric in metrics if metric in PERCENTILES}))
+    groups: dict[Any, Delta] = {}
+    ranked: dict[datetime, dict[int, int]] = {}
     with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
-        groups = (
-            {}
-            if scope is None
-            else sum_rollups(
+        if scope is not None:
+            groups = sum_rollups(
                 conn,
                 scope,
                 period.start,
                 period.end,
                 group="interval",
                 interval=step,
-                with_bins="time" if any(metric in PERCENTILES for metric in metrics) else False,
+                with_bins=False,
             )
-        )
-    shown = moments(period, step)
-    return {
-        metric: [(m, _metric(groups.get(m, Delta()), metric)) for m in shown] for metric in metrics
-    }
+            if percents:
+                ranked = time_percentiles(conn, scope, period.start, period.end, step, percents)
+    found: dict[str, list[tuple[datetime, float | None]]] = {metric: [] for metric in metrics}
+    for moment in moments(period, step):
+        # One shared empty total for the intervals without traffic: a Delta is two Counters,
+        # and one made per interval and metric came to thousands a chart.
+        totals, bins = groups.get(moment, _NO_TRAFFIC), ranked.get(moment, {})
+        for metric in metrics:
+            found[metric].append((moment, _metric(totals, bins, metric)))
+    return found
 
 
-def _metric(totals: Delta, metric: str) -> float | None:
+def _metric(totals: Delta, ranked: Mapping[int, int], metric: str) -> float | None:
+    """A metric of an interval's totals; a percentile from its bin (`ranked`: percent to
+    inference-time bin, empty without timed requests)."""
     if metric == "requests":
         return totals.requests
     if metric == "errors":
@@ -325,7 +356,8 @@ def _metric(totals: Delta, metric: str) -> float | None:
     if metric == "error_rate":
         return totals.errors / totals.requests if totals.requests else None
     if metric in PERCENTILES:
-        return _percentile(totals.time_bins, PERCENTILES[metric], time_bin_value)
+        index = ranked.get(PERCENTILES[metric])
+        return None if index is None else time_bin_value(index)
     raise ValueError(f"unknown metric {metric!r}")
 
 

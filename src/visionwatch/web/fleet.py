@@ -67,8 +67,8 @@ def devices_page(
         "presets": PRESET_NAMES,
         "fleet": fleet,
         "filters": filters,
-        "device_requests": stats_store.requests_by_device(
-            database, user.workspace.id, page.period, [d.name for d in fleet.devices]
+        "device_requests": stats_store.requests_of_devices(
+            database, user.workspace.id, page.period, fleet.ids
         ),
         "next_url": url_with("/devices", here, {"cursor": fleet.next_cursor})
         if fleet.next_cursor

@@ -92,8 +92,8 @@ def workspace_page(
             stats=stats_store.stats(database, workspace, Filters(), page.period),
             series=chart_series(database, workspace, Filters(), page.period, MarkScope()),
             recent=recent,
-            device_requests=stats_store.requests_by_device(
-                database, workspace, page.period, [device.name for device in fleet.devices]
+            device_requests=stats_store.requests_of_devices(
+                database, workspace, page.period, fleet.ids
             ),
         )
     return render(request, "workspace.html", context)

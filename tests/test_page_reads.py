@@ -1,0 +1,161 @@
+"""The pages' lean reads give what the general ones give: percentiles per interval, class
+totals, a fleet page's counts and its devices' requests."""
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.support.workspaces import ensure_workspace
+from visionwatch.aggregator import settle
+from visionwatch.db.engine import Database
+from visionwatch.histograms import percentile_bin
+from visionwatch.items import Inference, Prediction
+from visionwatch.store import devices as device_store
+from visionwatch.store import rollup_read
+from visionwatch.store import stats as stats_store
+from visionwatch.store.devices import DeviceQuery
+from visionwatch.store.ingest import ingest
+from visionwatch.store.rollup_read import (
+    Scope,
+    class_predictions,
+    percentile_bins,
+    sum_classes,
+    sum_rollups,
+    time_percentiles,
+)
+from visionwatch.store.stats import Filters, Period
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+PERCENTS = (50, 95, 99)
+# Aligned and not: whole days and hours, and edges of minutes (a day chart of such a period
+# adds minute, hour and day buckets into one interval).
+PERIODS = [
+    (NOW - timedelta(days=3), NOW),
+    (NOW - timedelta(days=2, hours=5, minutes=17), NOW - timedelta(minutes=43)),
+    (NOW - timedelta(hours=3, minutes=10), NOW - timedelta(minutes=5)),
+]
+INTERVALS = [timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)]
+
+
+@given(
+    st.dictionaries(st.integers(0, 121), st.integers(0, 50), max_size=30),
+    st.lists(st.integers(1, 100), min_size=1, max_size=4),
+)
+def test_percentile_bins_are_percentile_bin(counts: dict[int, int], percents: list[int]) -> None:
+    found = percentile_bins(counts, tuple(percents))
+    for percent in percents:
+        assert found.get(percent) == percentile_bin(counts, percent)
+
+
+@pytest.fixture
+def filled(database: Database) -> Database:
+    """Three days of inferences of three models on four devices, some failed or untimed."""
+    workspace = ensure_workspace(database, "acme").id
+    rng = random.Random(5)
+    batch = [
+        Inference(
+            inference_id=f"i-{n}",
+            model=f"model-{rng.randrange(3)}/1",
+            device=f"device-{rng.randrange(4)}",
+            timestamp=NOW - timedelta(minutes=rng.uniform(0, 3 * 1440)),
+            task="object-detection",
+            predictions=[
+                Prediction(f"class-{rng.randrange(12)}", round(rng.random(), 4))
+                for _ in range(rng.randrange(3))
+            ],
+            item={},
+            inference_time=None if n % 7 == 0 else rng.lognormvariate(-3, 1),
+            error="failed" if n % 11 == 0 else None,
+        )
+        for n in range(1500)
+    ]
+    for at in range(0, len(batch), 500):
+        ingest(database, workspace, batch[at : at + 500], NOW)
+    settle(database)
+    return database
+
+
+def _scopes(database: Database) -> list[Scope]:
+    with database.read() as conn:
+        model = stats_store.resolve_scope(conn, 1, Filters(model="model-1/1"))
+        device = stats_store.resolve_scope(conn, 1, Filters(device="device-2"))
+    assert model is not None
+    assert device is not None
+    return [Scope(1), model, device, Scope(1, model.model_id, device.device_id)]
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["buckets named", "ranges"])
+@pytest.mark.parametrize("interval", INTERVALS, ids=["minute", "hour", "day"])
+def test_percentiles_per_interval_are_those_of_the_summed_histograms(
+    filled: Database, interval: timedelta, listed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not listed:  # every segment read as a range, as a month of minutes is
+        monkeypatch.setattr(rollup_read, "MAX_LISTED_BUCKETS", 0)
+    for scope in _scopes(filled):
+        for start, end in PERIODS:
+            if interval == INTERVALS[0] and end - start > timedelta(hours=4):
+                continue  # minutes over days: the general read would take long for nothing
+            with filled.read() as conn:
+                summed = sum_rollups(
+                    conn, scope, start, end, group="interval", interval=interval, with_bins="time"
+                )
+                found = time_percentiles(conn, scope, start, end, interval, PERCENTS)
+            expected = {
+                moment: {p: percentile_bin(totals.time_bins, p) for p in PERCENTS}
+                for moment, totals in summed.items()
+                if sum(totals.time_bins.values())
+            }
+            assert found == expected, (scope, start, end)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["buckets named", "ranges"])
+def test_class_predictions_are_the_sums_of_sum_classes_to_the_bit(
+    filled: Database, listed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not listed:
+        monkeypatch.setattr(rollup_read, "MAX_LISTED_BUCKETS", 0)
+    for scope in _scopes(filled):
+        for start, end in PERIODS:
+            with filled.read() as conn:
+                general = sum_classes(conn, scope, start, end, with_bins=False)
+                lean = class_predictions(conn, scope, start, end)
+            assert lean == {
+                key: (totals.predictions, totals.confidence_sum) for key, totals in general.items()
+            }
+            assert list(lean) == list(general)  # the same order: merged sums add alike
+
+
+def test_a_fleet_page_counts_and_names_its_devices(filled: Database) -> None:
+    lost = [
+        {"name": "gone-1", "last_seen": NOW - timedelta(hours=2)},
+        {"name": "gone-2", "last_seen": NOW - timedelta(days=1)},
+    ]
+    with filled.write() as conn:
+        device_store.upsert_devices(conn, filled.dialect, 1, lost, NOW - timedelta(days=2))
+    now, after = NOW + timedelta(minutes=1), timedelta(minutes=5)
+    names = [f"device-{n}" for n in range(4)] + ["gone-1", "gone-2"]
+    every = [device_store.get_device(filled, 1, name, now, after) for name in names]
+    assert all(device is not None for device in every)
+    offline = sum(1 for device in every if device is not None and not device.online)
+    assert 2 <= offline < 6  # both kinds, whatever the ingest made of the others
+    expected: dict[Literal["online", "offline"] | None, tuple[int, int]] = {
+        None: (6, offline),
+        "offline": (offline, offline),
+        "online": (6 - offline, 0),
+    }
+    for status, counts in expected.items():
+        found = device_store.page_devices(
+            filled, 1, now, after, DeviceQuery(status=status, limit=1)
+        )
+        assert (found.total, found.offline) == counts
+    page = device_store.page_devices(filled, 1, now, after, DeviceQuery(limit=3))
+    assert sorted(page.ids) == sorted(device.name for device in page.devices)
+    period = Period(NOW - timedelta(days=3), NOW)
+    shown = [device.name for device in page.devices]
+    assert stats_store.requests_of_devices(
+        filled, 1, period, page.ids
+    ) == stats_store.requests_by_device(filled, 1, period, shown)
