@@ -1,6 +1,7 @@
 """The pages' lean reads give what the general ones give: percentiles per interval, class
 totals, a fleet page's counts and its devices' requests."""
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -8,11 +9,13 @@ from typing import Literal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from tests.support.workspaces import ensure_workspace
 from visionwatch.aggregator import settle
 from visionwatch.db.engine import Database
-from visionwatch.histograms import percentile_bin
+from visionwatch.db.schema import devices, inferences
+from visionwatch.histograms import percentile_bin, percentile_bins
 from visionwatch.items import Inference, Prediction
 from visionwatch.store import devices as device_store
 from visionwatch.store import rollup_read
@@ -22,7 +25,6 @@ from visionwatch.store.ingest import ingest
 from visionwatch.store.rollup_read import (
     Scope,
     class_predictions,
-    percentile_bins,
     sum_classes,
     sum_rollups,
     time_percentiles,
@@ -45,10 +47,14 @@ INTERVALS = [timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)]
     st.dictionaries(st.integers(0, 121), st.integers(0, 50), max_size=30),
     st.lists(st.integers(1, 100), min_size=1, max_size=4),
 )
-def test_percentile_bins_are_percentile_bin(counts: dict[int, int], percents: list[int]) -> None:
+def test_percentile_bins_are_the_nearest_ranks(counts: dict[int, int], percents: list[int]) -> None:
+    """Against the definition: the value at rank ceil(p/100 * n) of the sorted values."""
+    values = sorted(index for index, count in counts.items() for _ in range(count))
     found = percentile_bins(counts, tuple(percents))
     for percent in percents:
-        assert found.get(percent) == percentile_bin(counts, percent)
+        expected = values[max(1, math.ceil(percent * len(values) / 100)) - 1] if values else None
+        assert found.get(percent) == expected
+        assert percentile_bin(counts, percent) == expected
 
 
 @pytest.fixture
@@ -156,6 +162,19 @@ def test_a_fleet_page_counts_and_names_its_devices(filled: Database) -> None:
     assert sorted(page.ids) == sorted(device.name for device in page.devices)
     period = Period(NOW - timedelta(days=3), NOW)
     shown = [device.name for device in page.devices]
-    assert stats_store.requests_of_devices(
-        filled, 1, period, page.ids
-    ) == stats_store.requests_by_device(filled, 1, period, shown)
+    # Counted from the raw rows, not the rollups the read sums.
+    with filled.read() as conn:
+        counted: dict[str, int] = dict(
+            conn.execute(
+                select(devices.c.name, func.count())
+                .select_from(inferences.join(devices, inferences.c.device_id == devices.c.id))
+                .where(
+                    inferences.c.ts >= period.start,
+                    inferences.c.ts < period.end,
+                    devices.c.name.in_(shown),
+                )
+                .group_by(devices.c.name)
+            ).all()
+        )
+    assert counted, "the page holds devices that sent inferences"
+    assert stats_store.requests_of_devices(filled, 1, period, page.ids) == counted

@@ -51,18 +51,28 @@ def time_bin_value(index: int) -> float:
 def percentile_bin(counts: Mapping[int, int] | Sequence[int], percent: int) -> int | None:
     """The bin holding the nearest-rank percentile (rank ceil(percent/100 * n)); None if empty.
 
-    `counts` maps bin to count (or lists counts by bin). Integer arithmetic, so
-    that 95% of 20 is rank 19, not 20 by rounding error.
+    `counts` maps bin to count (or lists counts by bin).
     """
-    pairs = sorted(counts.items()) if isinstance(counts, Mapping) else enumerate(counts)
-    ordered = [(index, count) for index, count in pairs if count]
-    total = sum(count for _, count in ordered)
-    if total == 0:
-        return None
-    rank = max(1, (percent * total + 99) // 100)
-    running = 0
-    for index, count in ordered:
+    by_bin = counts if isinstance(counts, Mapping) else dict(enumerate(counts))
+    return percentile_bins(by_bin, (percent,)).get(percent)
+
+
+def percentile_bins(counts: Mapping[int, int], percents: tuple[int, ...]) -> dict[int, int]:
+    """The bin of each nearest-rank percentile of `percents`, in one walk over the bins;
+    empty when the histogram is. Integer arithmetic, so that 95% of 20 is rank 19, not 20
+    by rounding error. Bins of no count need no skipping: the running count reaches a rank
+    at a bin that added to it."""
+    total = sum(counts.values())
+    if total <= 0 or not percents:
+        return {}
+    ranks = sorted((max(1, (percent * total + 99) // 100), percent) for percent in percents)
+    found: dict[int, int] = {}
+    running, at = 0, 0
+    for index, count in sorted(counts.items()):
         running += count
-        if running >= rank:
-            return index
-    raise AssertionError("unreachable: rank is at most the total")
+        while running >= ranks[at][0]:
+            found[ranks[at][1]] = index
+            at += 1
+            if at == len(ranks):
+                return found
+    return found

@@ -53,6 +53,10 @@ class Summary:
     def predictions(self) -> int:
         return sum(self.classes.values())
 
+    @property
+    def precision(self) -> float | None:
+        return self.verdicts.precision
+
 
 @dataclass(frozen=True, slots=True)
 class ClassRow:

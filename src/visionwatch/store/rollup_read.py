@@ -37,6 +37,7 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
+from visionwatch.histograms import percentile_bins
 from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -296,27 +297,6 @@ def time_percentiles(
             found[from_micros(group_key)] = {
                 percent: stored - TIME_BIN_BASE for percent, stored in ranked.items()
             }
-    return found
-
-
-def percentile_bins(counts: dict[int, int], percents: tuple[int, ...]) -> dict[int, int]:
-    """The bin of each nearest-rank percentile, as `histograms.percentile_bin` finds it
-    (rank ceil(percent/100 * n), integer arithmetic), in one walk over the bins; empty when
-    the histogram is. Bins of no count need no skipping: the running count reaches a rank
-    at a bin that added to it."""
-    total = sum(counts.values())
-    if total <= 0 or not percents:
-        return {}
-    ranks = sorted((max(1, (percent * total + 99) // 100), percent) for percent in percents)
-    found: dict[int, int] = {}
-    running, at = 0, 0
-    for index, count in sorted(counts.items()):
-        running += count
-        while running >= ranks[at][0]:
-            found[ranks[at][1]] = index
-            at += 1
-            if at == len(ranks):
-                return found
     return found
 
 

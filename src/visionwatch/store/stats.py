@@ -245,28 +245,11 @@ class Distributions:
     inference_time: dict[int, int]
 
 
-def requests_by_device(
-    db: Database, workspace_id: int, period: Period, names: list[str]
-) -> dict[str, int]:
-    """Inferences per device over the period, of the devices `names` (a page of the fleet;
-    devices with none are left out)."""
-    if not names:
-        return {}
-    with db.read_lagging() as conn:
-        rows = conn.execute(
-            select(devices.c.id, devices.c.name).where(
-                devices.c.workspace_id == workspace_id, devices.c.name.in_(names)
-            )
-        )
-        ids = {row.name: row.id for row in rows}
-    return requests_of_devices(db, workspace_id, period, ids)
-
-
 def requests_of_devices(
     db: Database, workspace_id: int, period: Period, ids: Mapping[str, int]
 ) -> dict[str, int]:
-    """As `requests_by_device`, of devices whose ids are known (`ids`: name to id, as a
-    page of the fleet has them)."""
+    """Inferences per device over the period, of the devices `ids` (name to id, as a page
+    of the fleet has them; devices with none are left out)."""
     if not ids:
         return {}
     by_id = {device_id: name for name, device_id in ids.items()}

@@ -23,6 +23,19 @@ CLASS_ROWS = 50
 # Above this PSI a shift is commonly read as real; below 0.1 as none (the alert rules'
 # docs use the same reading).
 PSI_SHIFT, PSI_STABLE = 0.2, 0.1
+# The figures of a side (Summary's attributes), how they are shown, and whether higher is
+# better: counts have no better direction (a version may serve fewer cameras); rates do.
+FIGURES: tuple[tuple[str, str, Callable[[Any], str], bool | None], ...] = (
+    ("requests", "Requests", number, None),
+    ("predictions", "Detections", number, None),
+    ("error_rate", "Error rate", percent, False),
+    ("avg_confidence", "Average confidence", percent, True),
+    ("median_confidence", "Median confidence", percent, True),
+    ("inference_time_p50", "Inference time p50", seconds, False),
+    ("inference_time_p95", "Inference time p95", seconds, False),
+    ("inference_time_p99", "Inference time p99", seconds, False),
+    ("precision", "Realised precision", percent, True),
+)
 # The names of a side's own parameters, kept when the period changes.
 SIDE_PARAMS = ("a_model_id", "b_model_id", "device_id", "a_start", "a_end")
 
@@ -106,70 +119,22 @@ def _shares(counts: list[int]) -> list[float]:
 def _figure_rows(found: Comparison) -> list[dict[str, Any]]:
     """Each figure of both sides as shown, with B's change against A (coloured by whether
     higher is better)."""
-    a, b = found.a, found.b
-    # Counts have no better direction (a version may serve fewer cameras); rates do.
-    figures: list[
-        tuple[str, str, float | None, float | None, Callable[[Any], str], bool | None]
-    ] = [
-        ("requests", "Requests", a.requests, b.requests, number, None),
-        ("predictions", "Detections", a.predictions, b.predictions, number, None),
-        ("error_rate", "Error rate", a.error_rate, b.error_rate, percent, False),
-        ("avg_confidence", "Average confidence", a.avg_confidence, b.avg_confidence, percent, True),
-        (
-            "median_confidence",
-            "Median confidence",
-            a.median_confidence,
-            b.median_confidence,
-            percent,
-            True,
-        ),
-        (
-            "inference_time_p50",
-            "Inference time p50",
-            a.inference_time_p50,
-            b.inference_time_p50,
-            seconds,
-            False,
-        ),
-        (
-            "inference_time_p95",
-            "Inference time p95",
-            a.inference_time_p95,
-            b.inference_time_p95,
-            seconds,
-            False,
-        ),
-        (
-            "inference_time_p99",
-            "Inference time p99",
-            a.inference_time_p99,
-            b.inference_time_p99,
-            seconds,
-            False,
-        ),
-        (
-            "precision",
-            "Realised precision",
-            a.verdicts.precision,
-            b.verdicts.precision,
-            percent,
-            True,
-        ),
-    ]
-    return [
-        {
-            "key": key,
-            "name": name,
-            "a": shown(a_value),
-            "b": shown(b_value),
-            "a_value": a_value,
-            "b_value": b_value,
-            "change": _neutral(change_of(Change(b_value, a_value)))
-            if higher_is_better is None
-            else change_of(Change(b_value, a_value), higher_is_better),
-        }
-        for key, name, a_value, b_value, shown, higher_is_better in figures
-    ]
+    rows = []
+    for key, name, shown, higher_is_better in FIGURES:
+        a_value, b_value = getattr(found.a, key), getattr(found.b, key)
+        change = change_of(Change(b_value, a_value), bool(higher_is_better))
+        rows.append(
+            {
+                "key": key,
+                "name": name,
+                "a": shown(a_value),
+                "b": shown(b_value),
+                "a_value": a_value,
+                "b_value": b_value,
+                "change": change if higher_is_better is not None else _neutral(change),
+            }
+        )
+    return rows
 
 
 def _neutral(change: dict[str, Any]) -> dict[str, Any]:
