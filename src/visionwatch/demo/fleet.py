@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from visionwatch.timeutil import MINUTE, floor_to
+
 WIDTH, HEIGHT = 1280, 720
 
 
@@ -112,11 +114,13 @@ class Incidents:
         """Where the incidents fall in a history of `days` days up to `now`."""
         span = timedelta(days=days)
         fog_middle = now - span * 0.4
+        # On whole minutes, as a deploy's time is read: a period from `slow_since` then holds
+        # only the new version (stats are kept per minute, so periods start on one).
         return cls(
-            fog_start=fog_middle - timedelta(hours=12),
-            fog_end=fog_middle + timedelta(hours=12),
-            silent_since=now - max(span * 0.1, timedelta(hours=3)),
-            slow_since=now - span * 0.2,
+            fog_start=floor_to(fog_middle - timedelta(hours=12), MINUTE),
+            fog_end=floor_to(fog_middle + timedelta(hours=12), MINUTE),
+            silent_since=floor_to(now - max(span * 0.1, timedelta(hours=3)), MINUTE),
+            slow_since=floor_to(now - span * 0.2, MINUTE),
         )
 
     def fog(self, at: datetime) -> float:
