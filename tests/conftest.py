@@ -4,9 +4,10 @@ Only fixtures and pytest's hooks live here; what tests import is in tests/suppor
 """
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import pytest
@@ -108,12 +109,27 @@ def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
         yield url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the latest schema, made once per test process. Each test's database
+    is a copy: migrating takes about 0.6 s, a copy a few milliseconds (PostgreSQL's
+    databases are likewise copies of a migrated template)."""
+    path = tmp_path_factory.mktemp("migrated") / "visionwatch.db"
+    db = create_database(f"sqlite:///{path}")
+    migrate.upgrade(db)
+    db.dispose()
+    return path
+
+
 @pytest.fixture
 def database(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
     """A fresh database at the latest schema."""
     if db_kind == "sqlite":
-        db = create_database(f"sqlite:///{tmp_path / 'visionwatch.db'}")
-        migrate.upgrade(db)
+        path = tmp_path / "visionwatch.db"
+        template: Path = request.getfixturevalue("migrated_sqlite")
+        with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as copy:
+            source.backup(copy)
+        db = create_database(f"sqlite:///{path}")
         yield db
         db.dispose()
         return

@@ -17,7 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
     ("arguments", "expected"),
     [
         (["sdk_overhead"], ["Client.log()", "Counter.inc()"]),
-        (["ingest"], ["sqlite", "postgresql"]),
+        # every shape on SQLite; on PostgreSQL the shapes that write most unlike the others
+        # (weeks of partitions, a server's report): the suite's time is better spent elsewhere
+        (["ingest", "--db", "sqlite"], ["camera", "gateway", "drain", "backfill", "roboflow"]),
+        (
+            ["ingest", "--db", "postgresql", "--shape", "backfill", "--shape", "roboflow"],
+            ["postgresql"],
+        ),
         (["reads"], ["stats", "first page, class filter", "model dashboard page"]),  # DuckDB agrees
         # the same reads of PostgreSQL's weekly partitions, DuckDB agreeing
         (["reads", "--db", "postgresql"], ["reads on postgresql", "first page, metadata filter"]),
@@ -25,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
         (["events"], ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
         # a week's partitions dropped against its rows deleted; days against weeks
         (["retention"], ["rows", "partitions", "daily", "weekly"]),
-        # through nginx in front of one and two replicas (tests/support/cluster.py)
-        (["ingest", "--replicas", "1,2", "--shape", "camera"], ["ingest through nginx"]),
+        # through nginx in front of two replicas (tests/support/cluster.py)
+        (["ingest", "--replicas", "2", "--shape", "camera"], ["ingest through nginx"]),
     ],
 )
 def test_benchmark_runs(arguments: list[str], expected: list[str]) -> None:
