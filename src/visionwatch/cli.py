@@ -176,7 +176,7 @@ def serve(
             err=True,
         )
     app = create_app(settings, database)
-    _tune_garbage_collector()
+    tune_garbage_collector()
     _return_large_blocks_to_the_system()
     uvicorn.run(
         app,
@@ -237,13 +237,14 @@ def demo(days: int, rate: float, live: bool, port: int, data_dir: Path) -> None:
         raise click.ClickException(str(error)) from None
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Collect cycles less often, and never walk the objects that live as long as the server.
 
     A batch of 500 inferences makes tens of thousands of short-lived objects,
     freed by reference counting; at the default threshold (700) they set off
     hundreds of collections per batch, each walking the long-lived heap of the
-    app: a quarter of the ingest time went there (benchmarks/README.md).
+    app: a quarter of the ingest time went there (benchmarks/README.md). The reads
+    benchmark times its pages under the same tuning.
     """
     gc.collect()
     gc.freeze()
