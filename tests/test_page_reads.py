@@ -18,7 +18,6 @@ from visionwatch.db.schema import devices, inferences
 from visionwatch.histograms import percentile_bin, percentile_bins
 from visionwatch.items import Inference, Prediction
 from visionwatch.store import devices as device_store
-from visionwatch.store import rollup_read
 from visionwatch.store import stats as stats_store
 from visionwatch.store.devices import DeviceQuery
 from visionwatch.store.ingest import ingest
@@ -94,13 +93,10 @@ def _scopes(database: Database) -> list[Scope]:
     return [Scope(1), model, device, Scope(1, model.model_id, device.device_id)]
 
 
-@pytest.mark.parametrize("listed", [True, False], ids=["buckets named", "ranges"])
 @pytest.mark.parametrize("interval", INTERVALS, ids=["minute", "hour", "day"])
 def test_percentiles_per_interval_are_those_of_the_summed_histograms(
-    filled: Database, interval: timedelta, listed: bool, monkeypatch: pytest.MonkeyPatch
+    filled: Database, interval: timedelta
 ) -> None:
-    if not listed:  # every segment read as a range, as a month of minutes is
-        monkeypatch.setattr(rollup_read, "MAX_LISTED_BUCKETS", 0)
     for scope in _scopes(filled):
         for start, end in PERIODS:
             if interval == INTERVALS[0] and end - start > timedelta(hours=4):
@@ -118,12 +114,7 @@ def test_percentiles_per_interval_are_those_of_the_summed_histograms(
             assert found == expected, (scope, start, end)
 
 
-@pytest.mark.parametrize("listed", [True, False], ids=["buckets named", "ranges"])
-def test_class_predictions_are_the_sums_of_sum_classes_to_the_bit(
-    filled: Database, listed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not listed:
-        monkeypatch.setattr(rollup_read, "MAX_LISTED_BUCKETS", 0)
+def test_class_predictions_are_the_sums_of_sum_classes_to_the_bit(filled: Database) -> None:
     for scope in _scopes(filled):
         for start, end in PERIODS:
             with filled.read() as conn:

@@ -43,13 +43,6 @@ from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
 
-# A segment of at most this many buckets is read by naming them (`bucket IN (...)`), not as
-# a range: the key leads with the bucket, then the model and bin, so a named bucket lets the
-# database seek to one model's rows (or model 0's, or the time bins) in it, where a range
-# walks every model's rows in between. Longer segments (a month of minutes) stay a range:
-# a statement has a bounded number of parameters.
-MAX_LISTED_BUCKETS = 1000
-
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -86,49 +79,30 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(table: Table, with_model: bool, listed: bool = False) -> list[ColumnElement[bool]]:
+def _where(table: Table, with_model: bool) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every segment, and
-    SQLAlchemy computes its cache key once, not per request. `listed`: the buckets are
-    named (MAX_LISTED_BUCKETS), else a range."""
+    SQLAlchemy computes its cache key once, not per request."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    if listed:
-        conditions.append(bucket.in_(bindparam("buckets", expanding=True)))
-    else:
-        conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
+    conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
 
 
-def _params(scope: Scope, segment: Segment, listed: bool = False) -> dict[str, Any]:
+def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
     _, start, end = segment
-    params: dict[str, Any] = {"workspace_id": scope.workspace_id, "device_id": scope.device_id}
-    if listed:
-        params["buckets"] = _buckets(segment)
-    else:
-        params.update({"from": to_micros(start), "to": to_micros(end)})
+    params: dict[str, Any] = {
+        "workspace_id": scope.workspace_id,
+        "device_id": scope.device_id,
+        "from": to_micros(start),
+        "to": to_micros(end),
+    }
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
     return params
-
-
-def _listed(conn: Connection, segment: Segment) -> bool:
-    """Whether to name the segment's buckets: on SQLite, when they are few enough
-    (MAX_LISTED_BUCKETS). On PostgreSQL the ranges stay: a first run of the reads benchmark
-    there gave no clear gain (and a slower stats read), not yet looked into."""
-    resolution, start, end = segment
-    few = (end - start) // RESOLUTION_STEPS[resolution] <= MAX_LISTED_BUCKETS
-    return few and conn.dialect.name == "sqlite"
-
-
-def _buckets(segment: Segment) -> list[int]:
-    """The starts of the segment's buckets, in stored microseconds."""
-    resolution, start, end = segment
-    step = int(RESOLUTION_STEPS[resolution].total_seconds()) * 1_000_000
-    return list(range(to_micros(start), to_micros(end), step))
 
 
 @lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
@@ -140,7 +114,6 @@ def _rollup_query(
     model: bool,
     all_models: bool = False,
     time_only: bool = False,
-    listed: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
     the group's key last. `all_models`: the histograms of every model and device, kept
@@ -158,7 +131,7 @@ def _rollup_query(
             query = query.where(table.c.model_id != ALL_MODELS)
     else:
         query = select(*_sums(table, ROLLUP_SUMS))
-    query = query.where(*_where(table, model, listed))
+    query = query.where(*_where(table, model))
     if group is not None:
         key = _group_column(table, group, interval)
         query = query.add_columns(key.label("group_key")).group_by(key)
@@ -229,11 +202,10 @@ def sum_rollups(
             and group != "model"
             and resolution in ALL_MODELS_RESOLUTIONS
         )
-        listed = _listed(conn, segment)
         query = _rollup_query(
-            resolution, True, group, interval, model, all_models, with_bins == "time", listed
+            resolution, True, group, interval, model, all_models, with_bins == "time"
         )
-        for row in conn.execute(query, _params(scope, segment, listed)):
+        for row in conn.execute(query, _params(scope, segment)):
             totals = _totals_of(result, _group_value(group, row))
             bin_, count = row.bin, int(row.bin_count)
             if bin_ < TIME_BIN_BASE:
@@ -244,13 +216,13 @@ def sum_rollups(
 
 
 @lru_cache(maxsize=64)
-def _time_bins_query(model: bool, all_models: bool, resolution: str, listed: bool) -> Select[Any]:
+def _time_bins_query(model: bool, all_models: bool, resolution: str) -> Select[Any]:
     """The inference-time bins' counts per bucket, as plain (bucket, bin, count) rows. Of
     one model (or model 0's, every model's) a row is one bucket's bin, read in the key's
     order with no sort; else the models' rows are added up per bucket and bin."""
     table = rollup_bins[resolution]
     bucket = type_coerce(table.c.bucket, BigInteger)
-    where = [*_where(table, model, listed), table.c.bin >= TIME_BIN_BASE]
+    where = [*_where(table, model), table.c.bin >= TIME_BIN_BASE]
     if all_models:
         where.append(table.c.model_id == ALL_MODELS)
     elif not model:
@@ -277,12 +249,12 @@ def time_percentiles(
     model = scope.model_id is not None
     counts: dict[int, dict[int, int]] = {}
     for segment in cover(start, end, coarsest):
-        resolution, listed = segment[0], _listed(conn, segment)
+        resolution = segment[0]
         all_models = (
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
-        query = _time_bins_query(model, all_models, resolution, listed)
-        rows = conn.execute(query, _params(scope, segment, listed)).all()
+        query = _time_bins_query(model, all_models, resolution)
+        rows = conn.execute(query, _params(scope, segment)).all()
         group_key, bins = None, {}
         for bucket, bin_, count in rows:  # the stored bins: TIME_BIN_BASE up
             # Rows come a bucket at a time (in the key's order): look up on a change only.
@@ -342,7 +314,7 @@ def sum_classes(
 
 
 @lru_cache(maxsize=64)
-def _class_predictions_query(resolution: str, model: bool, listed: bool) -> Select[Any]:
+def _class_predictions_query(resolution: str, model: bool) -> Select[Any]:
     """Per model and class: its predictions and the sum of their confidences, as plain rows."""
     table = class_rollups[resolution]
     return (
@@ -352,7 +324,7 @@ def _class_predictions_query(resolution: str, model: bool, listed: bool) -> Sele
             func.sum(table.c.predictions),
             func.sum(table.c.confidence_sum),
         )
-        .where(*_where(table, model, listed))
+        .where(*_where(table, model))
         .group_by(table.c.model_id, table.c.class_name)
     )
 
@@ -367,10 +339,9 @@ def class_predictions(
     model = scope.model_id is not None
     totals: dict[tuple[int, str], tuple[int, float]] = {}
     for segment in cover(start, end):
-        listed = _listed(conn, segment)
-        query = _class_predictions_query(segment[0], model, listed)
+        query = _class_predictions_query(segment[0], model)
         for model_id, class_name, predictions, confidence_sum in conn.execute(
-            query, _params(scope, segment, listed)
+            query, _params(scope, segment)
         ):
             key = (model_id, class_name)
             count, total = totals.get(key, (0, 0.0))
