@@ -11,6 +11,7 @@ from visionwatch.histograms import (
     confidence_bin,
     confidence_bin_value,
     percentile_bin,
+    ranked_bins,
     time_bin,
     time_bin_lower_edge,
     time_bin_value,
@@ -48,6 +49,21 @@ def test_percentile_bin_is_the_nearest_rank(values: list[int], percent: int) -> 
     ordered = sorted(values)
     rank = math.ceil(len(ordered) * percent / 100 - 1e-9)
     assert percentile_bin(counts, percent) == ordered[max(rank, 1) - 1]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=50), min_size=1, max_size=6),
+    st.sampled_from([1, 50, 95, 99, 100]),
+)
+def test_ranked_bins_of_several_buckets_are_the_nearest_rank_of_all(
+    buckets: list[list[int]], percent: int
+) -> None:
+    """A chart's interval of several minutes: each minute's bins, merged in the bins' order
+    with a bin repeated, rank as the values of every minute together."""
+    pairs = sorted((b, values.count(b)) for values in buckets for b in set(values))
+    ordered = sorted(value for values in buckets for value in values)
+    rank = math.ceil(len(ordered) * percent / 100 - 1e-9)
+    assert ranked_bins(pairs, (percent,)) == {percent: ordered[max(rank, 1) - 1]}
 
 
 def test_percentile_of_nothing() -> None:

@@ -6,6 +6,7 @@ exact to a bin and merge across buckets by adding counts.
 
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 CONFIDENCE_BINS = 100
 
@@ -59,16 +60,22 @@ def percentile_bin(counts: Mapping[int, int] | Sequence[int], percent: int) -> i
 
 def percentile_bins(counts: Mapping[int, int], percents: tuple[int, ...]) -> dict[int, int]:
     """The bin of each nearest-rank percentile of `percents`, in one walk over the bins;
-    empty when the histogram is. Integer arithmetic, so that 95% of 20 is rank 19, not 20
-    by rounding error. Bins of no count need no skipping: the running count reaches a rank
-    at a bin that added to it."""
-    total = sum(counts.values())
+    empty when the histogram is."""
+    return ranked_bins(sorted(counts.items()), percents)
+
+
+def ranked_bins(pairs: Sequence[tuple[int, int]], percents: tuple[int, ...]) -> dict[int, int]:
+    """`percentile_bins` of (bin, count) pairs in the bins' order; a bin may come more than
+    once (its counts of several buckets). Integer arithmetic, so that 95% of 20 is rank 19,
+    not 20 by rounding error. Bins of no count need no skipping: the running count reaches a
+    rank at a bin that added to it."""
+    total = sum(map(itemgetter(1), pairs))
     if total <= 0 or not percents:
         return {}
     ranks = sorted((max(1, (percent * total + 99) // 100), percent) for percent in percents)
     found: dict[int, int] = {}
     running, at = 0, 0
-    for index, count in sorted(counts.items()):
+    for index, count in pairs:
         running += count
         while running >= ranks[at][0]:
             found[ranks[at][1]] = index

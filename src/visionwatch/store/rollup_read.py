@@ -18,8 +18,10 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     and_,
     bindparam,
+    cast,
     func,
     or_,
     select,
@@ -37,7 +39,7 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.histograms import percentile_bins
+from visionwatch.histograms import ranked_bins
 from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -79,14 +81,20 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(table: Table, with_model: bool) -> list[ColumnElement[bool]]:
+def _where(
+    table: Table, with_model: bool, bounds: tuple[str, str] | None = ("from", "to")
+) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every segment, and
-    SQLAlchemy computes its cache key once, not per request."""
+    SQLAlchemy computes its cache key once, not per request. The buckets are a range
+    between the parameters `bounds` names, or (None) named in the list `buckets`."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
+    if bounds is None:
+        conditions.append(bucket.in_(bindparam("buckets", expanding=True)))
+    else:
+        conditions += [bucket >= bindparam(bounds[0]), bucket < bindparam(bounds[1])]
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
@@ -102,6 +110,14 @@ def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
     }
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
+    return params
+
+
+def _named_params(scope: Scope, segment: Segment) -> dict[str, Any]:
+    """`_params` with the segment's buckets named one by one (`buckets`) for a seek each."""
+    params = _params(scope, segment)
+    step = int(RESOLUTION_STEPS[segment[0]].total_seconds()) * 1_000_000
+    params["buckets"] = list(range(params.pop("from"), params.pop("to"), step))
     return params
 
 
@@ -215,21 +231,48 @@ def sum_rollups(
     return result
 
 
+# A bin and its count packed in one integer (bin * PACKED + count): a bucket's bins come
+# back as one string of them, and sorting the integers sorts by bin.
+PACKED = 1 << 40
+
+
 @lru_cache(maxsize=64)
 def _time_bins_query(model: bool, all_models: bool, resolution: str) -> Select[Any]:
-    """The inference-time bins' counts per bucket, as plain (bucket, bin, count) rows. Of
-    one model (or model 0's, every model's) a row is one bucket's bin, read in the key's
-    order with no sort; else the models' rows are added up per bucket and bin."""
+    """The inference-time bins of each bucket, one row a bucket: (bucket, its bins and
+    counts packed, comma-separated). Of one model (or model 0's, every model's) the stored
+    rows; else the models' rows added up per bucket and bin first.
+
+    A row a bucket, not a row a bin: a week's chart of hours of every model was 4,000 rows
+    of (bucket, bin, count), and turning them into Python values took longer than the
+    database's read. The buckets are named (`buckets`), not a range: the key is (workspace,
+    device, bucket, model, bin), so a range walks every model's rows and both histograms of
+    each bucket, where a named bucket seeks to its model's time bins (see
+    docs/architecture.md, "Reads")."""
     table = rollup_bins[resolution]
     bucket = type_coerce(table.c.bucket, BigInteger)
-    where = [*_where(table, model), table.c.bin >= TIME_BIN_BASE]
+    where = [*_where(table, model, bounds=None), table.c.bin >= TIME_BIN_BASE]
     if all_models:
         where.append(table.c.model_id == ALL_MODELS)
     elif not model:
         where.append(table.c.model_id != ALL_MODELS)
-        counted = func.sum(table.c.count)
-        return select(bucket, table.c.bin, counted).where(*where).group_by(bucket, table.c.bin)
-    return select(bucket, table.c.bin, table.c.count).where(*where)
+        summed = (
+            select(bucket.label("bucket"), table.c.bin, func.sum(table.c.count).label("count"))
+            .where(*where)
+            .group_by(bucket, table.c.bin)
+            .subquery()
+        )
+        return _packed_bins(summed.c.bucket, summed.c.bin, summed.c["count"])
+    return _packed_bins(bucket, table.c.bin, table.c["count"], *where)
+
+
+def _packed_bins(
+    bucket: ColumnElement[Any],
+    bin_: ColumnElement[Any],
+    count: ColumnElement[Any],
+    *where: ColumnElement[bool],
+) -> Select[Any]:
+    packed = cast(type_coerce(bin_, BigInteger) * PACKED + count, Text)  # no smallint overflow
+    return select(bucket, func.aggregate_strings(packed, ",")).where(*where).group_by(bucket)
 
 
 def time_percentiles(
@@ -242,29 +285,24 @@ def time_percentiles(
 ) -> dict[datetime, dict[int, int]]:
     """Per interval of [start, end) with a timed request: the inference-time bin (0 up)
     holding each nearest-rank percentile of `percents`. What `sum_rollups(...,
-    with_bins="time")` gives and `percentile_bin` reads, without a Counter per interval:
-    a week's chart of hours is thousands of (interval, bin) rows."""
+    with_bins="time")` gives and `percentile_bins` reads, without a Counter per interval."""
     coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
     micros = int(interval.total_seconds()) * 1_000_000
     model = scope.model_id is not None
-    counts: dict[int, dict[int, int]] = {}
+    packed: dict[int, list[int]] = {}  # interval start -> its buckets' packed bins
     for segment in cover(start, end, coarsest):
         resolution = segment[0]
         all_models = (
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
         query = _time_bins_query(model, all_models, resolution)
-        rows = conn.execute(query, _params(scope, segment)).all()
-        group_key, bins = None, {}
-        for bucket, bin_, count in rows:  # the stored bins: TIME_BIN_BASE up
-            # Rows come a bucket at a time (in the key's order): look up on a change only.
-            if bucket - bucket % micros != group_key:
-                group_key = bucket - bucket % micros
-                bins = counts.setdefault(group_key, {})
-            bins[bin_] = bins.get(bin_, 0) + count
+        for bucket, bins in conn.execute(query, _named_params(scope, segment)).all():
+            packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
     found = {}
-    for group_key, bins in counts.items():
-        ranked = percentile_bins(bins, percents)
+    for group_key, values in packed.items():
+        values.sort()
+        pairs = [(value // PACKED, value % PACKED) for value in values]
+        ranked = ranked_bins(pairs, percents)
         if ranked:
             found[from_micros(group_key)] = {
                 percent: stored - TIME_BIN_BASE for percent, stored in ranked.items()
