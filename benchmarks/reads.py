@@ -127,6 +127,19 @@ def generate(database_url: str, folder: Path, size: int, seed: int = 7) -> tuple
     return key, end
 
 
+def _analysed(url: str) -> None:
+    """On PostgreSQL, what autovacuum does within a minute of a load: `ANALYZE`. Before it
+    the planner takes the new partitions for empty, and a filtered first page probes the
+    metadata or predictions of every inference of the week (0.5-1.5 s at 30,000 inferences,
+    7 ms and 3 ms after)."""
+    if url.startswith("sqlite"):
+        return
+    database = create_database(url)
+    with database.write() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    database.dispose()
+
+
 def _load_duckdb(folder: Path) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute(
@@ -238,6 +251,7 @@ def _run_on(
 ) -> dict[str, dict[str, float]]:
     began = time.perf_counter()
     key, end = generate(url, folder, size)
+    _analysed(url)
     generated = time.perf_counter() - began
     duck = _load_duckdb(folder)
     week = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat()}
@@ -421,6 +435,7 @@ def _fleet_pages(
         ingest(database, 1, wide[at : at + BATCH], end)
     settle(database, timeout=3600)
     database.dispose()
+    _analysed(url)
     pages = {
         "overview page": "/",
         "devices page (first 100)": "/devices",
