@@ -59,19 +59,35 @@ def duration(value: float) -> str:
     return f"{value / 86400:.1f} days"
 
 
+def metric_unit(metric: str) -> str:
+    """The unit an alert metric is read in: seconds, duration, percent, count or score (the
+    drift scores). The page's script formats a rule's preview chart by it, as `measured`
+    does on the server."""
+    if metric.endswith("_inference_time"):
+        return "seconds"
+    if metric == "device_silence":
+        return "duration"
+    if metric in ("avg_confidence", "class_share", "error_rate", "precision"):
+        return "percent"
+    if metric == "request_count":
+        return "count"
+    return "score"
+
+
 def measured(value: float | None, metric: str) -> str:
     """An alert metric's value in its own unit (the rule stores plain numbers)."""
     if value is None:
         return "\u2013"
-    if metric.endswith("_inference_time"):
+    unit = metric_unit(metric)
+    if unit == "seconds":
         return seconds(value)
-    if metric == "device_silence":
+    if unit == "duration":
         return duration(value)
-    if metric in ("avg_confidence", "class_share", "error_rate", "precision"):
+    if unit == "percent":
         return percent(value)
-    if metric == "request_count":
+    if unit == "count":
         return number(value)
-    return f"{value:.3f}"  # drift scores
+    return f"{value:.3f}"
 
 
 def threshold(rule: Rule) -> str:

@@ -277,19 +277,36 @@ async function setUpSelectionChart() {
   plot.resizing.observe(target);
 }
 
+// An alert metric's value in its unit (rendering.metric_unit names it), as the server writes
+// it (rendering.measured): 85.0%, 320.0 ms,
+// 12 min, 1,204, 0.214.
+const UNIT_FORMATS = {
+  percent: (v) => (v * 100).toFixed(1) + "%",
+  seconds: (v) => (v >= 1 ? v.toFixed(2) + " s" : (v * 1000).toFixed(1) + " ms"),
+  duration: (v) => (v < 60 ? v.toFixed(0) + " s" : v < 3600 ? (v / 60).toFixed(0) + " min"
+    : v < 172800 ? (v / 3600).toFixed(1) + " h" : (v / 86400).toFixed(1) + " days"),
+  count: (v) => Math.round(v).toLocaleString("en-US"),
+  score: (v) => v.toFixed(3),
+};
+
 function setUpAlertPreview() {
   const data = document.getElementById("alert-series");
   const target = document.getElementById("alert-preview");
   if (!data || !target || typeof uPlot === "undefined") return;
   const series = JSON.parse(data.textContent);
-  const lines = [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false }];
+  // The metric's own unit on the axis and in the legend, as the history table writes it.
+  const format = UNIT_FORMATS[series.unit] || UNIT_FORMATS.score;
+  const shown = (u, v) => (v == null ? "\u2013" : format(v));
+  const lines = [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false,
+                       value: shown }];
   const columns = [series.t, series.value];
   if (series.threshold !== null) {
-    lines.push({ label: "threshold", stroke: "#c92a2a", dash: [6, 4], width: 1 });
+    lines.push({ label: "threshold", stroke: "#c92a2a", dash: [6, 4], width: 1, value: shown });
     columns.push(series.t.map(() => series.threshold));
   }
   const options = { width: target.clientWidth || 600, height: 220,
-                    scales: { x: { time: true } }, series: lines };
+                    scales: { x: { time: true } }, series: lines,
+                    axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }] };
   const plot = new uPlot(options, columns, target);
   new ResizeObserver(() => plot.setSize({ width: target.clientWidth, height: 220 })).observe(target);
 }
