@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
         # partitions, a server's report), the rest on SQLite; a shape's run is a server's
         # start and stop for a few seconds of traffic, and the suite's time is spent elsewhere
         (
-            ["ingest", "--db", "sqlite", "--shape", "camera", "--shape", "gateway"]
-            + ["--shape", "drain"],
+            [
+                *("ingest", "--db", "sqlite"),
+                *("--shape", "camera", "--shape", "gateway", "--shape", "drain"),
+            ],
             ["camera", "gateway", "drain"],
         ),
         (

@@ -291,6 +291,19 @@ def test_inference_details(page: Any, site: dict[str, Any]) -> None:
     # Boxes are drawn where they were predicted (centre-based x, y).
     first = page.locator("#predictions-layer .shape rect").first
     assert float(first.get_attribute("x")) == pytest.approx(predictions[0]["x"] - 25)
+    # Each label sits inside its own box's top-left corner (not over the box above it), in
+    # letters a person reads (10 to 30 pixels tall on the page, whatever the image's size).
+    for shape in page.locator("#predictions-layer .shape").all():
+        box = shape.locator("rect").bounding_box()
+        label = shape.locator("text").bounding_box()
+        assert box["x"] - 1 <= label["x"] < box["x"] + box["width"]
+        assert box["y"] - 1 <= label["y"] < box["y"] + box["height"]
+        assert 10 <= label["height"] <= 30
+    # The verdict's buttons stay within the details panel, however narrow.
+    panel = page.locator("section.details").bounding_box()
+    for button in page.locator(".verdict-form button").all():
+        shown = button.bounding_box()
+        assert shown["x"] + shown["width"] <= panel["x"] + panel["width"]
     page.uncheck("#toggle-predictions")
     assert page.locator("#predictions-layer").is_hidden()
     page.check("#toggle-predictions")

@@ -41,7 +41,10 @@ def drawing(
         shapes.append(shape)
     shown_w = width if is_number(width) and width > 0 else extent_w or DEFAULT_WIDTH
     shown_h = height if is_number(height) and height > 0 else extent_h or DEFAULT_HEIGHT
-    return {"width": shown_w, "height": shown_h, "shapes": shapes}
+    # Labels in the drawing's units, a fifty-fifth of its longer side: as legible at a
+    # page's width for a 4,000-pixel photograph as for a 400-pixel crop.
+    label_size = round(max(shown_w, shown_h) / 55, 2)
+    return {"width": shown_w, "height": shown_h, "shapes": shapes, "label_size": label_size}
 
 
 def is_number(value: object) -> TypeGuard[float]:
