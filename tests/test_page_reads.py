@@ -22,6 +22,7 @@ from visionwatch.store import stats as stats_store
 from visionwatch.store.devices import DeviceQuery
 from visionwatch.store.ingest import ingest
 from visionwatch.store.rollup_read import (
+    NAMED_AT_MOST,
     Scope,
     class_predictions,
     sum_classes,
@@ -112,6 +113,28 @@ def test_percentiles_per_interval_are_those_of_the_summed_histograms(
                 if sum(totals.time_bins.values())
             }
             assert found == expected, (scope, start, end)
+
+
+def test_a_minute_chart_of_days_names_its_buckets_a_thousand_at_a_time(filled: Database) -> None:
+    """2,880 minutes: three statements of named buckets, the same percentiles as one read of
+    the summed histograms (and no database's parameter limit reached)."""
+    start, end = NOW - timedelta(days=2), NOW
+    minute = INTERVALS[0]
+    for scope in _scopes(filled):
+        with filled.read() as conn:
+            summed = sum_rollups(
+                conn, scope, start, end, group="interval", interval=minute, with_bins="time"
+            )
+            found = time_percentiles(conn, scope, start, end, minute, PERCENTS)
+        expected = {
+            moment: {p: percentile_bin(totals.time_bins, p) for p in PERCENTS}
+            for moment, totals in summed.items()
+            if sum(totals.time_bins.values())
+        }
+        if scope == Scope(1):  # the whole workspace: minutes with traffic in every chunk
+            chunks = {(moment - start) // (minute * NAMED_AT_MOST) for moment in expected}
+            assert chunks == {0, 1, 2}
+        assert found == expected, scope
 
 
 def test_class_predictions_are_the_sums_of_sum_classes_to_the_bit(filled: Database) -> None:

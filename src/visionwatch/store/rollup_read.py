@@ -6,7 +6,7 @@ about 7 + 46 + 118 buckets per model, whatever the traffic was.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
@@ -113,12 +113,19 @@ def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
     return params
 
 
-def _named_params(scope: Scope, segment: Segment) -> dict[str, Any]:
-    """`_params` with the segment's buckets named one by one (`buckets`) for a seek each."""
+# Buckets named in one statement at most: a minute chart of a week is 10,080 of them, and
+# each is a parameter (SQLite's limit is 32,766 in recent builds, lower in older ones).
+NAMED_AT_MOST = 1000
+
+
+def _named(scope: Scope, segment: Segment) -> Iterator[dict[str, Any]]:
+    """`_params` with the segment's buckets named one by one (`buckets`) for a seek each,
+    NAMED_AT_MOST to a statement."""
     params = _params(scope, segment)
     step = int(RESOLUTION_STEPS[segment[0]].total_seconds()) * 1_000_000
-    params["buckets"] = list(range(params.pop("from"), params.pop("to"), step))
-    return params
+    buckets = range(params.pop("from"), params.pop("to"), step)
+    for at in range(0, len(buckets), NAMED_AT_MOST):
+        yield {**params, "buckets": list(buckets[at : at + NAMED_AT_MOST])}
 
 
 @lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
@@ -296,8 +303,9 @@ def time_percentiles(
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
         query = _time_bins_query(model, all_models, resolution)
-        for bucket, bins in conn.execute(query, _named_params(scope, segment)).all():
-            packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
+        for params in _named(scope, segment):
+            for bucket, bins in conn.execute(query, params).all():
+                packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
     found = {}
     for group_key, values in packed.items():
         values.sort()
