@@ -227,35 +227,50 @@ def test_a_legend_label_toggles_its_series_and_hovering_reads_a_bucket(page: Any
 
 
 @pytest.mark.parametrize(
-    ("rule", "caption", "unit", "scale"),
+    ("rule", "name", "caption", "unit", "scale"),
     [
         (
             {"metric": "p95_inference_time", "condition": "above", "threshold": 0.1},
+            "p95 inference time",
             "100.0 ms",
             " ms",
             1000,
         ),
-        ({"metric": "avg_confidence", "condition": "below", "threshold": 0.5}, "50.0%", "%", 100),
+        (
+            {"metric": "avg_confidence", "condition": "below", "threshold": 0.5},
+            "Average confidence",
+            "50.0%",
+            "%",
+            100,
+        ),
     ],
     ids=["latency", "confidence"],
 )
 def test_an_alert_preview_reads_in_its_metrics_unit(
-    page: Any, site: dict[str, Any], rule: dict[str, Any], caption: str, unit: str, scale: int
+    page: Any,
+    site: dict[str, Any],
+    rule: dict[str, Any],
+    name: str,
+    caption: str,
+    unit: str,
+    scale: int,
 ) -> None:
     """Not 0.1 or 0.85: the threshold in the caption and the hovered values in the legend in
-    the unit the rule's history writes (milliseconds, percent)."""
+    the unit the rule's history writes (milliseconds, percent), the metric by its name."""
     made = site["api"].post(
         "/api/v1/alerts", json={"name": f"cam {rule['metric']}", "model_id": "cam/1", **rule}
     )
     assert made.status_code == 201, made.text
     page.goto(f"/alerts/{made.json()['id']}")
-    assert f"the threshold is {caption}" in page.inner_text("figure.chart figcaption")
+    figure = page.inner_text("figure.chart figcaption")
+    assert figure.startswith(f"{name} over the last day")  # not the API's metric id
+    assert f"the threshold is {caption}" in figure
     values = page.evaluate("JSON.parse(document.getElementById('alert-series').textContent)")
     last = next(v for v in reversed(values["value"]) if v is not None)
     box = page.locator("#alert-preview .u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
     legend = page.locator("#alert-preview .u-legend .u-series")
-    shown = legend.filter(has_text=rule["metric"]).locator(".u-value").inner_text()
+    shown = legend.filter(has_text=name).locator(".u-value").inner_text()
     threshold = legend.filter(has_text="threshold").locator(".u-value").inner_text()
     assert shown.endswith(unit)
     assert threshold == caption

@@ -18,7 +18,7 @@ from visionwatch.store import alerts as store
 from visionwatch.timeutil import parse_time
 from visionwatch.web.auth import UserDep, read_form
 from visionwatch.web.errors import PageError, form_errors
-from visionwatch.web.rendering import metric_unit, render
+from visionwatch.web.rendering import metric_name, metric_unit, render
 
 # Rule ids are 32-bit: a larger number is a 422, not a database error.
 RuleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -158,6 +158,7 @@ def _series(found: store.StoredRule, points: list[dict[str, Any]]) -> dict[str, 
         # A line only where the threshold is on the metric's own scale.
         "threshold": rule.threshold if rule.condition in ("above", "below") else None,
         "metric": rule.metric,
+        "label": metric_name(rule.metric),
         "unit": metric_unit(rule.metric),  # the axis and the legend are read in it
     }
 

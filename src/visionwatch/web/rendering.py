@@ -59,6 +59,27 @@ def duration(value: float) -> str:
     return f"{value / 86400:.1f} days"
 
 
+# Alert metrics as the pages name them (the API and the rules keep their identifiers).
+METRIC_NAMES = {
+    "avg_confidence": "Average confidence",
+    "request_count": "Requests",
+    "error_rate": "Error rate",
+    "avg_inference_time": "Average inference time",
+    "p95_inference_time": "p95 inference time",
+    "class_share": "Class share",
+    "device_silence": "Device silence",
+    "class_drift_psi": "Class drift (PSI)",
+    "class_drift_js": "Class drift (Jensen-Shannon)",
+    "confidence_drift_psi": "Confidence drift (PSI)",
+    "confidence_drift_js": "Confidence drift (Jensen-Shannon)",
+    "precision": "Realised precision",
+}
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
 def metric_unit(metric: str) -> str:
     """The unit an alert metric is read in: seconds, duration, percent, count or score (the
     drift scores). The page's script formats a rule's preview chart by it, as `measured`
@@ -151,6 +172,7 @@ def _environment() -> Environment:
     )
     environment.filters.update(
         measured=measured,
+        metric_name=metric_name,
         number=number,
         plain=plain,
         threshold=threshold,

@@ -297,7 +297,7 @@ function setUpAlertPreview() {
   // The metric's own unit on the axis and in the legend, as the history table writes it.
   const format = UNIT_FORMATS[series.unit] || UNIT_FORMATS.score;
   const shown = (u, v) => (v == null ? "\u2013" : format(v));
-  const lines = [{}, { label: series.metric, stroke: "#3b5bdb", width: 2, spanGaps: false,
+  const lines = [{}, { label: series.label, stroke: "#3b5bdb", width: 2, spanGaps: false,
                        value: shown }];
   const columns = [series.t, series.value];
   if (series.threshold !== null) {
