@@ -102,17 +102,26 @@ def test_percentiles_per_interval_are_those_of_the_summed_histograms(
         for start, end in PERIODS:
             if interval == INTERVALS[0] and end - start > timedelta(hours=4):
                 continue  # minutes over days: the general read would take long for nothing
-            with filled.read() as conn:
-                summed = sum_rollups(
-                    conn, scope, start, end, group="interval", interval=interval, with_bins="time"
-                )
-                found = time_percentiles(conn, scope, start, end, interval, PERCENTS)
-            expected = {
-                moment: {p: percentile_bin(totals.time_bins, p) for p in PERCENTS}
-                for moment, totals in summed.items()
-                if sum(totals.time_bins.values())
-            }
+            found, expected = _percentiles_both_ways(filled, scope, start, end, interval)
             assert found == expected, (scope, start, end)
+
+
+def _percentiles_both_ways(
+    database: Database, scope: Scope, start: datetime, end: datetime, interval: timedelta
+) -> tuple[dict[datetime, dict[int, int]], dict[datetime, dict[int, int | None]]]:
+    """The chart's percentiles per interval, and the nearest ranks of the histograms the
+    general read sums for each interval (the independent answer)."""
+    with database.read() as conn:
+        summed = sum_rollups(
+            conn, scope, start, end, group="interval", interval=interval, with_bins="time"
+        )
+        found = time_percentiles(conn, scope, start, end, interval, PERCENTS)
+    expected = {
+        moment: {p: percentile_bin(totals.time_bins, p) for p in PERCENTS}
+        for moment, totals in summed.items()
+        if sum(totals.time_bins.values())
+    }
+    return found, expected
 
 
 def test_a_minute_chart_of_days_names_its_buckets_a_thousand_at_a_time(filled: Database) -> None:
@@ -121,16 +130,7 @@ def test_a_minute_chart_of_days_names_its_buckets_a_thousand_at_a_time(filled: D
     start, end = NOW - timedelta(days=2), NOW
     minute = INTERVALS[0]
     for scope in _scopes(filled):
-        with filled.read() as conn:
-            summed = sum_rollups(
-                conn, scope, start, end, group="interval", interval=minute, with_bins="time"
-            )
-            found = time_percentiles(conn, scope, start, end, minute, PERCENTS)
-        expected = {
-            moment: {p: percentile_bin(totals.time_bins, p) for p in PERCENTS}
-            for moment, totals in summed.items()
-            if sum(totals.time_bins.values())
-        }
+        found, expected = _percentiles_both_ways(filled, scope, start, end, minute)
         if scope == Scope(1):  # the whole workspace: minutes with traffic in every chunk
             chunks = {(moment - start) // (minute * NAMED_AT_MOST) for moment in expected}
             assert chunks == {0, 1, 2}
