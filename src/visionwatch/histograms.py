@@ -5,8 +5,9 @@ exact to a bin and merge across buckets by adding counts.
 """
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from itertools import accumulate
 
 CONFIDENCE_BINS = 100
 
@@ -66,20 +67,21 @@ def percentile_bins(counts: Mapping[int, int], percents: tuple[int, ...]) -> dic
 
 def ranked_bins(pairs: Sequence[tuple[int, int]], percents: tuple[int, ...]) -> dict[int, int]:
     """`percentile_bins` of (bin, count) pairs in the bins' order; a bin may come more than
-    once (its counts of several buckets). Integer arithmetic, so that 95% of 20 is rank 19,
-    not 20 by rounding error. Bins of no count need no skipping: the running count reaches a
-    rank at a bin that added to it."""
-    total = sum(map(itemgetter(1), pairs))
-    if total <= 0 or not percents:
+    once (its counts of several buckets)."""
+    at = ranked_positions([count for _, count in pairs], percents)
+    return {percent: pairs[position][0] for percent, position in at.items()}
+
+
+def ranked_positions(counts: Sequence[int], percents: tuple[int, ...]) -> dict[int, int]:
+    """Where in `counts` (a histogram's counts in its bins' order) each nearest-rank
+    percentile falls; empty when they add up to nothing. Integer arithmetic, so that 95% of
+    20 is rank 19, not 20 by rounding error. The running counts never fall, so a rank is
+    found by bisection, at the first position whose count reaches it: never a bin of no
+    count."""
+    running = list(accumulate(counts))
+    total = running[-1] if running else 0
+    if total <= 0:
         return {}
-    ranks = sorted((max(1, (percent * total + 99) // 100), percent) for percent in percents)
-    found: dict[int, int] = {}
-    running, at = 0, 0
-    for index, count in pairs:
-        running += count
-        while running >= ranks[at][0]:
-            found[ranks[at][1]] = index
-            at += 1
-            if at == len(ranks):
-                return found
-    return found
+    return {
+        percent: bisect_left(running, max(1, (percent * total + 99) // 100)) for percent in percents
+    }

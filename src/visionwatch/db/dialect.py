@@ -49,6 +49,18 @@ def has_time_partitions(dialect: Dialect) -> bool:
     assert_never(dialect)
 
 
+def hold_one_moment(dialect: Dialect, conn: Connection) -> None:
+    """Make the reads of `conn`'s next transaction all see the moment of its first.
+    PostgreSQL's read committed gives each statement its own moment; SQLite's read
+    transaction in WAL mode already keeps the first read's."""
+    if dialect is Dialect.SQLITE:
+        return
+    if dialect is Dialect.POSTGRESQL:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+        return
+    assert_never(dialect)
+
+
 def row_key(dialect: Dialect, columns: list[str]) -> list[str]:
     """The unique key of a partitioned raw table, for ON CONFLICT: PostgreSQL's hold the
     partition key `ts` too (a row has its inference's, so both name the same rows)."""

@@ -3,7 +3,8 @@
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -45,6 +46,11 @@ class Database:
     writer: Engine
     reader: Engine
     standby: Standby | None = None  # PostgreSQL: a hot standby for reads that may lag
+    # The connection of the snapshot this context reads in, if any, and whether it is the
+    # primary's (see `snapshot`).
+    _shared: ContextVar[tuple[Connection, bool] | None] = field(
+        default_factory=lambda: ContextVar("snapshot", default=None), compare=False, repr=False
+    )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -54,13 +60,39 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        shared = self._shared.get()
+        if shared is not None and shared[1]:
+            yield shared[0]
+            return
         with self.reader.connect() as conn:
             yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this context (a page) in one transaction on one connection: the
+        page's figures come from one moment, and a page of a dozen reads pays for one
+        connection and BEGIN, not a dozen. Reads that may lag share it; reads that must
+        not share it only when it is the primary's. Writes keep their own."""
+        if self._shared.get() is not None:
+            yield
+            return
+        standby = self._standby_connection()
+        with standby if standby is not None else self.reader.connect() as conn:
+            dialects.hold_one_moment(self.dialect, conn)
+            token = self._shared.set((conn, standby is None))
+            try:
+                yield
+            finally:
+                self._shared.reset(token)
 
     @contextmanager
     def read_lagging(self) -> Iterator[Connection]:
         """A read that may be a moment behind the writes (the dashboard's figures): on the
         standby while it is within its lag bound (db/standby.py), else as `read`."""
+        shared = self._shared.get()
+        if shared is not None:
+            yield shared[0]
+            return
         conn = self._standby_connection()
         if conn is None:
             with self.reader.connect() as conn:

@@ -6,7 +6,7 @@ about 7 + 46 + 118 buckets per model, whatever the traffic was.
 """
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
@@ -39,7 +39,7 @@ from visionwatch.db.schema import (
     rollups,
 )
 from visionwatch.db.types import from_micros, to_micros
-from visionwatch.histograms import ranked_bins
+from visionwatch.histograms import ranked_positions
 from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, ClassDelta, Delta
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -86,14 +86,12 @@ def _where(
 ) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every segment, and
     SQLAlchemy computes its cache key once, not per request. The buckets are a range
-    between the parameters `bounds` names, or (None) named in the list `buckets`."""
+    between the parameters `bounds` names, or (None) the caller's to choose."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    if bounds is None:
-        conditions.append(bucket.in_(bindparam("buckets", expanding=True)))
-    else:
+    if bounds is not None:
         conditions += [bucket >= bindparam(bounds[0]), bucket < bindparam(bounds[1])]
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
@@ -111,21 +109,6 @@ def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
     return params
-
-
-# Buckets named in one statement at most: a minute chart of a week is 10,080 of them, and
-# each is a parameter (SQLite's limit is 32,766 in recent builds, lower in older ones).
-NAMED_AT_MOST = 1000
-
-
-def _named(scope: Scope, segment: Segment) -> Iterator[dict[str, Any]]:
-    """`_params` with the segment's buckets named one by one (`buckets`) for a seek each,
-    NAMED_AT_MOST to a statement."""
-    params = _params(scope, segment)
-    step = int(RESOLUTION_STEPS[segment[0]].total_seconds()) * 1_000_000
-    buckets = range(params.pop("from"), params.pop("to"), step)
-    for at in range(0, len(buckets), NAMED_AT_MOST):
-        yield {**params, "buckets": list(buckets[at : at + NAMED_AT_MOST])}
 
 
 @lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
@@ -238,48 +221,60 @@ def sum_rollups(
     return result
 
 
-# A bin and its count packed in one integer (bin * PACKED + count): a bucket's bins come
-# back as one string of them, and sorting the integers sorts by bin.
-PACKED = 1 << 40
+# A bin and its count packed in one integer (bin << PACKED_BITS | count): a bucket's bins
+# come back as one string of them, and sorting the integers sorts by bin.
+PACKED_BITS = 40
+COUNT_MASK = (1 << PACKED_BITS) - 1
 
 
 @lru_cache(maxsize=64)
 def _time_bins_query(model: bool, all_models: bool, resolution: str) -> Select[Any]:
-    """The inference-time bins of each bucket, one row a bucket: (bucket, its bins and
-    counts packed, comma-separated). Of one model (or model 0's, every model's) the stored
-    rows; else the models' rows added up per bucket and bin first.
+    """The inference-time bins of each bucket of a range, one row a bucket: (bucket, its
+    bins and counts packed, comma-separated, or NULL without any). Of one model (or model
+    0's, every model's) the stored rows; else the models' rows added up per bin first.
 
     A row a bucket, not a row a bin: a week's chart of hours of every model was 4,000 rows
     of (bucket, bin, count), and turning them into Python values took longer than the
-    database's read. The buckets are named (`buckets`), not a range: the key is (workspace,
-    device, bucket, model, bin), so a range walks every model's rows and both histograms of
-    each bucket, where a named bucket seeks to its model's time bins (see
-    docs/architecture.md, "Reads")."""
+    database's read. The buckets are made by the statement (a recursive CTE from `from` by
+    `step` to `to`) and each is read by a subquery of its own: the key is (workspace,
+    device, bucket, model, bin), so a range of buckets walks every model's rows and both
+    histograms of each bucket, where a bucket at a time seeks to its model's time bins.
+    Neither the parameters nor the statement grow with the buckets (a minute chart of a
+    week has 10,080), so SQLAlchemy's compiled form is reused whole (docs/architecture.md,
+    "Reads")."""
+    start, step, end = (cast(bindparam(name), BigInteger) for name in ("from", "step", "to"))
+    first = select(start.label("at")).cte("buckets", recursive=True)
+    buckets = first.union_all(
+        select((first.c.at + step).label("at")).where(first.c.at + step < end)
+    )
     table = rollup_bins[resolution]
     bucket = type_coerce(table.c.bucket, BigInteger)
-    where = [*_where(table, model, bounds=None), table.c.bin >= TIME_BIN_BASE]
+    where = [
+        *_where(table, model, bounds=None),
+        bucket == buckets.c.at,
+        table.c.bin >= TIME_BIN_BASE,
+    ]
     if all_models:
         where.append(table.c.model_id == ALL_MODELS)
     elif not model:
         where.append(table.c.model_id != ALL_MODELS)
         summed = (
-            select(bucket.label("bucket"), table.c.bin, func.sum(table.c.count).label("count"))
+            select(table.c.bin, func.sum(table.c.count).label("count"))
             .where(*where)
-            .group_by(bucket, table.c.bin)
+            .group_by(table.c.bin)
+            .correlate(buckets)
             .subquery()
         )
-        return _packed_bins(summed.c.bucket, summed.c.bin, summed.c["count"])
-    return _packed_bins(bucket, table.c.bin, table.c["count"], *where)
+        bins = select(_packed(summed.c.bin, summed.c["count"])).correlate(buckets)
+        return select(buckets.c.at, bins.scalar_subquery())
+    bins = select(_packed(table.c.bin, table.c["count"])).where(*where).correlate(buckets)
+    return select(buckets.c.at, bins.scalar_subquery())
 
 
-def _packed_bins(
-    bucket: ColumnElement[Any],
-    bin_: ColumnElement[Any],
-    count: ColumnElement[Any],
-    *where: ColumnElement[bool],
-) -> Select[Any]:
-    packed = cast(type_coerce(bin_, BigInteger) * PACKED + count, Text)  # no smallint overflow
-    return select(bucket, func.aggregate_strings(packed, ",")).where(*where).group_by(bucket)
+def _packed(bin_: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The bins and counts of a bucket as one comma-separated text of packed integers."""
+    shifted = type_coerce(bin_, BigInteger) * (1 << PACKED_BITS)  # no smallint overflow
+    return func.aggregate_strings(cast(shifted + count, Text), ",")
 
 
 def time_percentiles(
@@ -303,19 +298,24 @@ def time_percentiles(
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
         query = _time_bins_query(model, all_models, resolution)
-        for params in _named(scope, segment):
-            for bucket, bins in conn.execute(query, params).all():
+        params = {**_params(scope, segment), "step": _step_micros(resolution)}
+        for bucket, bins in conn.execute(query, params).all():
+            if bins is not None:
                 packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
     found = {}
     for group_key, values in packed.items():
         values.sort()
-        pairs = [(value // PACKED, value % PACKED) for value in values]
-        ranked = ranked_bins(pairs, percents)
-        if ranked:
+        at = ranked_positions([value & COUNT_MASK for value in values], percents)
+        if at:
             found[from_micros(group_key)] = {
-                percent: stored - TIME_BIN_BASE for percent, stored in ranked.items()
+                percent: (values[position] >> PACKED_BITS) - TIME_BIN_BASE
+                for percent, position in at.items()
             }
     return found
+
+
+def _step_micros(resolution: str) -> int:
+    return int(RESOLUTION_STEPS[resolution].total_seconds()) * 1_000_000
 
 
 def _totals_of(result: dict[Any, Delta], key: Any) -> Delta:

@@ -16,6 +16,7 @@ from visionwatch.web.auth import UserDep
 from visionwatch.web.errors import PageError
 from visionwatch.web.params import PRESET_NAMES, page_period, url_with
 from visionwatch.web.rendering import change_of, number, percent, render, seconds
+from visionwatch.web.snapshot import one_snapshot
 
 router = APIRouter(include_in_schema=False)
 # Class rows shown at once: the classes whose share moved most are the ones asked about.
@@ -41,6 +42,7 @@ SIDE_PARAMS = ("a_model_id", "b_model_id", "device_id", "a_start", "a_end")
 
 
 @router.get("/compare")
+@one_snapshot
 def compare_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
     params = request.query_params
     now = clock_of(request)

@@ -23,6 +23,7 @@ from visionwatch.web.errors import PageError
 from visionwatch.web.params import PRESET_NAMES, page_period, url_with
 from visionwatch.web.rendering import render
 from visionwatch.web.rows import shown_inference
+from visionwatch.web.snapshot import one_snapshot
 
 router = APIRouter(include_in_schema=False)
 PAGE_ROWS = 100
@@ -31,6 +32,7 @@ STATUSES = ("online", "offline")
 
 
 @router.get("/devices")
+@one_snapshot
 def devices_page(
     request: Request, user: UserDep, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
@@ -79,6 +81,7 @@ def devices_page(
 
 
 @router.get("/devices/{name:path}")
+@one_snapshot
 def device_page(
     request: Request, name: str, user: UserDep, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
@@ -127,6 +130,7 @@ def device_page(
 
 
 @router.get("/models")
+@one_snapshot
 def models_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
     params = request.query_params
     page = page_period(params, clock_of(request))

@@ -39,6 +39,7 @@ from visionwatch.web.params import (
 )
 from visionwatch.web.rendering import percent, plain, render, seconds, when_exact
 from visionwatch.web.rows import shown_inference
+from visionwatch.web.snapshot import one_snapshot
 
 router = APIRouter(include_in_schema=False)
 RECENT = 20
@@ -52,6 +53,7 @@ TAB_ROWS = 50
 
 
 @router.get("/")
+@one_snapshot
 def workspace_page(
     request: Request, user: UserDep, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
@@ -100,6 +102,7 @@ def workspace_page(
 
 
 @router.get("/models/{model_id:path}")
+@one_snapshot
 def model_page(request: Request, model_id: str, user: UserDep, database: DatabaseDep) -> Response:
     page = page_period(request.query_params, clock_of(request))
     workspace = user.workspace.id
@@ -147,6 +150,7 @@ def _compare_link(
 
 
 @router.get("/inferences")
+@one_snapshot
 def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> Response:
     page = page_period(request.query_params, clock_of(request))
     query = inference_query(request.query_params, page.period, limit=PAGE_SIZE)
@@ -196,6 +200,7 @@ def thumbnail(
 
 
 @router.get("/inferences/{inference_id:path}")
+@one_snapshot
 def inference_page(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:
