@@ -13,6 +13,7 @@ from functools import cache, lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     Connection,
     Row,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from visionwatch.db.dialect import seeks_each_bucket
 from visionwatch.db.schema import (
     CLASS_SUMS,
     ROLLUP_SUMS,
@@ -82,20 +84,36 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
 
 
 def _where(
-    table: Table, with_model: bool, bounds: tuple[str, str] | None = ("from", "to")
+    table: Table, with_model: bool, buckets: Literal["range", "each", "caller"] = "range"
 ) -> list[ColumnElement[bool]]:
     """Conditions with parameters (see _params): one statement serves every segment, and
-    SQLAlchemy computes its cache key once, not per request. The buckets are a range
-    between the parameters `bounds` names, or (None) the caller's to choose."""
+    SQLAlchemy computes its cache key once, not per request. The buckets are the range
+    [from, to), or ("each") every bucket of it one by one, or the caller's to choose.
+
+    "each" is for reads of one model's rows (or model 0's): the key is (workspace, device,
+    bucket, model, ...), so a range of buckets walks every model's rows of each bucket,
+    where a bucket at a time seeks to the one model's (docs/architecture.md, "Reads")."""
     bucket = type_coerce(table.c.bucket, BigInteger)
     conditions = [table.c.workspace_id == bindparam("workspace_id")]
     if "device_id" in table.c:  # class bins are kept for all devices only
         conditions.append(table.c.device_id == bindparam("device_id"))
-    if bounds is not None:
-        conditions += [bucket >= bindparam(bounds[0]), bucket < bindparam(bounds[1])]
+    if buckets == "range":
+        conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
+    elif buckets == "each":
+        steps = _bucket_steps()
+        conditions.append(bucket.in_(select(steps.c.at)))
     if with_model:
         conditions.append(table.c.model_id == bindparam("model_id"))
     return conditions
+
+
+def _bucket_steps() -> CTE:
+    """The buckets of a segment, made by the statement: a recursive CTE from `from` by
+    `step` to `to`. Its parameters do not grow with the buckets (a minute chart of a week
+    has 10,080), so SQLAlchemy's compiled form of the statement is reused whole."""
+    start, step, end = (cast(bindparam(name), BigInteger) for name in ("from", "step", "to"))
+    first = select(start.label("at")).cte("buckets", recursive=True)
+    return first.union_all(select((first.c.at + step).label("at")).where(first.c.at + step < end))
 
 
 def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
@@ -105,6 +123,7 @@ def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
         "device_id": scope.device_id,
         "from": to_micros(start),
         "to": to_micros(end),
+        "step": int(RESOLUTION_STEPS[segment[0]].total_seconds()) * 1_000_000,
     }
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
@@ -120,10 +139,13 @@ def _rollup_query(
     model: bool,
     all_models: bool = False,
     time_only: bool = False,
+    each: bool = False,
 ) -> Select[Any]:
     """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
     the group's key last. `all_models`: the histograms of every model and device, kept
-    under model 0 (a tenth of the rows with ten models); otherwise those rows are left out."""
+    under model 0 (a tenth of the rows with ten models); otherwise those rows are left out.
+    `each`: a histogram of one model's rows (or model 0's) read a bucket at a time
+    (`_where`); sums are always a range, a row per model and bucket read for every model."""
     table = rollup_bins[resolution] if bins else rollups[resolution]
     if bins:
         query = select(table.c.bin, func.sum(table.c.count).label("bin_count")).group_by(
@@ -137,7 +159,7 @@ def _rollup_query(
             query = query.where(table.c.model_id != ALL_MODELS)
     else:
         query = select(*_sums(table, ROLLUP_SUMS))
-    query = query.where(*_where(table, model))
+    query = query.where(*_where(table, model, "each" if each else "range"))
     if group is not None:
         key = _group_column(table, group, interval)
         query = query.add_columns(key.label("group_key")).group_by(key)
@@ -208,8 +230,9 @@ def sum_rollups(
             and group != "model"
             and resolution in ALL_MODELS_RESOLUTIONS
         )
+        each = (model or all_models) and seeks_each_bucket(conn)
         query = _rollup_query(
-            resolution, True, group, interval, model, all_models, with_bins == "time"
+            resolution, True, group, interval, model, all_models, with_bins == "time", each
         )
         for row in conn.execute(query, _params(scope, segment)):
             totals = _totals_of(result, _group_value(group, row))
@@ -235,22 +258,14 @@ def _time_bins_query(model: bool, all_models: bool, resolution: str) -> Select[A
 
     A row a bucket, not a row a bin: a week's chart of hours of every model was 4,000 rows
     of (bucket, bin, count), and turning them into Python values took longer than the
-    database's read. The buckets are made by the statement (a recursive CTE from `from` by
-    `step` to `to`) and each is read by a subquery of its own: the key is (workspace,
-    device, bucket, model, bin), so a range of buckets walks every model's rows and both
-    histograms of each bucket, where a bucket at a time seeks to its model's time bins.
-    Neither the parameters nor the statement grow with the buckets (a minute chart of a
-    week has 10,080), so SQLAlchemy's compiled form is reused whole (docs/architecture.md,
+    database's read. The buckets are made by the statement (`_bucket_steps`) and each is
+    read by a subquery of its own, a seek to its model's time bins (docs/architecture.md,
     "Reads")."""
-    start, step, end = (cast(bindparam(name), BigInteger) for name in ("from", "step", "to"))
-    first = select(start.label("at")).cte("buckets", recursive=True)
-    buckets = first.union_all(
-        select((first.c.at + step).label("at")).where(first.c.at + step < end)
-    )
+    buckets = _bucket_steps()
     table = rollup_bins[resolution]
     bucket = type_coerce(table.c.bucket, BigInteger)
     where = [
-        *_where(table, model, bounds=None),
+        *_where(table, model, buckets="caller"),
         bucket == buckets.c.at,
         table.c.bin >= TIME_BIN_BASE,
     ]
@@ -298,7 +313,7 @@ def time_percentiles(
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
         query = _time_bins_query(model, all_models, resolution)
-        params = {**_params(scope, segment), "step": _step_micros(resolution)}
+        params = _params(scope, segment)
         for bucket, bins in conn.execute(query, params).all():
             if bins is not None:
                 packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
@@ -312,10 +327,6 @@ def time_percentiles(
                 for percent, position in at.items()
             }
     return found
-
-
-def _step_micros(resolution: str) -> int:
-    return int(RESOLUTION_STEPS[resolution].total_seconds()) * 1_000_000
 
 
 def _totals_of(result: dict[Any, Delta], key: Any) -> Delta:
