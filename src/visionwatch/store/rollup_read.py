@@ -371,8 +371,9 @@ def sum_classes(
 
 
 @lru_cache(maxsize=64)
-def _class_predictions_query(resolution: str, model: bool) -> Select[Any]:
-    """Per model and class: its predictions and the sum of their confidences, as plain rows."""
+def _class_predictions_query(resolution: str, model: bool, each: bool) -> Select[Any]:
+    """Per model and class: its predictions and the sum of their confidences, as plain rows;
+    `each`: the buckets of one model read one at a time (`_where`)."""
     table = class_rollups[resolution]
     return (
         select(
@@ -381,7 +382,7 @@ def _class_predictions_query(resolution: str, model: bool) -> Select[Any]:
             func.sum(table.c.predictions),
             func.sum(table.c.confidence_sum),
         )
-        .where(*_where(table, model))
+        .where(*_where(table, model, "each" if each else "range"))
         .group_by(table.c.model_id, table.c.class_name)
     )
 
@@ -394,9 +395,10 @@ def class_predictions(
     table shows, where `sum_classes` reads six and builds a ClassDelta for each of a
     1,000-class model's classes in every segment."""
     model = scope.model_id is not None
+    each = model and seeks_each_bucket(conn)
     totals: dict[tuple[int, str], tuple[int, float]] = {}
     for segment in cover(start, end):
-        query = _class_predictions_query(segment[0], model)
+        query = _class_predictions_query(segment[0], model, each)
         for model_id, class_name, predictions, confidence_sum in conn.execute(
             query, _params(scope, segment)
         ):
