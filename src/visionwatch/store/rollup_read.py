@@ -234,7 +234,7 @@ def sum_rollups(
         query = _rollup_query(
             resolution, True, group, interval, model, all_models, with_bins == "time", each
         )
-        for row in conn.execute(query, _params(scope, segment)):
+        for row in conn.execute(query, params):
             totals = _totals_of(result, _group_value(group, row))
             bin_, count = row.bin, int(row.bin_count)
             if bin_ < TIME_BIN_BASE:
@@ -313,8 +313,7 @@ def time_percentiles(
             not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
         )
         query = _time_bins_query(model, all_models, resolution)
-        params = _params(scope, segment)
-        for bucket, bins in conn.execute(query, params).all():
+        for bucket, bins in conn.execute(query, _params(scope, segment)).all():
             if bins is not None:
                 packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
     found = {}
