@@ -3,18 +3,20 @@
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "reads", "sdk_overhead", "events", "retention")
+BENCHMARKS = ("ingest", "reads", "sdk_overhead", "events", "retention", "storage")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("name", choices=BENCHMARKS)
     parser.add_argument("--size", type=int, default=None, help="how many operations")
-    parser.add_argument("--shape", action="append", help="ingest: traffic shapes (default all)")
+    parser.add_argument(
+        "--shape", action="append", help="ingest, storage: traffic shapes (default all)"
+    )
     parser.add_argument(
         "--db",
         action="append",
-        help="ingest, events: sqlite, postgresql (default both); reads: (default sqlite)",
+        help="ingest, events, storage: sqlite, postgresql (default both); reads: (default sqlite)",
     )
     parser.add_argument(
         "--replicas",
@@ -25,7 +27,7 @@ def main() -> None:
     if args.name == "ingest" and args.replicas:
         counts = [int(n) for n in args.replicas.split(",")]
         module.run_replicas(args.size, counts, shapes=args.shape)
-    elif args.name == "ingest":
+    elif args.name in ("ingest", "storage"):
         module.run(args.size, shapes=args.shape, databases=args.db)
     elif args.name in ("events", "reads"):
         module.run(args.size, databases=args.db)
