@@ -64,6 +64,8 @@ def items(shape: str, size: int, seed: int = 3) -> Iterator[dict[str, Any]]:
     """The shape's inferences, oldest first."""
     rng = random.Random(seed)
     now = time.time()
+    times: Iterator[float]
+    sources: Iterator[tuple[str, str]]
     if shape == "camera":
         times = (now - (size - n) / 10.0 for n in range(size))
         sources = ((FLEET_MODELS[0], DEVICES[0]) for _ in range(size))
