@@ -7,12 +7,15 @@ weeks that start on a Monday, in one workspace that keeps 84 days (12 weeks). A 
 the start of the 14th week removes the first week, a thirteenth of the rows, with
 `visionwatch.retention.prune` itself:
 
-- rows: the schema before partitions (revision 0012); retention deletes the week's rows,
-  2,000 inferences a transaction. Given an index on the children's `inference_pk`: 0012
-  has none that starts with it, so each deleted inference's foreign-key check scans every
-  prediction and metadata row (a first run at ten million spent over 20 minutes on one
-  batch of 2,000 before it was stopped), and a baseline that slow measures nothing;
-- partitions: the current schema; retention drops the week's partitions.
+- rows: the schema before partitions (revision 0012), an inference a row with a row per
+  prediction and metadata field; the week's rows deleted as retention deleted them then,
+  2,000 inferences a transaction with their children. Given an index on the children's
+  `inference_pk`: 0012 has none that starts with it, so each deleted inference's
+  foreign-key check scans every prediction and metadata row (a first run at ten million
+  spent over 20 minutes on one batch of 2,000 before it was stopped), and a baseline that
+  slow measures nothing;
+- partitions: the current schema (an inference one row in its stored form); retention
+  (`visionwatch.retention.prune`) drops the week's partitions.
 
 Reported: the prune's time; the database's size before, after the prune, and after the
 VACUUM that a delete leaves for autovacuum (it makes the space reusable; only VACUUM FULL,
@@ -39,8 +42,13 @@ from benchmarks.ingest import _databases
 from visionwatch.config import Settings
 from visionwatch.db import migrate, partitions
 from visionwatch.db.engine import create_database
+from visionwatch.db.schema import NO_CLASS_ID
 from visionwatch.db.types import to_micros
 from visionwatch.images.blobs import FilesystemStore
+from visionwatch.items import parse_item
+from visionwatch.packed.ids import encode_id
+from visionwatch.packed.stored import pack_inference
+from visionwatch.packed.tags import field_tag, label_tag
 from visionwatch.retention import prune
 
 DEFAULT_SIZE = 10_000_000
@@ -92,22 +100,25 @@ def retention(url: str, variant: str, size: int, images: Path) -> dict[str, floa
     if variant == "partitions":
         with database.write() as conn:
             partitions.ensure(conn, partitions.INFERENCE_TABLES, FIRST_DAY, end, partitions.WIDTH)
-    fill(url, size, FIRST_DAY, end)
+    (fill_first_form if variant == "rows" else fill)(url, size, FIRST_DAY, end)
     before = megabytes(url)
     settings = Settings(data_dir=images, retention_days=KEEP_DAYS)
     started = time.perf_counter()
-    report = prune(database, FilesystemStore(images), settings, end)
+    if variant == "rows":
+        removed = delete_as_before(url, end - timedelta(days=KEEP_DAYS))
+    else:
+        removed = prune(database, FilesystemStore(images), settings, end).inferences["bench"]
     pruned = time.perf_counter() - started
     after = megabytes(url)
+    tables = "inferences, predictions, inference_metadata" if variant == "rows" else "inferences"
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
-        conn.execute("VACUUM inferences, predictions, inference_metadata")
+        conn.execute(f"VACUUM {tables}")
         vacuum = time.perf_counter() - started
         left = conn.execute("SELECT count(*) FROM inferences").fetchone()
     vacuumed = megabytes(url)
     database.dispose()
     assert left is not None
-    removed = report.inferences["bench"]
     assert removed + left[0] == size, (removed, left[0], size)
     # A week of the thirteen, to a row: the times are spread evenly.
     assert abs(removed - size / WEEKS) <= 1, (removed, size / WEEKS)
@@ -121,19 +132,67 @@ def retention(url: str, variant: str, size: int, images: Path) -> dict[str, floa
     }
 
 
+def _workspace(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "INSERT INTO workspaces (name, created_at, retention_days) VALUES ('bench', 0, %s)",
+        (KEEP_DAYS,),
+    )
+    conn.execute(
+        "INSERT INTO models (workspace_id, name, project, version, task, first_seen,"
+        " last_seen) VALUES (1, 'parts/1', 'parts', '1', 'object-detection', 0, 0)"
+    )
+
+
+ITEM = {
+    "model_id": "parts/1",
+    "predictions": [
+        {"class": "bolt", "confidence": 0.87, "x": 120.5, "y": 88.25, "width": 32, "height": 41}
+    ],
+    "inference_time": 0.02,
+    "metadata": {"line": "north"},
+    "image": {"width": 640},
+}
+
+
 def fill(url: str, size: int, start: datetime, end: datetime) -> None:
     """One workspace keeping KEEP_DAYS, one model, and `size` inferences spread evenly
-    over [start, end), each with a prediction and a metadata field, in SQL."""
+    over [start, end) in the stored form, each with a prediction and a metadata field
+    (the same body, packed once), in SQL."""
+    low, span = to_micros(start), to_micros(end) - to_micros(start)
+    inference = parse_item(ITEM, now=end, max_clock_skew=timedelta(days=1))
+    packed = pack_inference(inference, inference.timestamp)
+    tags = label_tag(1) + field_tag(1) + packed.values
+    with psycopg.connect(url, autocommit=True) as conn:
+        _workspace(conn)
+        conn.execute(
+            "INSERT INTO labels (workspace_id, id, name, class_id, tag) VALUES (1, 1, %s, %s, %s)",
+            (packed.labels[0][0], NO_CLASS_ID, label_tag(1)),
+        )
+        conn.execute(
+            "INSERT INTO metadata_fields (workspace_id, id, name, tag) VALUES (1, 1, %s, %s)",
+            (packed.fields[0], field_tag(1)),
+        )
+        step = 1_000_000
+        for first in range(0, size, step):
+            last = min(size, first + step) - 1
+            conn.execute(
+                f"""INSERT INTO inferences (workspace_id, inference_id, model_id, ts, tags, body)
+                SELECT 1, convert_to('inference-' || g, 'UTF8')
+                    || CASE WHEN length('inference-' || g) IN (16, 17)
+                        THEN '\\xff'::bytea ELSE ''::bytea END,
+                    1, {low} + (g::numeric * {span} / {size})::bigint, %s, %s
+                FROM generate_series({first}, {last}) g""",
+                (tags, packed.body),
+            )
+        conn.execute("VACUUM ANALYZE")
+
+
+def fill_first_form(url: str, size: int, start: datetime, end: datetime) -> None:
+    """`fill`, in the first form's tables (revision 0012): the item as sent, a row per
+    prediction and metadata field."""
     low, span = to_micros(start), to_micros(end) - to_micros(start)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO workspaces (name, created_at, retention_days) VALUES ('bench', 0, %s)",
-            (KEEP_DAYS,),
-        )
-        conn.execute(
-            "INSERT INTO models (workspace_id, name, project, version, task, first_seen,"
-            " last_seen) VALUES (1, 'parts/1', 'parts', '1', 'object-detection', 0, 0)"
-        )
+        _workspace(conn)
         step = 1_000_000
         for first in range(0, size, step):
             last = min(size, first + step) - 1
@@ -159,6 +218,31 @@ def fill(url: str, size: int, start: datetime, end: datetime) -> None:
             SELECT workspace_id, id, 'line', 'north', 's', ts FROM inferences"""
         )
         conn.execute("VACUUM ANALYZE")
+
+
+def delete_as_before(url: str, cutoff: datetime) -> int:
+    """Retention as it deleted rows before partitions: 2,000 inferences a transaction, their
+    predictions and metadata first; how many inferences."""
+    removed = 0
+    with psycopg.connect(url) as conn:
+        while True:
+            with conn.transaction():
+                pks = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM inferences WHERE workspace_id = 1 AND ts < %s LIMIT 2000",
+                        (to_micros(cutoff),),
+                    )
+                ]
+                if not pks:
+                    return removed
+                for table in ("predictions", "inference_metadata"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE workspace_id = 1 AND inference_pk = ANY(%s)",
+                        (pks,),
+                    )
+                conn.execute("DELETE FROM inferences WHERE id = ANY(%s)", (pks,))
+            removed += len(pks)
 
 
 def megabytes(url: str) -> float:
@@ -190,7 +274,7 @@ def lookups(url: str, width: timedelta, size: int) -> list[tuple[float, float]]:
         def by_id() -> None:
             found = pg.execute(
                 "SELECT id, ts FROM inferences WHERE workspace_id = 1 AND inference_id = %s",
-                (f"inference-{rng.randrange(size)}",),
+                (encode_id(f"inference-{rng.randrange(size)}"),),
             ).fetchall()
             assert len(found) == 1
 

@@ -14,7 +14,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "visionwatch"
 # Pure modules: no I/O, no framework; everything else may use them.
 PURE = {
     *("timeutil", "items", "histograms", "rollups"),
-    *("alert_rules", "capture", "security", "verdicts", "event_facts", "drift"),
+    *("alert_rules", "capture", "security", "verdicts", "event_facts", "drift", "packed"),
 }
 # Foundations with I/O but no dependency of their own: anything, the SDK too, may use them.
 FOUNDATIONS = {"files"}

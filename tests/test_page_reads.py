@@ -19,6 +19,7 @@ from visionwatch.db.engine import Database
 from visionwatch.db.schema import devices, inferences
 from visionwatch.histograms import percentile_bin, percentile_bins, time_bin
 from visionwatch.items import Inference, Prediction
+from visionwatch.packed.body import unpack_body
 from visionwatch.rollups import ALL_DEVICES
 from visionwatch.store import devices as device_store
 from visionwatch.store import stats as stats_store
@@ -111,11 +112,10 @@ def _percentiles_both_ways(
 ) -> tuple[dict[datetime, dict[int, int]], dict[datetime, dict[int, int | None]]]:
     """The chart's percentiles per interval, and the independent answer: the nearest ranks
     of each interval's stored inference times, binned one by one (no rollup read)."""
-    query = select(inferences.c.ts, inferences.c.inference_time).where(
+    query = select(inferences.c.ts, inferences.c.body).where(
         inferences.c.workspace_id == scope.workspace_id,
         inferences.c.ts >= start,
         inferences.c.ts < end,
-        inferences.c.inference_time.is_not(None),
     )
     if scope.model_id is not None:
         query = query.where(inferences.c.model_id == scope.model_id)
@@ -123,10 +123,12 @@ def _percentiles_both_ways(
         query = query.where(inferences.c.device_id == scope.device_id)
     with database.read() as conn:
         found = time_percentiles(conn, scope, start, end, interval, PERCENTS)
-        timed = conn.execute(query).all()
+        stored = conn.execute(query).all()
     binned: dict[datetime, Counter[int]] = {}
-    for moment, seconds in timed:
-        binned.setdefault(floor_to(moment, interval), Counter())[time_bin(seconds)] += 1
+    for moment, body in stored:
+        seconds = unpack_body(body).inference_time
+        if seconds is not None:
+            binned.setdefault(floor_to(moment, interval), Counter())[time_bin(seconds)] += 1
     expected = {
         moment: {p: percentile_bin(counts, p) for p in PERCENTS}
         for moment, counts in binned.items()

@@ -23,7 +23,9 @@ from visionwatch.db import migrate, partitions
 from visionwatch.db.engine import Database, create_database
 from visionwatch.db.schema import workspaces
 from visionwatch.images.blobs import FilesystemStore
+from visionwatch.packed.ids import encode_id
 from visionwatch.retention import prune
+from visionwatch.store import legacy
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -251,12 +253,19 @@ def event(n: int, at: datetime) -> dict[str, Any]:
     }
 
 
-def rows_of(database: Database) -> dict[str, list[tuple[Any, ...]]]:
+# The partitioned tables before the stored form (0016): an inference's predictions and
+# metadata had tables of their own.
+FIRST_FORM = ("inferences", "predictions", "inference_metadata", *partitions.EVENT_TABLES)
+
+
+def rows_of(
+    database: Database, tables: tuple[str, ...] = partitions.TABLES
+) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the partitioned tables, in one order (facts without their time: before
     0013 they had none)."""
     found = {}
     with database.read() as conn:
-        for table in partitions.TABLES:
+        for table in tables:
             columns = [
                 column
                 for column in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys()  # noqa: SIM118
@@ -290,19 +299,24 @@ def test_the_migration_keeps_every_row_and_key_and_goes_back(
             assert len(stored["inferences"]) == len(sent)
             assert len(stored["event_classes"]) == len(events)
 
+            # Down to the first form (0016 rewrites the rows back), then unpartitioned.
+            migrate.downgrade(database, "0015")
+            first = rows_of(database, FIRST_FORM)
+            assert len(first["inferences"]) == len(sent)
+            assert len(first["predictions"]) == len(sent)
             migrate.downgrade(database, "0012")
             with database.read() as conn:
                 kinds = conn.execute(
                     text("SELECT relname, relkind FROM pg_class WHERE relname = ANY(:names)"),
-                    {"names": list(partitions.TABLES)},
+                    {"names": list(FIRST_FORM)},
                 ).all()
-            assert dict(kinds) == dict.fromkeys(partitions.TABLES, "r")
-            assert rows_of(database) == stored
+            assert dict(kinds) == dict.fromkeys(FIRST_FORM, "r")
+            assert rows_of(database, FIRST_FORM) == first
 
-            migrate.upgrade(database)
-            assert rows_of(database) == stored
+            migrate.upgrade(database, "0015")
+            assert rows_of(database, FIRST_FORM) == first
             with database.read() as conn:
-                assert all(partitions.is_partitioned(conn, table) for table in partitions.TABLES)
+                assert all(partitions.is_partitioned(conn, table) for table in FIRST_FORM)
                 # The facts have their event's time again.
                 assert conn.execute(
                     text(
@@ -310,12 +324,21 @@ def test_the_migration_keeps_every_row_and_key_and_goes_back(
                         " ON e.id = c.event_pk AND e.ts = c.ts"
                     )
                 ).scalar_one() == len(events)
-            for table in partitions.TABLES:
+            for table in FIRST_FORM:
                 assert in_default(database, table) == 0, table
                 weeks = weeks_of(database, table)
-                times = [sent_at(i) for i in sent] if table in partitions.INFERENCE_TABLES else []
+                times = [sent_at(i) for i in sent] if table in FIRST_FORM[:3] else []
                 for at in times:
                     assert weeks[monday(at)] >= 1, (table, at)
+
+            # Up to the stored form: its rewrite job moves every row back, keys and all.
+            migrate.upgrade(database)
+            with SettledClient(create_app(settings, database)):
+                deadline = time.monotonic() + 60
+                while legacy_left(database):
+                    assert time.monotonic() < deadline, "the rewrite job did not finish"
+                    time.sleep(0.2)
+            assert rows_of(database) == stored
 
             # Keys go on from where they were; a resend still counts once.
             largest = max(row[0] for row in stored["inferences"])
@@ -337,11 +360,18 @@ def test_the_migration_keeps_every_row_and_key_and_goes_back(
                 ]
             with database.read() as conn:
                 newest = conn.execute(
-                    text("SELECT id FROM inferences WHERE inference_id = 'after'")
+                    text("SELECT id FROM inferences WHERE inference_id = :id"),
+                    {"id": encode_id("after")},
                 ).scalar_one()
             assert newest > largest
         finally:
             database.dispose()
+
+
+def legacy_left(database: Database) -> bool:
+    """Whether rows of the first stored form wait to be rewritten."""
+    with database.read() as conn:
+        return not legacy.is_empty(conn)
 
 
 def sent_at(sent: dict[str, Any]) -> datetime:

@@ -40,6 +40,7 @@ from visionwatch.metrics import Metrics
 from visionwatch.parsers import Parsers, default_processes
 from visionwatch.ratelimit import InFlight, RateLimiter
 from visionwatch.retention import prune
+from visionwatch.store import legacy
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
 
@@ -87,6 +88,9 @@ def create_app(
                 delay=5,
             )
         )
+
+    # Rows of the first stored form, until none are left (store/legacy.py).
+    jobs.append(PeriodicJob("rewrite", db, lambda: legacy.rewrite(db), interval=60, delay=1))
 
     if settings.alert_interval_seconds:
         evaluator = Evaluator(db, settings, clock)

@@ -215,6 +215,9 @@ class Prediction:
     y: float | None = None
     width: float | None = None
     height: float | None = None
+    # A segmentation's polygon, and a keypoint detection's keypoints as sent.
+    points: tuple[tuple[float, float], ...] | None = None
+    keypoints: tuple[dict[str, Any], ...] | None = None
 
     @property
     def box(self) -> tuple[float | None, float | None, float | None, float | None]:
@@ -230,15 +233,31 @@ class Inference:
     timestamp: datetime
     task: str | None
     predictions: list[Prediction]
-    # The item as sent, or already its JSON text: a large report encodes each result as it
-    # goes, so that the parsed report can be freed before it is stored.
-    item: dict[str, Any] | str
+    # The item as sent; or (packed/stored.Split) already split from its facts: a large
+    # report does it for each result as it goes, so that the parsed report is freed early.
+    item: Any
     device: str | None = None
     inference_time: float | None = None
     image_width: int | None = None
     image_height: int | None = None
     error: str | None = None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    # Every score the response listed, when they are more than its predictions (a
+    # classifier lists every class, a multi-label one scores each): the predictions are
+    # `chosen` among them, by position. None: the predictions are all it listed.
+    scores: "Scores | None" = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What a response scored, as a list (`predictions: [...]`) or a dict (class to score),
+    and which of them are its predictions; `top` is a classifier's top class when its list
+    does not hold it with that confidence."""
+
+    listed: list[Prediction]
+    as_dict: bool
+    chosen: tuple[int, ...]
+    top: Prediction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +377,7 @@ def normalize(
     metadata = item.metadata or {}
     _check_metadata_limits(metadata, limits, errors)
     task = item.task or infer_task(item)
-    predictions = _predictions(item, task, errors, limits.predictions)
+    predictions, scores = _predictions(item, task, errors, limits.predictions)
     if errors:
         raise InvalidBatch(errors)
     error_text: str | None = item.error
@@ -376,6 +395,7 @@ def normalize(
         image_height=item.image.height if item.image else None,
         error=error_text,
         metadata=metadata,
+        scores=scores,
     )
 
 
@@ -409,54 +429,69 @@ def _check_metadata_limits(
 
 def _predictions(
     item: ItemIn, task: str | None, errors: list[ItemError], most: int
-) -> list[Prediction]:
+) -> tuple[list[Prediction], Scores | None]:
+    """The predictions, and the scores they were chosen among when those are more."""
     if item.predictions is not None and len(item.predictions) > most:
         errors.append(ItemError(None, "predictions", f"at most {most} predictions"))
-        return []
+        return [], None
     if task == "multi-label-classification":
         return _multi_label(item, errors)
     if isinstance(item.predictions, dict):
         errors.append(ItemError(None, "predictions", f"must be a list for task {task}"))
-        return []
-    listed = item.predictions or []
+        return [], None
+    listed = [_prediction(p) for p in item.predictions or []]
     if task == "classification":
         return _single_label(item, listed, errors)
-    return [
-        Prediction(p.class_, p.confidence, p.class_id, p.x, p.y, p.width, p.height) for p in listed
-    ]
+    return listed, None
+
+
+def _prediction(p: PredictionIn) -> Prediction:
+    points = None if p.points is None else tuple((point.x, point.y) for point in p.points)
+    keypoints = None if p.keypoints is None else tuple(p.keypoints)
+    return Prediction(
+        p.class_, p.confidence, p.class_id, p.x, p.y, p.width, p.height, points, keypoints
+    )
 
 
 def _single_label(
-    item: ItemIn, listed: list[PredictionIn], errors: list[ItemError]
-) -> list[Prediction]:
+    item: ItemIn, listed: list[Prediction], errors: list[ItemError]
+) -> tuple[list[Prediction], Scores | None]:
     if item.top is None:
         # A response that lists every class without `top`: the top is the most confident.
         if not listed:
-            return []
-        best = max(listed, key=lambda p: p.confidence)
-        return [Prediction(best.class_, best.confidence, best.class_id)]
+            return [], None
+        position = max(range(len(listed)), key=lambda i: listed[i].confidence)
+        best = listed[position]
+        top = Prediction(best.class_name, best.confidence, best.class_id)
+        return [top], Scores(listed, as_dict=False, chosen=(position,), top=top)
     confidence = item.confidence
     class_id = None
-    for p in listed:
-        if p.class_ == item.top:
+    found = None
+    for position, p in enumerate(listed):
+        if p.class_name == item.top:
             class_id = p.class_id
             confidence = p.confidence if confidence is None else confidence
+            found = position
     if confidence is None:
         errors.append(ItemError(None, "confidence", "is required with `top`"))
-        return []
-    return [Prediction(item.top, confidence, class_id)]
+        return [], None
+    top = Prediction(item.top, confidence, class_id)
+    chosen = () if found is None else (found,)
+    return [top], Scores(listed, as_dict=False, chosen=chosen, top=top)
 
 
-def _multi_label(item: ItemIn, errors: list[ItemError]) -> list[Prediction]:
+def _multi_label(item: ItemIn, errors: list[ItemError]) -> tuple[list[Prediction], Scores | None]:
     scores = item.predictions if isinstance(item.predictions, dict) else {}
     if isinstance(item.predictions, list):
         errors.append(ItemError(None, "predictions", "must map class to score for multi-label"))
-        return []
+        return [], None
     if item.predicted_classes is None:
         chosen = [name for name, s in scores.items() if s.confidence >= MULTI_LABEL_THRESHOLD]
     else:
         chosen = item.predicted_classes
+    positions = {name: position for position, name in enumerate(scores)}
     result = []
+    picked = []
     for position, name in enumerate(chosen):
         score = scores.get(name)
         if score is None:
@@ -464,7 +499,9 @@ def _multi_label(item: ItemIn, errors: list[ItemError]) -> list[Prediction]:
             errors.append(ItemError(None, path, f"class {name[:64]!r} has no score in predictions"))
             continue
         result.append(Prediction(name, score.confidence, score.class_id))
-    return result
+        picked.append(positions[name])
+    listed = [Prediction(name, s.confidence, s.class_id) for name, s in scores.items()]
+    return result, Scores(listed, as_dict=True, chosen=tuple(picked))
 
 
 def encode_metadata_value(value: MetadataValue) -> tuple[str, str]:

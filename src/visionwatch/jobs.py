@@ -27,14 +27,19 @@ class PeriodicJob:
         self.interval = interval
         self.delay = delay
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"visionwatch-{name}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start its thread (again, after `stop`: an app's lifespan may run more than once)."""
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"visionwatch-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=30)
 
     def run_once(self) -> bool:

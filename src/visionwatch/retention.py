@@ -36,10 +36,8 @@ from visionwatch.db.schema import (
     event_verdicts,
     image_counts,
     inference_feedback,
-    inference_metadata,
     inferences,
     pending_metadata,
-    predictions,
     rollup_bins,
     rollup_queue,
     rollups,
@@ -324,11 +322,11 @@ def _prune_events(
 
 
 def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) -> None:
-    for table in (predictions, inference_metadata):
-        conn.execute(
-            delete(table).where(table.c.workspace_id == workspace_id, table.c.inference_pk.in_(pks))
+    conn.execute(
+        delete(inferences).where(
+            inferences.c.workspace_id == workspace_id, inferences.c.id.in_(pks)
         )
-    conn.execute(delete(inferences).where(inferences.c.id.in_(pks)))
+    )
 
 
 def _prune_rollups(db: Database, cutoff: datetime, dry_run: bool) -> int:

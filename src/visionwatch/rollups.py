@@ -13,7 +13,8 @@ merge by adding them.
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from visionwatch.histograms import confidence_bin, time_bin
 from visionwatch.items import Inference
@@ -26,6 +27,9 @@ ALL_MODELS = 0
 ALL_MODELS_RESOLUTIONS = ("hour", "day")
 # Class rollups keep inferences without predictions under this class name.
 NO_CLASS = ""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 RollupKey = tuple[str, datetime, int, int]  # resolution, bucket start, model, device
 ClassKey = tuple[str, datetime, int, int, str]
@@ -179,3 +183,89 @@ def _fold_keys(minute: datetime, model: int, device_key: int) -> list[RollupKey]
         for resolution, step in RESOLUTION_STEPS.items()
         for key in device_keys
     ]
+
+
+@dataclass(slots=True)
+class MinuteRows:
+    """A batch's rollups by the minute, keyed by names (the aggregator finds their ids):
+    what `rollup_queue.deltas` holds, the rows of the aggregator's scratch tables.
+
+    - sums: (minute, model, device, requests, errors, empty, predictions, confidence_sum,
+      timed, inference_time_sum)
+    - bins: (minute, model, device, bin, count), confidence bins below TIME_BIN_BASE (100)
+      and inference-time bins from it
+    - classes: (minute, model, device, class, inferences, predictions, confidence_sum,
+      errors, timed, inference_time_sum)
+    - class_bins: (minute, model, class, bin, count), for all devices
+    """
+
+    sums: list[tuple[Any, ...]] = field(default_factory=list)
+    bins: list[tuple[Any, ...]] = field(default_factory=list)
+    classes: list[tuple[Any, ...]] = field(default_factory=list)
+    class_bins: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, list[tuple[Any, ...]]]:
+        return {"s": self.sums, "b": self.bins, "c": self.classes, "cb": self.class_bins}
+
+
+# Confidence bins share the bins' column with inference-time bins from this one on.
+TIME_BIN_BASE = 100
+
+
+def minute_rows(batch: Iterable[Inference]) -> MinuteRows:
+    """The minute rollups of stored inferences, exactly as `compute_deltas` counts them."""
+    minute_micros = 60_000_000
+    sums: dict[tuple[int, str, str | None], list[Any]] = {}
+    bins: Counter[tuple[int, str, str | None, int]] = Counter()
+    classes: dict[tuple[int, str, str | None, str], list[Any]] = {}
+    class_bins: Counter[tuple[int, str, str, int]] = Counter()
+    for inference in batch:
+        micros = (inference.timestamp - _EPOCH) // _MICROSECOND
+        minute = micros - micros % minute_micros
+        key = (minute, inference.model, inference.device)
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = [0, 0, 0, 0, 0.0, 0, 0.0]
+        timed = inference.inference_time is not None
+        total[0] += 1
+        if inference.error is not None:
+            total[1] += 1
+        elif not inference.predictions:
+            total[2] += 1
+        if timed:
+            assert inference.inference_time is not None
+            total[5] += 1
+            total[6] += inference.inference_time
+            bins[(*key, TIME_BIN_BASE + time_bin(inference.inference_time))] += 1
+        seen: set[str] = set()
+        for prediction in inference.predictions:
+            total[3] += 1
+            total[4] += prediction.confidence
+            index = confidence_bin(prediction.confidence)
+            bins[(*key, index)] += 1
+            name = prediction.class_name
+            class_bins[(minute, inference.model, name, index)] += 1
+            row = classes.get((*key, name))
+            if row is None:
+                row = classes[(*key, name)] = [0, 0, 0.0, 0, 0, 0.0]
+            row[1] += 1
+            row[2] += prediction.confidence
+            seen.add(name)
+        if not seen:  # counted under NO_CLASS
+            seen.add(NO_CLASS)
+            row = classes.get((*key, NO_CLASS))
+            if row is None:
+                row = classes[(*key, NO_CLASS)] = [0, 0, 0.0, 0, 0, 0.0]
+            row[3] += inference.error is not None
+        for name in seen:
+            row = classes[(*key, name)]
+            row[0] += 1
+            if timed:
+                row[4] += 1
+                row[5] += inference.inference_time
+    return MinuteRows(
+        sums=[(*key, *values) for key, values in sums.items()],
+        bins=[(*key, count) for key, count in bins.items()],
+        classes=[(*key, *values) for key, values in classes.items()],
+        class_bins=[(*key, count) for key, count in class_bins.items()],
+    )

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from visionwatch.items import (
@@ -29,6 +28,7 @@ from visionwatch.items import (
     field_errors,
     parse_item,
 )
+from visionwatch.packed.stored import split_server_result
 from visionwatch.timeutil import parse_time
 
 SYSTEM_INFO = (
@@ -246,7 +246,7 @@ def _server_result(
     first.task = next((p.task for p in parts if p.task), None)
     # A request over several images took the time of all of them.
     first.inference_time = sum(times) if times else None
-    first.item = orjson.dumps(_without_keys(raw)).decode()  # see parse_report
+    first.item = split_server_result(first, _without_keys(raw))  # see parse_report
     return first
 
 

@@ -4,9 +4,11 @@ import enum
 import zlib
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Table, func, text
+from sqlalchemy import Boolean, Connection, Table, func, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 
 class Dialect(enum.Enum):
@@ -109,6 +111,19 @@ def lock_for_migration(dialect: Dialect, conn: Connection) -> None:
     if dialect is Dialect.POSTGRESQL:
         key = zlib.crc32(b"visionwatch.migrations")
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return
+    assert_never(dialect)
+
+
+def lock_legacy(dialect: Dialect, conn: Connection, *, exclusive: bool) -> None:
+    """For this transaction: the tables of the first stored form (store/legacy.py) are in
+    use (shared), or about to be dropped (exclusive). SQLite has one writer."""
+    if dialect is Dialect.SQLITE:
+        return
+    if dialect is Dialect.POSTGRESQL:
+        key = zlib.crc32(b"visionwatch.legacy")
+        kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {kind}(:key)"), {"key": key})
         return
     assert_never(dialect)
 
@@ -223,7 +238,9 @@ def scratch_table(dialect: Dialect, name: str, columns: str) -> list[str]:
 def take_queue_rows(dialect: Dialect, conn: Connection, limit: int) -> list[Any]:
     """The oldest rows of rollup_queue, locked for this transaction: another aggregator
     (a replica's) skips them rather than waiting, and they are gone when it looks again."""
-    query = "SELECT id, workspace_id, first_pk, last_pk FROM rollup_queue ORDER BY id LIMIT :n"
+    query = (
+        "SELECT id, workspace_id, first_pk, last_pk, deltas FROM rollup_queue ORDER BY id LIMIT :n"
+    )
     if dialect is Dialect.SQLITE:
         pass  # one writer: the transaction (BEGIN IMMEDIATE) excludes every other
     elif dialect is Dialect.POSTGRESQL:
@@ -231,3 +248,101 @@ def take_queue_rows(dialect: Dialect, conn: Connection, limit: int) -> list[Any]
     else:
         assert_never(dialect)
     return list(conn.execute(text(query), {"n": limit}))
+
+
+def named(dialect: Dialect, name: str) -> str:
+    """A named parameter, for SQL run with exec_driver_sql and a dict of parameters."""
+    if dialect is Dialect.SQLITE:
+        return f":{name}"
+    if dialect is Dialect.POSTGRESQL:
+        return f"%({name})s"
+    assert_never(dialect)
+
+
+def json_rows_named(dialect: Dialect, name: str) -> str:
+    """A FROM item over the named parameter `name`, a JSON array of rows, named `j`: what
+    `json_field` reads the fields of."""
+    if dialect is Dialect.SQLITE:
+        return f"json_each(:{name}) AS j"
+    if dialect is Dialect.POSTGRESQL:
+        return f"jsonb_array_elements(CAST(%({name})s AS jsonb)) AS j"
+    assert_never(dialect)
+
+
+def json_field(dialect: Dialect, position: int, kind: str) -> str:
+    """Field `position` of a row of `json_rows_named`, as the SQL type `kind`."""
+    if dialect is Dialect.SQLITE:
+        return f"(j.value ->> {position})"
+    if dialect is Dialect.POSTGRESQL:
+        return f"CAST(j.value ->> {position} AS {kind})"
+    assert_never(dialect)
+
+
+def blob_slice(dialect: Dialect, blob: str, start: str, length: str) -> str:
+    """Bytes [start, start + length) of the binary parameter `blob`, counted from 1: a
+    batch's binary columns go as one parameter, its rows saying where theirs lie."""
+    if dialect is Dialect.SQLITE:
+        return f"substr({blob}, {start}, {length})"
+    if dialect is Dialect.POSTGRESQL:
+        return f"substring({blob} from {start} for {length})"
+    assert_never(dialect)
+
+
+def joined_tags(dialect: Dialect, position: int, table: str) -> str:
+    """The tags that field `position` of a `json_rows_named` row names by their positions
+    in the scratch table `table` (pos, tag), joined in the row's order ('' for none)."""
+    if dialect is Dialect.SQLITE:
+        # The subquery's order is the join's; SQLite before 3.44 has no ordered aggregate.
+        return (
+            f"COALESCE((SELECT group_concat(tag, '') FROM (SELECT b.tag AS tag"
+            f" FROM json_each(j.value, '$[{position}]') AS e JOIN {table} b ON b.pos = e.value"
+            " ORDER BY e.key)), '')"
+        )
+    if dialect is Dialect.POSTGRESQL:
+        return (
+            f"COALESCE((SELECT string_agg(b.tag, '' ORDER BY e.n)"
+            f" FROM jsonb_array_elements_text(j.value -> {position}) WITH ORDINALITY AS e(pos, n)"
+            f" JOIN {table} b ON b.pos = CAST(e.pos AS INTEGER)), '')"
+        )
+    assert_never(dialect)
+
+
+class has_tag(FunctionElement[bool]):
+    """`has_tag(column, tag)`: whether the text `column` holds the character `tag`
+    (packed/tags.py): SQLite's instr, PostgreSQL's strpos. A row's tags are a few
+    characters, so the search is short; UTF-8 never matches inside another character."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "has_tag"
+
+
+@compiles(has_tag, "sqlite")
+def _has_tag_sqlite(element: has_tag, compiler: Any, **kw: Any) -> str:
+    column, tag = element.clauses
+    return f"instr({compiler.process(column, **kw)}, {compiler.process(tag, **kw)}) > 0"
+
+
+@compiles(has_tag, "postgresql")
+def _has_tag_postgresql(element: has_tag, compiler: Any, **kw: Any) -> str:
+    column, tag = element.clauses
+    return f"strpos({compiler.process(column, **kw)}, {compiler.process(tag, **kw)}) > 0"
+
+
+def json_array_of(dialect: Dialect, column: str, key: str, alias: str) -> str:
+    """A FROM item over the array at `key` of the JSON object in `column`, named `alias`
+    (its rows read with `json_item`)."""
+    if dialect is Dialect.SQLITE:
+        return f"json_each({column}, '$.{key}') AS {alias}"
+    if dialect is Dialect.POSTGRESQL:
+        return f"jsonb_array_elements(CAST({column} AS jsonb) -> '{key}') AS {alias}"
+    assert_never(dialect)
+
+
+def json_item(dialect: Dialect, alias: str, position: int, kind: str) -> str:
+    """Item `position` of a row (an array) of `json_array_of`, as the SQL type `kind`."""
+    if dialect is Dialect.SQLITE:
+        return f"({alias}.value ->> {position})"
+    if dialect is Dialect.POSTGRESQL:
+        return f"CAST({alias}.value ->> {position} AS {kind})"
+    assert_never(dialect)

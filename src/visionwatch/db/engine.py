@@ -51,6 +51,9 @@ class Database:
     _shared: ContextVar[tuple[Connection, bool] | None] = field(
         default_factory=lambda: ContextVar("snapshot", default=None), compare=False, repr=False
     )
+    # What the store keeps of this database in memory, by name: what never changes once
+    # committed (store/dictionaries.py).
+    caches: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

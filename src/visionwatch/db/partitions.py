@@ -4,8 +4,8 @@ partition, and dropped whole by retention (docs/architecture.md, "Time partition
 Each raw table is partitioned by range of `ts` (integer microseconds) into weeks that
 start on Monday 00:00 UTC, with a default partition that takes whatever no week holds
 yet (a backfill years old, a clock far in the future), so that a write never fails for
-want of a partition. A table and the tables that hang off it (an inference's predictions
-and metadata, an event's facts) share their weeks, and go together.
+want of a partition. A table and the tables that hang off it (an event's facts) share
+their weeks, and go together.
 
 SQLite keeps plain tables: nothing here runs there.
 """
@@ -21,8 +21,8 @@ from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
 from visionwatch.db.types import EPOCH, from_micros, to_micros
 
-# An inference, its predictions and its metadata; an event and its facts.
-INFERENCE_TABLES = ("inferences", "predictions", "inference_metadata")
+# An inference (one row: docs/architecture.md, "The stored form"); an event and its facts.
+INFERENCE_TABLES = ("inferences",)
 EVENT_TABLES = ("vision_events", "event_metadata", "event_data_fields", "event_classes")
 TABLES = INFERENCE_TABLES + EVENT_TABLES
 

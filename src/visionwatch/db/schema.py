@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -130,63 +131,71 @@ devices = Table(
     Index(None, "workspace_id", "last_seen"),  # the fleet's offline ones first
 )
 
+# What an inference's tags name (packed/tags.py): per workspace, each class (a name and its
+# class id, none as NO_CLASS_ID) and metadata field once, by an id of its own, never reused.
+# `tag` is the id's character, which the ingest statement copies into the rows' tags.
+NO_CLASS_ID = 2**32  # beyond any class id (items.ClassId: 32-bit)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("class_id", BigInteger, nullable=False),
+    Column("tag", String(1), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    UniqueConstraint("workspace_id", "name", "class_id"),
+)
+
+metadata_fields = Table(
+    "metadata_fields",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("tag", String(1), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+# One row per inference, its facts packed (docs/architecture.md, "The stored form"): the
+# columns queries bound and order by, its tags for filters, and a body with the rest.
 inferences = Table(
     "inferences",
     metadata,
     Column("id", BigId, primary_key=True),
     Column("workspace_id", Integer, ForeignKey("workspaces.id"), nullable=False),
-    Column("inference_id", String(128), nullable=False),
+    # packed/ids.py: a UUID as its 16 bytes, other ids as text.
+    Column("inference_id", LargeBinary, nullable=False),
     Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
     Column("device_id", Integer, ForeignKey("devices.id")),
     Column("ts", Timestamp, nullable=False),
-    Column("received_at", Timestamp, nullable=False),
-    Column("inference_time", Float),
-    Column("task", String(32)),
-    Column("image_width", Integer),
-    Column("image_height", Integer),
-    Column("error", Text),
-    Column("prediction_count", Integer, nullable=False),
+    # packed/tags.py: its classes and metadata fields by id, its metadata values by hash.
+    Column("tags", Text),
+    Column("body", LargeBinary, nullable=False),  # packed/body.py
     # Where the stored image lives in the blob store; null when none was kept.
     Column("image_key", String(512)),
-    Column("item", Text, nullable=False),  # the item as sent, JSON
-    # histograms.time_bin of inference_time, for the aggregator's SQL (null: not timed).
-    Column("time_bin", SmallInteger),
     UniqueConstraint("workspace_id", "inference_id"),
-    Index(None, "workspace_id", "ts", "id"),
-    Index(None, "workspace_id", "model_id", "ts"),
-    Index(None, "workspace_id", "device_id", "ts"),
+    # Named: the indexes of the first form (migration 0016) keep theirs until it is gone.
+    Index("ix_inferences_time", "workspace_id", "ts"),
+    Index("ix_inferences_model_time", "workspace_id", "model_id", "ts"),
+    Index("ix_inferences_device_time", "workspace_id", "device_id", "ts"),
     # Retention asks whether anyone still points at an image before deleting its file.
     Index(
-        None,
+        "ix_inferences_images",
         "image_key",
         sqlite_where=text("image_key IS NOT NULL"),
         postgresql_where=text("image_key IS NOT NULL"),
     ),
+    # Keys are never reused: a queued range, a verdict or a cursor names one inference.
+    sqlite_autoincrement=True,
 )
 
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("workspace_id", Integer, nullable=False),
-    # No foreign key to inferences: see migration 0015 (and 0013 on PostgreSQL).
-    Column("inference_pk", BigId, nullable=False),
-    Column("idx", SmallInteger, nullable=False),
-    # Copied from the inference so that "newest inferences with a car" walks one index.
-    Column("ts", Timestamp, nullable=False),
-    Column("class_name", String(256), nullable=False),
-    Column("class_id", Integer),
-    Column("confidence", Float, nullable=False),
-    Column("x", Float),
-    Column("y", Float),
-    Column("width", Float),
-    Column("height", Float),
-    PrimaryKeyConstraint("workspace_id", "inference_pk", "idx"),
-    Index(None, "workspace_id", "class_name", "ts"),
-    sqlite_with_rowid=False,
-)
-
-# Ranges of inference keys committed by ingest and not yet folded into the rollups: the
-# aggregator deletes a row in the transaction that adds its inferences to the rollups.
+# Inference keys committed by ingest and not yet folded into the rollups: the aggregator
+# deletes a row in the transaction that adds it to the rollups. `deltas` are the batch's
+# minute rollups, made as it was parsed (store/ingest.py); without them the aggregator
+# derives them from the rows of the range.
 rollup_queue = Table(
     "rollup_queue",
     metadata,
@@ -195,23 +204,7 @@ rollup_queue = Table(
     Column("first_pk", BigInteger, nullable=False),
     Column("last_pk", BigInteger, nullable=False),
     Column("enqueued_at", Timestamp, nullable=False),
-)
-
-# Metadata values are kept as text for filtering, with their JSON kind
-# ("s"tring, "i"nt, "f"loat, "b"ool) so they come back as they were sent.
-inference_metadata = Table(
-    "inference_metadata",
-    metadata,
-    Column("workspace_id", Integer, nullable=False),
-    # No foreign key to inferences: see migration 0015 (and 0013 on PostgreSQL).
-    Column("inference_pk", BigId, nullable=False),
-    Column("field", String(128), nullable=False),
-    Column("value", String(1024), nullable=False),
-    Column("kind", String(1), nullable=False),
-    Column("ts", Timestamp, nullable=False),
-    PrimaryKeyConstraint("workspace_id", "inference_pk", "field"),
-    Index(None, "workspace_id", "field", "value", "ts"),
-    sqlite_with_rowid=False,
+    Column("deltas", Text),
 )
 
 # Metadata sent for an inference that has not arrived yet; joined on its arrival.

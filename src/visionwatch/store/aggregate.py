@@ -1,10 +1,12 @@
-"""Rollups from committed raw rows, in SQL, exactly once (see docs/architecture.md).
+"""Rollups from committed batches, in SQL, exactly once (see docs/architecture.md).
 
-Ingest commits an inference's raw rows together with a row of `rollup_queue` naming the
-range of inference keys it inserted. `aggregate_pending` takes queued ranges, folds their
-raw rows into every rollup table with `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO
-UPDATE`, and deletes the queue rows, all in one transaction: a crash anywhere leaves either
-nothing done or everything done, so every inference is counted once.
+Ingest commits a batch's rows together with a row of `rollup_queue` that holds the
+batch's minute rollups, made as it was parsed (`deltas`, keyed by names). `aggregate_pending`
+takes queued rows, folds their minute rollups into every rollup table with `INSERT ...
+SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`, and deletes the queue rows, all in one
+transaction: a crash anywhere leaves either nothing done or everything done, so every
+inference is counted once. A queue row without deltas (a batch holding inferences stored
+before) gets them first, from the stored rows of its range.
 
 The work is the database's, not Python's: the statements below run in SQLite's or
 PostgreSQL's own code (the driver releases the GIL meanwhile), and their cost grows with the
@@ -16,12 +18,22 @@ and per class for the class rollups, exactly as `rollups.compute_deltas` defines
 
 from functools import cache
 
-from sqlalchemy import Connection, text
+import orjson
+from sqlalchemy import Connection, select, text, update
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
-from visionwatch.db.schema import CLASS_SUMS, ROLLUP_SUMS, TIME_BIN_BASE
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, NO_CLASS
+from visionwatch.db.schema import (
+    CLASS_SUMS,
+    ROLLUP_SUMS,
+    devices,
+    inferences,
+    models,
+    rollup_queue,
+)
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, minute_rows
+from visionwatch.store import legacy
+from visionwatch.store.decoded import as_inference, decode_rows
 from visionwatch.timeutil import RESOLUTION_STEPS
 
 MINUTE_MICROS = 60_000_000
@@ -33,140 +45,135 @@ _KEY = ("workspace_id", "bucket", "model_id", "device_id")
 _BINS_KEY = (*_KEY, "bin")
 _CLASS_KEY = (*_KEY, "class_name")
 _CLASS_BINS_KEY = ("workspace_id", "bucket", "model_id", "class_name", "bin")
-_PREDICTION_COLUMNS = (
-    *_KEY,
-    "inference_pk",
-    "class_name",
-    "bin",
-    "confidence",
-    "inference_time",
-)
 
 
 def aggregate_pending(conn: Connection, dialect: Dialect, max_ranges: int = MAX_RANGES) -> int:
-    """Fold up to `max_ranges` queued ranges into the rollups; how many ranges were done.
+    """Fold up to `max_ranges` queued batches into the rollups; how many were done.
 
     Runs in the caller's write transaction, which must commit it whole.
     """
     taken = dialects.take_queue_rows(dialect, conn, max_ranges)
     if not taken:
         return 0
+    for row in taken:
+        if row.deltas is None:  # a batch with inferences sent before, or of the first form
+            derive_deltas(conn, dialect, row.id, row.workspace_id, row.first_pk, row.last_pk)
     statements = _statements(dialect)
     for statement in statements[0]:
         conn.exec_driver_sql(statement)
     conn.execute(
         text("INSERT INTO agg_ranges VALUES (:id, :workspace_id, :first_pk, :last_pk)"),
-        [row._asdict() for row in taken],
+        [
+            {
+                "id": row.id,
+                "workspace_id": row.workspace_id,
+                "first_pk": row.first_pk,
+                "last_pk": row.last_pk,
+            }
+            for row in taken
+        ],
     )
     for statement in statements[1]:
         conn.exec_driver_sql(statement)
     return len(taken)
 
 
+def derive_deltas(
+    conn: Connection,
+    dialect: Dialect,
+    queued: int,
+    workspace_id: int,
+    first_pk: int,
+    last_pk: int,
+) -> None:
+    """Give a queue row the minute rollups of its range's rows, read back from them: what
+    ingest could not know as it parsed (some inferences of the batch were stored before)."""
+    legacy.move_range(conn, dialect, workspace_id, first_pk, last_pk)
+    rows = conn.execute(
+        select(
+            inferences.c.id,
+            inferences.c.inference_id,
+            inferences.c.ts,
+            inferences.c.tags,
+            inferences.c.body,
+            inferences.c.image_key,
+            models.c.name.label("model"),
+            devices.c.name.label("device"),
+        )
+        .select_from(
+            inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
+                devices, devices.c.id == inferences.c.device_id
+            )
+        )
+        .where(
+            inferences.c.workspace_id == workspace_id,
+            inferences.c.id.between(first_pk, last_pk),
+        )
+    ).all()
+    found = [as_inference(row) for row in decode_rows(None, conn, workspace_id, rows)]
+    deltas = orjson.dumps(minute_rows(found).as_json()).decode()
+    conn.execute(update(rollup_queue).where(rollup_queue.c.id == queued).values(deltas=deltas))
+
+
 @cache
 def _statements(dialect: Dialect) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The statements of one run, for `dialect`: those that make the scratch tables empty,
-    and those that fill them from the ranges taken and fold them into the rollups.
+    and those that fill them from the batches taken and fold them into the rollups.
 
-    The raw rows are read once, into minute rows (`agg_*`, narrow); each resolution's
-    rollups are then folded from those. Every histogram is sparse (a row per key and
-    non-empty bin), so the work follows the bins seen, not the bins there could be.
+    The batches' minute rollups (`rollup_queue.deltas`, rollups.MinuteRows, keyed by
+    names) go into scratch tables of minute rows keyed by ids (`agg_*`, narrow); each
+    resolution's rollups are then folded from those. Every histogram is sparse (a row per
+    key and non-empty bin), so the work follows the bins seen, not the bins there could be.
     """
-    cbin = dialects.confidence_bin_sql(dialect, "p.confidence")
-    minute = f"i.ts / {MINUTE_MICROS} * {MINUTE_MICROS}"  # integer division in both
-    device = f"COALESCE(i.device_id, {ALL_DEVICES})"
-    keys = f"i.workspace_id, {minute}, i.model_id, {device}"
-    named_keys = (
-        f"i.workspace_id AS workspace_id, {minute} AS bucket, i.model_id AS model_id, "
-        f"{device} AS device_id"
-    )
-    inferences = (
-        "inferences i JOIN agg_ranges r ON i.workspace_id = r.workspace_id "
-        "AND i.id BETWEEN r.first_pk AND r.last_pk"
-    )
+    queue = "agg_ranges r JOIN rollup_queue q ON q.id = r.id"
 
-    def staged(table: str, columns: tuple[str, ...], select: str) -> str:
-        return f"INSERT INTO {table} ({', '.join(columns)}) {select}"
+    def staged(
+        table: str, columns: tuple[str, ...], part: str, values: list[str], device: bool
+    ) -> str:
+        source = dialects.json_array_of(dialect, "q.deltas", part, "e")
+        device_join = (
+            "LEFT JOIN devices d ON d.workspace_id = q.workspace_id AND d.name = "
+            + dialects.json_item(dialect, "e", 2, "TEXT")
+            if device
+            else ""
+        )
+        device_id = [f"COALESCE(d.id, {ALL_DEVICES})"] if device else []
+        selected = [
+            "q.workspace_id",
+            dialects.json_item(dialect, "e", 0, "BIGINT"),
+            "m.id",
+            *device_id,
+            *values,
+        ]
+        return f"""
+            INSERT INTO {table} ({", ".join(columns)})
+            SELECT {", ".join(selected)}
+            FROM {queue} CROSS JOIN {source}
+            JOIN models m ON m.workspace_id = q.workspace_id
+                AND m.name = {dialects.json_item(dialect, "e", 1, "TEXT")}
+            {device_join}
+        """
 
-    # The predictions with their inference's keys, read once: each of the groupings below
-    # joined every prediction to its inference again.
-    stage_predictions = staged(
-        "agg_predictions",
-        _PREDICTION_COLUMNS,
-        f"""
-        SELECT {keys}, i.id, p.class_name, {cbin}, p.confidence, i.inference_time
-        FROM predictions p JOIN agg_ranges r ON p.workspace_id = r.workspace_id
-            AND p.inference_pk BETWEEN r.first_pk AND r.last_pk
-        JOIN inferences i ON i.id = p.inference_pk
-        """,
-    )
-    predictions = "agg_predictions"
+    def items(first: int, kinds: tuple[str, ...]) -> list[str]:
+        return [dialects.json_item(dialect, "e", first + n, kind) for n, kind in enumerate(kinds)]
 
-    rollup_sums = ", ".join(f"SUM({c})" for c in ROLLUP_SUMS)
-    stage_sums = staged(
-        "agg_sums",
-        (*_KEY, *ROLLUP_SUMS),
-        f"""
-        SELECT workspace_id, bucket, model_id, device_id, {rollup_sums} FROM (
-            SELECT {named_keys}, COUNT(*) AS requests, COUNT(i.error) AS errors,
-                SUM(CASE WHEN i.error IS NULL AND i.prediction_count = 0 THEN 1 ELSE 0 END)
-                    AS empty,
-                SUM(i.prediction_count) AS predictions, 0.0 AS confidence_sum,
-                COUNT(i.inference_time) AS timed,
-                COALESCE(SUM(i.inference_time), 0.0) AS inference_time_sum
-            FROM {inferences} GROUP BY 1, 2, 3, 4
-            UNION ALL
-            SELECT workspace_id, bucket, model_id, device_id, 0, 0, 0, 0, SUM(confidence), 0,
-                0.0
-            FROM {predictions} GROUP BY 1, 2, 3, 4
-        ) AS parts
-        GROUP BY 1, 2, 3, 4
-        """,
-    )
-    # Confidence bins from the predictions, inference-time bins from the inferences: the
-    # two ranges of `bin` do not meet, so the parts need no grouping together.
-    stage_bins = staged(
-        "agg_bins",
-        (*_BINS_KEY, "count"),
-        f"""
-        SELECT workspace_id, bucket, model_id, device_id, bin, COUNT(*)
-        FROM {predictions} GROUP BY 1, 2, 3, 4, 5
-        UNION ALL
-        SELECT {keys}, {TIME_BIN_BASE} + i.time_bin, COUNT(*)
-        FROM {inferences} WHERE i.time_bin IS NOT NULL GROUP BY 1, 2, 3, 4, 5
-        """,
-    )
-    # Each class an inference predicted counts it once; none counts it under NO_CLASS.
-    class_sums = ", ".join(f"SUM({c})" for c in CLASS_SUMS)
+    sums_kinds = ("BIGINT",) * 4 + ("DOUBLE PRECISION", "BIGINT", "DOUBLE PRECISION")
+    class_kinds = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT", "BIGINT", "DOUBLE PRECISION")
+    stage_sums = staged("agg_sums", (*_KEY, *ROLLUP_SUMS), "s", items(3, sums_kinds), True)
+    stage_bins = staged("agg_bins", (*_BINS_KEY, "count"), "b", items(3, ("BIGINT",) * 2), True)
     stage_classes = staged(
         "agg_class",
         (*_CLASS_KEY, *CLASS_SUMS),
-        f"""
-        SELECT workspace_id, bucket, model_id, device_id, class_name, {class_sums} FROM (
-            SELECT workspace_id, bucket, model_id, device_id, class_name, 1 AS inferences,
-                COUNT(*) AS predictions, SUM(confidence) AS confidence_sum, 0 AS errors,
-                CASE WHEN MIN(inference_time) IS NULL THEN 0 ELSE 1 END AS timed,
-                COALESCE(MIN(inference_time), 0.0) AS inference_time_sum
-            FROM {predictions}
-            GROUP BY workspace_id, bucket, model_id, device_id, inference_pk, class_name
-            UNION ALL
-            SELECT {keys}, '{NO_CLASS}', 1, 0, 0.0,
-                CASE WHEN i.error IS NULL THEN 0 ELSE 1 END,
-                CASE WHEN i.inference_time IS NULL THEN 0 ELSE 1 END,
-                COALESCE(i.inference_time, 0.0)
-            FROM {inferences}
-            WHERE i.prediction_count = 0
-        ) AS parts
-        GROUP BY 1, 2, 3, 4, 5
-        """,
+        "c",
+        [dialects.json_item(dialect, "e", 3, "TEXT"), *items(4, class_kinds)],
+        True,
     )
     stage_class_bins = staged(
         "agg_class_bins",
         (*_CLASS_BINS_KEY, "count"),
-        f"""
-        SELECT workspace_id, bucket, model_id, class_name, bin, COUNT(*)
-        FROM {predictions} GROUP BY 1, 2, 3, 4, 5
-        """,
+        "cb",
+        items(2, ("TEXT", "BIGINT", "BIGINT")),
+        False,
     )
     folds = []
     for resolution, step in RESOLUTION_STEPS.items():
@@ -223,7 +230,6 @@ def _statements(dialect: Dialect) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (
         _scratch(dialect),
         (
-            stage_predictions,
             stage_sums,
             stage_bins,
             stage_classes,
@@ -253,7 +259,6 @@ def _scratch(dialect: Dialect) -> tuple[str, ...]:
         "agg_bins": (*_BINS_KEY, "count"),
         "agg_class": (*_CLASS_KEY, *CLASS_SUMS),
         "agg_class_bins": (*_CLASS_BINS_KEY, "count"),
-        "agg_predictions": _PREDICTION_COLUMNS,
     }
     return tuple(
         statement

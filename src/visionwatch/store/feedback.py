@@ -6,6 +6,7 @@ time, by model, device, class or hour (an event's by use case, device, workflow,
 hour); no rollup is kept for them.
 """
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,11 +22,14 @@ from visionwatch.db.schema import (
     inference_feedback,
     inferences,
     models,
-    predictions,
     use_cases,
 )
 from visionwatch.db.types import from_micros
+from visionwatch.packed.body import unpack_body
+from visionwatch.packed.ids import encode_id
+from visionwatch.packed.tags import read_tags
 from visionwatch.rollups import ALL_DEVICES
+from visionwatch.store import dictionaries, legacy
 from visionwatch.store.stats import Filters, Period, resolve_scope
 from visionwatch.store.vision_events import use_case_pk
 from visionwatch.timeutil import HOUR
@@ -61,16 +65,23 @@ def _give(
     corrected_class: str | None,
     now: datetime,
 ) -> "Judged | None":
+    legacy.move_ids(conn, db.dialect, workspace_id, [inference_id])  # judged in one form
     found = conn.execute(
         select(
-            inferences.c.id, inferences.c.model_id, inferences.c.device_id, inferences.c.ts
+            inferences.c.id,
+            inferences.c.model_id,
+            inferences.c.device_id,
+            inferences.c.ts,
+            inferences.c.tags,
+            inferences.c.body,
         ).where(
-            inferences.c.workspace_id == workspace_id, inferences.c.inference_id == inference_id
+            inferences.c.workspace_id == workspace_id,
+            inferences.c.inference_id == encode_id(inference_id),
         )
     ).one_or_none()
     if found is None:
         return None
-    judged = class_name or _top_class(conn, workspace_id, found.id)
+    judged = class_name or _top_class(db, conn, workspace_id, found.tags, found.body)
     values = {
         "workspace_id": workspace_id,
         "model_id": found.model_id,
@@ -106,17 +117,23 @@ class GivenVerdict:
 def verdict_on(db: Database, workspace_id: int, inference_id: str) -> GivenVerdict | None:
     """The verdict an operator gave an inference, or None."""
     with db.read() as conn:
+        pk = conn.execute(
+            select(inferences.c.id).where(
+                inferences.c.workspace_id == workspace_id,
+                inferences.c.inference_id == encode_id(inference_id),
+            )
+        ).scalar_one_or_none()
+        if pk is None:
+            pk = legacy.key_of(conn, workspace_id, inference_id)
         row = conn.execute(
             select(
                 inference_feedback.c.verdict,
                 inference_feedback.c.class_name,
                 inference_feedback.c.corrected_class,
                 inference_feedback.c.given_at,
-            )
-            .join(inferences, inferences.c.id == inference_feedback.c.inference_pk)
-            .where(
-                inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id == inference_id,
+            ).where(
+                inference_feedback.c.workspace_id == workspace_id,
+                inference_feedback.c.inference_pk == pk,
             )
         ).one_or_none()
     if row is None:
@@ -124,19 +141,17 @@ def verdict_on(db: Database, workspace_id: int, inference_id: str) -> GivenVerdi
     return GivenVerdict(row.verdict, row.class_name, row.corrected_class, row.given_at)
 
 
-def _top_class(conn: Connection, workspace_id: int, inference_pk: int) -> str | None:
-    count = func.count().label("n")
-    row = conn.execute(
-        select(predictions.c.class_name, count)
-        .where(
-            predictions.c.workspace_id == workspace_id,
-            predictions.c.inference_pk == inference_pk,
-        )
-        .group_by(predictions.c.class_name)
-        .order_by(count.desc(), predictions.c.class_name)
-        .limit(1)
-    ).one_or_none()
-    return None if row is None else str(row.class_name)
+def _top_class(
+    db: Database, conn: Connection, workspace_id: int, tags: str | None, body: bytes
+) -> str | None:
+    """The class an inference predicted most (ties: the first by name)."""
+    decoded = unpack_body(body)
+    found = read_tags(tags, decoded.labels, decoded.fields)
+    names = dictionaries.label_names(db, conn, workspace_id, found.labels)
+    counts = Counter(names[found.labels[score.label]][0] for score in decoded.predictions)
+    if not counts:
+        return None
+    return min(counts, key=lambda name: (-counts[name], name))
 
 
 def verdicts(

@@ -3,15 +3,18 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
 from visionwatch.capture import CaptureRule
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import inferences, models
+from visionwatch.db.schema import inferences
 from visionwatch.images.blobs import BlobStore, content_key
 from visionwatch.images.decode import CheckedImage
+from visionwatch.packed.ids import encode_id
+from visionwatch.store import legacy
 from visionwatch.store.capture import daily_cap, rules_of, take_image_slot
+from visionwatch.store.decoded import find_rows, with_image_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,28 +67,22 @@ def attach_image(
     """Give a stored inference this image (replacing any before). NoInference, OverCap."""
 
     def work(conn: Connection) -> StoredImage:
-        found = conn.execute(
-            select(inferences.c.id, models.c.name)
-            .join(models, models.c.id == inferences.c.model_id)
-            .where(
-                inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id == inference_id,
-            )
-        ).first()
-        if found is None:
+        legacy.move_ids(conn, db.dialect, workspace_id, [inference_id])  # changed in one form
+        found = find_rows(db, conn, workspace_id, [inference_id])
+        if not found:
             raise NoInference(inference_id)
+        row = found[0]
         rules = rules_of(conn, workspace_id)
-        stored = keep_image(conn, db.dialect, blobs, workspace_id, found.name, rules, image, now)
+        stored = keep_image(conn, db.dialect, blobs, workspace_id, row.model, rules, image, now)
         if stored is None:
-            raise OverCap(found.name)
+            raise OverCap(row.model)
         conn.execute(
             update(inferences)
-            .where(inferences.c.id == found.id)
+            .where(inferences.c.id == row.pk, inferences.c.ts == row.timestamp)
             .values(
                 image_key=stored.key,
                 # The sizes sent with the inference win; the image fills them in when absent.
-                image_width=func.coalesce(inferences.c.image_width, stored.width),
-                image_height=func.coalesce(inferences.c.image_height, stored.height),
+                body=with_image_size(row, stored.width, stored.height),
             )
         )
         return stored
@@ -100,7 +97,9 @@ def image_key(db: Database, workspace_id: int, inference_id: str) -> str | None:
         key: str | None = conn.execute(
             select(inferences.c.image_key).where(
                 inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id == inference_id,
+                inferences.c.inference_id == encode_id(inference_id),
             )
         ).scalar_one_or_none()
+        if key is None:
+            key = legacy.image_key_of(conn, workspace_id, inference_id)
     return key

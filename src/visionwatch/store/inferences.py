@@ -1,173 +1,54 @@
 """Raw inferences: the filtered, keyset-paginated list and the detail of one."""
 
-import base64
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, exists, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, Connection, and_, or_, select, type_coerce
 
+from visionwatch.db.dialect import has_tag
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import devices, inference_metadata, inferences, models, predictions
-from visionwatch.db.types import to_micros
-from visionwatch.items import MetadataValue, Prediction, decode_metadata_value
-from visionwatch.store.packed_items import unpack
-from visionwatch.store.stats import Period
+from visionwatch.db.schema import devices, inferences, models
+from visionwatch.db.types import from_micros, to_micros
+from visionwatch.items import encode_metadata_value
+from visionwatch.packed.ids import encode_id
+from visionwatch.packed.tags import value_tag
+from visionwatch.store import dictionaries, legacy
+from visionwatch.store.decoded import ROW_COLUMNS, WITH_NAMES, Decoded, decode_rows
+from visionwatch.store.records import (
+    LIST_PREDICTIONS,
+    MAX_LIMIT,
+    BadCursor,
+    InferenceQuery,
+    InferenceRecord,
+    decode_cursor,
+    encode_cursor,
+    record,
+)
 
-MAX_LIMIT = 500
-# A list row carries at most this many predictions; the detail has them all.
-LIST_PREDICTIONS = 100
-# Classes named in a summary, most predicted first.
-TOP_CLASSES = 3
-
-
-class BadCursor(ValueError):
-    pass
+# A page looks at no more rows than this for filters the rows' tags cannot decide alone
+# (confidence bounds; a metadata value, whose tag is a hash): past it, the page ends early
+# and its cursor goes on from there.
+MAX_EXAMINED = 5000
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
-class InferenceRecord:
-    """One stored inference as read back: what it was, where, and what it found. Shaping it
-    for a reader (the API's JSON, a page) is theirs to do."""
+class Matching:
+    """How a query selects rows: SQL conditions on WITH_NAMES, and `check`, what a decoded
+    row must also meet (None: the conditions decide alone)."""
 
-    inference_id: str
-    model: str
-    device: str | None
-    timestamp: datetime
-    received_at: datetime
-    task: str | None
-    inference_time: float | None
-    image_width: int | None
-    image_height: int | None
-    error: str | None
-    prediction_count: int
-    mean_confidence: float | None
-    top_classes: list[str]
-    predictions: list[Prediction]
-    metadata: dict[str, MetadataValue]
-    image_key: str | None
-    item: Any = None  # the item as sent: in a detail or an export, not in a list
+    conditions: list[Any]
+    check: Callable[[Decoded], bool] | None
 
-    @property
-    def has_image(self) -> bool:
-        return self.image_key is not None
+    def selects(self, row: Decoded) -> bool:
+        return self.check is None or self.check(row)
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceQuery:
-    period: Period
-    model: str | None = None
-    device: str | None = None
-    class_name: str | None = None
-    min_confidence: float | None = None
-    max_confidence: float | None = None
-    has_image: bool | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    limit: int = 50
-    cursor: str | None = None
-
-
-def encode_cursor(ts: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{to_micros(ts)}:{pk}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        micros, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        return int(micros), int(pk)
-    except (ValueError, UnicodeDecodeError):
-        raise BadCursor("not a cursor from a previous page") from None
-
-
-_SUMMARY_COLUMNS = (
-    inferences.c.id,
-    inferences.c.inference_id,
-    inferences.c.ts,
-    inferences.c.received_at,
-    inferences.c.inference_time,
-    inferences.c.task,
-    inferences.c.image_width,
-    inferences.c.image_height,
-    inferences.c.error,
-    inferences.c.prediction_count,
-    inferences.c.image_key,
-    models.c.name.label("model"),
-    devices.c.name.label("device"),
-)
-
-
-def list_inferences(
-    db: Database, workspace_id: int, query: InferenceQuery
-) -> tuple[list[InferenceRecord], str | None]:
-    """A page of inferences, newest first, and the cursor of the next page (None at the end)."""
-    position = decode_cursor(query.cursor) if query.cursor else None
-    with db.read() as conn:
-        statement = _filtered(workspace_id, query, position)
-        if statement is None:
-            return [], None
-        rows = conn.execute(statement.limit(query.limit + 1)).all()
-        page = rows[: query.limit]
-        pks = [row.id for row in page]
-        by_pk = _predictions(conn, workspace_id, pks, LIST_PREDICTIONS)
-        meta = _metadata(conn, workspace_id, pks)
-        classes = _class_counts(conn, workspace_id, pks)
-    items = [
-        _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), classes.get(row.id, {}))
-        for row in page
-    ]
-    next_cursor = encode_cursor(page[-1].ts, page[-1].id) if len(rows) > query.limit else None
-    return items, next_cursor
-
-
-def export_rows(
-    db: Database, workspace_id: int, query: InferenceQuery, page_size: int = 200
-) -> Iterator[InferenceRecord]:
-    """Every matching inference with an image, newest first: all predictions, the item as
-    sent, and its image key. One page in memory at a time."""
-    position = None
-    with_images = replace(query, has_image=True, cursor=None)
-    while True:
-        with db.read() as conn:
-            statement = _filtered(workspace_id, with_images, position)
-            if statement is None:
-                return
-            rows = conn.execute(statement.add_columns(inferences.c.item).limit(page_size)).all()
-            pks = [row.id for row in rows]
-            by_pk = _predictions(conn, workspace_id, pks, None)
-            meta = _metadata(conn, workspace_id, pks)
-        for row in rows:
-            found = _summary(row, by_pk.get(row.id, []), meta.get(row.id, {}), {})
-            yield replace(found, item=unpack(row.item))
-        if len(rows) < page_size:
-            return
-        position = (to_micros(rows[-1].ts), rows[-1].id)
-
-
-def _filtered(workspace_id: int, query: InferenceQuery, position: tuple[int, int] | None) -> Any:
-    conditions, _ = matching(workspace_id, query)
-    if position is not None:
-        ts = type_coerce(inferences.c.ts, BigInteger)
-        micros, pk = position
-        conditions.append(or_(ts < micros, and_(ts == micros, inferences.c.id < pk)))
-    return (
-        select(*_SUMMARY_COLUMNS)
-        .select_from(WITH_NAMES)
-        .where(*conditions)
-        .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
-    )
-
-
-# Inferences with their model's and device's names, which filters name.
-WITH_NAMES = inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
-    devices, devices.c.id == inferences.c.device_id
-)
-
-
-def matching(workspace_id: int, query: InferenceQuery) -> tuple[list[Any], list[Any]]:
-    """The conditions on WITH_NAMES of the inferences a query matches, and those a matching
-    inference's prediction meets (one prediction must meet them all: "a car below 0.5")."""
+def matching(conn: Connection, workspace_id: int, query: InferenceQuery) -> Matching | None:
+    """The rows a query matches, or None when none can (it names a class or a metadata
+    field the workspace never had)."""
     conditions = [
         inferences.c.workspace_id == workspace_id,
         inferences.c.ts >= query.period.start,
@@ -180,145 +61,238 @@ def matching(workspace_id: int, query: InferenceQuery) -> tuple[list[Any], list[
     if query.has_image is not None:
         has = inferences.c.image_key.is_not(None)
         conditions.append(has if query.has_image else ~has)
-    prediction_conditions = []
+    checks: list[Callable[[Decoded], bool]] = []
     if query.class_name is not None:
-        prediction_conditions.append(predictions.c.class_name == query.class_name)
-    if query.min_confidence is not None:
-        prediction_conditions.append(predictions.c.confidence >= query.min_confidence)
-    if query.max_confidence is not None:
-        prediction_conditions.append(predictions.c.confidence <= query.max_confidence)
-    if prediction_conditions:
-        # Correlated to the inference only: a statement that joins predictions itself
-        # (store/selection.py) keeps this one's.
-        conditions.append(
-            exists()
-            .where(
-                predictions.c.workspace_id == workspace_id,
-                predictions.c.inference_pk == inferences.c.id,
-                *prediction_conditions,
-            )
-            .correlate(inferences)
-        )
+        tags = dictionaries.tags_of_class(conn, workspace_id, query.class_name)
+        if not tags:
+            return None
+        conditions.append(or_(*(has_tag(inferences.c.tags, tag) for tag in tags)))
+    bounded = query.min_confidence is not None or query.max_confidence is not None
+    if bounded:
+        checks.append(_one_prediction(query))
     for name, value in sorted(query.metadata.items()):
-        conditions.append(
-            exists().where(
-                inference_metadata.c.workspace_id == workspace_id,
-                inference_metadata.c.inference_pk == inferences.c.id,
-                inference_metadata.c.field == name,
-                inference_metadata.c.value == value,
-            )
+        field_tag = dictionaries.tag_of_field(conn, workspace_id, name)
+        if field_tag is None:
+            return None
+        conditions.append(has_tag(inferences.c.tags, field_tag))
+        conditions.append(has_tag(inferences.c.tags, value_tag(name, value)))
+        checks.append(_metadata_is(name, value))
+    if not checks:
+        return Matching(conditions, None)
+    return Matching(conditions, lambda row: all(check(row) for check in checks))
+
+
+def _one_prediction(query: InferenceQuery) -> Callable[[Decoded], bool]:
+    """One prediction must meet every prediction condition ("a car below 0.5")."""
+    low = query.min_confidence if query.min_confidence is not None else -1.0
+    high = query.max_confidence if query.max_confidence is not None else 2.0
+    name = query.class_name
+
+    def check(row: Decoded) -> bool:
+        for score in row.body.predictions:
+            if low <= score.confidence <= high and (
+                name is None or row.labels[score.label][0] == name
+            ):
+                return True
+        return False
+
+    return check
+
+
+def _metadata_is(name: str, value: str) -> Callable[[Decoded], bool]:
+    def check(row: Decoded) -> bool:
+        found = row.metadata.get(name, _MISSING)
+        return found is not _MISSING and encode_metadata_value(found)[0] == value  # type: ignore[arg-type]
+
+    return check
+
+
+_MISSING = object()
+
+
+def _position(ts: datetime | int, pk: int) -> Any:
+    """Rows after (ts, pk) in the newest-first order."""
+    micros = ts if isinstance(ts, int) else to_micros(ts)
+    column = type_coerce(inferences.c.ts, BigInteger)
+    return or_(column < micros, and_(column == micros, inferences.c.id < pk))
+
+
+def _scan(
+    db: Database,
+    conn: Connection,
+    workspace_id: int,
+    found: Matching,
+    position: tuple[int, int] | None,
+    wanted: int,
+) -> tuple[list[Decoded], tuple[int, int] | None]:
+    """Up to `wanted` matching rows, newest first, from after `position`; and where the
+    scan stopped when it gave up early (MAX_EXAMINED), else None."""
+    matched: list[Decoded] = []
+    examined = 0
+    while True:
+        chunk = wanted if found.check is None else _CHUNK
+        where = list(found.conditions)
+        if position is not None:
+            where.append(_position(*position))
+        rows = conn.execute(
+            select(*ROW_COLUMNS)
+            .select_from(WITH_NAMES)
+            .where(*where)
+            .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
+            .limit(chunk)
+        ).all()
+        decoded = decode_rows(db, conn, workspace_id, rows)
+        matched += [row for row in decoded if found.selects(row)][: wanted - len(matched)]
+        examined += len(rows)
+        if len(matched) >= wanted or len(rows) < chunk:
+            return matched, None
+        position = (to_micros(rows[-1].ts), rows[-1].id)
+        if examined >= MAX_EXAMINED:
+            return matched, position
+
+
+def scan_all(
+    db: Database, conn: Connection, workspace_id: int, found: Matching, chunk: int = 2000
+) -> Iterator[Decoded]:
+    """Every matching row, newest first, a chunk at a time (the selection's chart counts
+    them all: it is as bounded as the period)."""
+    position: tuple[int, int] | None = None
+    while True:
+        where = list(found.conditions)
+        if position is not None:
+            where.append(_position(*position))
+        rows = conn.execute(
+            select(*ROW_COLUMNS)
+            .select_from(WITH_NAMES)
+            .where(*where)
+            .order_by(inferences.c.ts.desc(), inferences.c.id.desc())
+            .limit(chunk)
+        ).all()
+        for row in decode_rows(db, conn, workspace_id, rows):
+            if found.selects(row):
+                yield row
+        if len(rows) < chunk:
+            return
+        position = (to_micros(rows[-1].ts), rows[-1].id)
+
+
+def list_inferences(
+    db: Database, workspace_id: int, query: InferenceQuery
+) -> tuple[list[InferenceRecord], str | None]:
+    """A page of inferences, newest first, and the cursor of the next page (None at the end)."""
+    position = decode_cursor(query.cursor) if query.cursor else None
+    with db.read() as conn:
+        found = matching(conn, workspace_id, query)
+        if found is None:
+            return [], None
+        rows, stopped = _scan(db, conn, workspace_id, found, position, query.limit + 1)
+        older = legacy.page(conn, workspace_id, query, position, query.limit + 1, stopped)
+    records = sorted(
+        [*(summary(row, LIST_PREDICTIONS) for row in rows), *older],
+        key=lambda record: (record.timestamp, record.pk),
+        reverse=True,
+    )
+    page = records[: query.limit]
+    if len(records) > query.limit:
+        return page, encode_cursor(page[-1].timestamp, page[-1].pk)
+    if stopped is not None:
+        return page, encode_cursor(from_micros(stopped[0]), stopped[1])
+    return page, None
+
+
+def export_rows(
+    db: Database, workspace_id: int, query: InferenceQuery, page_size: int = 200
+) -> Iterator[InferenceRecord]:
+    """Every matching inference with an image, newest first: all predictions, the item as
+    sent, and its image key. One page in memory at a time."""
+    with_images = replace(query, has_image=True, cursor=None, limit=page_size)
+    while True:
+        page, cursor = list_inferences_full(db, workspace_id, with_images)
+        yield from page
+        if cursor is None:
+            return
+        with_images = replace(with_images, cursor=cursor)
+
+
+def list_inferences_full(
+    db: Database, workspace_id: int, query: InferenceQuery
+) -> tuple[list[InferenceRecord], str | None]:
+    """`list_inferences` with every prediction and the item as sent."""
+    position = decode_cursor(query.cursor) if query.cursor else None
+    with db.read() as conn:
+        found = matching(conn, workspace_id, query)
+        if found is None:
+            return [], None
+        rows, stopped = _scan(db, conn, workspace_id, found, position, query.limit + 1)
+        older = legacy.page(
+            conn, workspace_id, query, position, query.limit + 1, stopped, full=True
         )
-    return conditions, prediction_conditions
+    records = sorted(
+        [*(replace(summary(row, None), item=row.item) for row in rows), *older],
+        key=lambda record: (record.timestamp, record.pk),
+        reverse=True,
+    )
+    page = records[: query.limit]
+    if len(records) > query.limit:
+        return page, encode_cursor(page[-1].timestamp, page[-1].pk)
+    if stopped is not None:
+        return page, encode_cursor(from_micros(stopped[0]), stopped[1])
+    return page, None
 
 
 def get_inference(db: Database, workspace_id: int, inference_id: str) -> InferenceRecord | None:
     with db.read() as conn:
-        row = conn.execute(
-            select(*_SUMMARY_COLUMNS, inferences.c.item)
-            .select_from(
-                inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
-                    devices, devices.c.id == inferences.c.device_id
-                )
-            )
+        rows = conn.execute(
+            select(*ROW_COLUMNS)
+            .select_from(WITH_NAMES)
             .where(
                 inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id == inference_id,
+                inferences.c.inference_id == encode_id(inference_id),
             )
-        ).one_or_none()
-        if row is None:
-            return None
-        found = _predictions(conn, workspace_id, [row.id], None).get(row.id, [])
-        meta = _metadata(conn, workspace_id, [row.id]).get(row.id, {})
-        classes = _class_counts(conn, workspace_id, [row.id]).get(row.id, {})
-    return replace(_summary(row, found, meta, classes), item=unpack(row.item))
+        ).all()
+        if not rows:
+            return legacy.find(conn, workspace_id, inference_id)
+        (row,) = decode_rows(db, conn, workspace_id, rows)
+    return replace(summary(row, None), item=row.item)
 
 
-def _summary(
-    row: Any,
-    found: list[Prediction],
-    meta: dict[str, MetadataValue],
-    classes: dict[str, tuple[int, float]],
-) -> InferenceRecord:
-    count = sum(n for n, _ in classes.values())
-    mean = sum(total for _, total in classes.values()) / count if count else None
-    # Most predicted first; ties by name, so the order is stable.
-    ranked = sorted(classes.items(), key=lambda item: (-item[1][0], item[0]))
-    return InferenceRecord(
+def summary(row: Decoded, most: int | None) -> InferenceRecord:
+    """The record of a decoded row, with at most `most` of its predictions (None: all)."""
+    predictions = row.predictions
+    classes: dict[str, list[float]] = {}
+    for prediction in predictions:
+        counted = classes.setdefault(prediction.class_name, [0, 0.0])
+        counted[0] += 1
+        counted[1] += prediction.confidence
+    return record(
+        pk=row.pk,
         inference_id=row.inference_id,
         model=row.model,
         device=row.device,
-        timestamp=row.ts,
+        timestamp=row.timestamp,
         received_at=row.received_at,
-        task=row.task,
-        inference_time=row.inference_time,
-        image_width=row.image_width,
-        image_height=row.image_height,
-        error=row.error,
-        prediction_count=row.prediction_count,
-        mean_confidence=mean,
-        top_classes=[name for name, _ in ranked[:TOP_CLASSES]],
-        predictions=found,
-        metadata=meta,
+        task=row.body.task,
+        inference_time=row.body.inference_time,
+        image_width=row.body.image_width,
+        image_height=row.body.image_height,
+        error=row.body.error,
+        predictions=predictions if most is None else predictions[:most],
+        prediction_count=len(predictions),
+        classes={name: (int(n), total) for name, (n, total) in classes.items()},
+        metadata=row.metadata,
         image_key=row.image_key,
     )
 
 
-def _predictions(
-    conn: Connection, workspace_id: int, pks: Sequence[int], per_inference: int | None
-) -> dict[int, list[Prediction]]:
-    if not pks:
-        return {}
-    conditions = [predictions.c.workspace_id == workspace_id, predictions.c.inference_pk.in_(pks)]
-    if per_inference is not None:
-        conditions.append(predictions.c.idx < per_inference)
-    rows = conn.execute(
-        select(predictions)
-        .where(*conditions)
-        .order_by(predictions.c.inference_pk, predictions.c.idx)
-    )
-    result: dict[int, list[Prediction]] = {}
-    for r in rows:
-        prediction = Prediction(r.class_name, r.confidence, r.class_id, r.x, r.y, r.width, r.height)
-        result.setdefault(r.inference_pk, []).append(prediction)
-    return result
-
-
-def _class_counts(
-    conn: Connection, workspace_id: int, pks: Sequence[int]
-) -> dict[int, dict[str, tuple[int, float]]]:
-    """Per inference: class -> (predictions, sum of their confidences), over all its predictions."""
-    if not pks:
-        return {}
-    rows = conn.execute(
-        select(
-            predictions.c.inference_pk,
-            predictions.c.class_name,
-            func.count(),
-            func.sum(predictions.c.confidence),
-        )
-        .where(predictions.c.workspace_id == workspace_id, predictions.c.inference_pk.in_(pks))
-        .group_by(predictions.c.inference_pk, predictions.c.class_name)
-    )
-    result: dict[int, dict[str, tuple[int, float]]] = {}
-    for pk, name, count, total in rows:
-        result.setdefault(pk, {})[name] = (int(count), float(total))
-    return result
-
-
-def _metadata(
-    conn: Connection, workspace_id: int, pks: Sequence[int]
-) -> dict[int, dict[str, MetadataValue]]:
-    if not pks:
-        return {}
-    rows = conn.execute(
-        select(inference_metadata)
-        .where(
-            inference_metadata.c.workspace_id == workspace_id,
-            inference_metadata.c.inference_pk.in_(pks),
-        )
-        .order_by(inference_metadata.c.inference_pk, inference_metadata.c.field)
-    )
-    result: dict[int, dict[str, MetadataValue]] = {}
-    for r in rows:
-        result.setdefault(r.inference_pk, {})[r.field] = decode_metadata_value(r.value, r.kind)
-    return result
+__all__ = [
+    "MAX_LIMIT",
+    "BadCursor",
+    "InferenceQuery",
+    "InferenceRecord",
+    "decode_cursor",
+    "encode_cursor",
+    "export_rows",
+    "get_inference",
+    "list_inferences",
+    "matching",
+]

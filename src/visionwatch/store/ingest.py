@@ -6,7 +6,7 @@ rollups exactly once, soon after (docs/architecture.md).
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -24,14 +24,17 @@ from visionwatch.db.schema import (
     rollup_queue,
 )
 from visionwatch.db.types import to_micros
-from visionwatch.histograms import time_bin
 from visionwatch.images.blobs import BlobStore
 from visionwatch.images.decode import CheckedImage
-from visionwatch.items import Inference, encode_metadata_value, split_model_id
+from visionwatch.items import Inference, MetadataValue, decode_metadata_value, split_model_id
+from visionwatch.packed.ids import decode_id
+from visionwatch.packed.stored import Label, pack_inference
+from visionwatch.rollups import minute_rows
+from visionwatch.store import dictionaries, legacy
 from visionwatch.store.capture import rules_of
 from visionwatch.store.devices import Heartbeat, heartbeat_row, upsert_devices
 from visionwatch.store.images import keep_image
-from visionwatch.store.packed_items import pack
+from visionwatch.store.metadata import set_metadata
 
 # How far from a batch's times PostgreSQL looks for an inference id sent before.
 RESEND_WINDOW = timedelta(days=1)
@@ -78,9 +81,9 @@ def store_rows(
 ) -> IngestResult:
     """`ingest` for rows prepared beforehand (`Rows.of`, maybe in another process): inside
     the transaction the writer (on SQLite, everyone's one writer) runs SQL only."""
-    result: IngestResult = db.run_write(
+    result, ensured = db.run_write(
         _ingest,
-        db.dialect,
+        db,
         workspace_id,
         rows,
         now,
@@ -89,81 +92,70 @@ def store_rows(
         blobs,
         with_images or {},
     )
+    if ensured is not None:
+        dictionaries.remember(db, workspace_id, ensured)
     return result
 
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """A batch's rows, ready for the statements of `_sql`: JSON text (one parameter per
-    table) and small lists. Plain data, cheap to pickle: a parser process sends it back
-    (visionwatch/parsers.py)."""
+    """A batch's rows, ready for the statements of `_sql`: its inferences as one JSON text
+    and their binary columns as one blob (a parameter each), and small lists. Plain data,
+    cheap to pickle: a parser process sends it back (visionwatch/parsers.py)."""
 
     sent: int  # items in the batch, repeated ids included
     ids: list[str]  # the first of each inference id, in the order sent
     models: list[tuple[str, str | None, str | None, str | None, datetime, datetime]]
     devices: list[tuple[str, datetime, datetime]]  # name, first and last inference time
+    labels: list[Label]  # the batch's classes, which its rows name by position
+    fields: list[str]  # the batch's metadata fields, likewise
     inferences: str
-    predictions: str
-    metadata: dict[tuple[str, str], tuple[str, str]]  # (inference id, field): (value, kind)
+    blob: bytes
+    deltas: str  # the batch's minute rollups (rollups.MinuteRows), JSON
     times: tuple[int, int]  # the first and last inference times, in microseconds
 
     @classmethod
     def of(cls, batch: list[Inference], now: datetime) -> "Rows":
         unique = list({inference.inference_id: inference for inference in reversed(batch)}.values())
         unique.reverse()
-        received = to_micros(now)
         times = {i.inference_id: to_micros(i.timestamp) for i in unique}
         # In id order: concurrent batches sharing ids lock them in one order (no deadlock).
         ordered = sorted(unique, key=lambda i: i.inference_id)
-        inference_rows = [
-            (
-                i.inference_id,
-                i.model,
-                i.device,
-                times[i.inference_id],
-                received,
-                i.inference_time,
-                i.task,
-                i.image_width,
-                i.image_height,
-                i.error,
-                len(i.predictions),
-                None if i.inference_time is None else time_bin(i.inference_time),
-                # Last: JSON's ->> walks a row from its start.
-                pack(i.item.encode() if isinstance(i.item, str) else orjson.dumps(i.item)),
+        labels: dict[Label, int] = {}
+        fields: dict[str, int] = {}
+        blob = bytearray()
+        rows = []
+        for i in ordered:
+            packed = pack_inference(i, now)
+            id_at = len(blob) + 1  # SQL counts bytes from 1
+            blob += packed.inference_id
+            body_at = len(blob) + 1
+            blob += packed.body
+            rows.append(
+                (
+                    i.inference_id,
+                    id_at,
+                    len(packed.inference_id),
+                    i.model,
+                    i.device,
+                    times[i.inference_id],
+                    body_at,
+                    len(packed.body),
+                    [labels.setdefault(label, len(labels)) for label in packed.labels],
+                    [fields.setdefault(name, len(fields)) for name in packed.fields],
+                    packed.values,
+                )
             )
-            for i in ordered
-        ]
-        # Each with its inference's position among the rows and its time: a batch whose
-        # inferences are all new gets consecutive keys in that order (SQLite), and its
-        # predictions need no lookup of their inference (see _sql).
-        prediction_rows = [
-            (
-                i.inference_id,
-                index,
-                p.class_name,
-                p.class_id,
-                p.confidence,
-                *p.box,
-                position,
-                times[i.inference_id],
-            )
-            for position, i in enumerate(ordered)
-            for index, p in enumerate(i.predictions)
-        ]
-        metadata = {
-            (i.inference_id, field): encode_metadata_value(value)
-            for i in ordered
-            for field, value in i.metadata.items()
-        }
         return cls(
             sent=len(batch),
             ids=[i.inference_id for i in unique],
             models=_model_rows(unique),
             devices=_device_rows(unique),
-            inferences=orjson.dumps(inference_rows).decode(),
-            predictions=orjson.dumps(prediction_rows).decode(),
-            metadata=metadata,
+            labels=list(labels),
+            fields=list(fields),
+            inferences=orjson.dumps(rows).decode(),
+            blob=bytes(blob),
+            deltas=orjson.dumps(minute_rows(ordered).as_json()).decode(),
             times=(min(times.values(), default=0), max(times.values(), default=0)),
         )
 
@@ -197,7 +189,7 @@ def _first_and_last(
 
 def _ingest(
     conn: Connection,
-    dialect: Dialect,
+    db: Database,
     workspace_id: int,
     rows: Rows,
     now: datetime,
@@ -205,186 +197,179 @@ def _ingest(
     images: dict[str, CheckedImage],
     blobs: BlobStore | None,
     with_images: dict[str, Inference],
-) -> IngestResult:
+) -> tuple[IngestResult, dictionaries.Ensured | None]:
+    dialect = db.dialect
     if heartbeat is not None:
         upsert_devices(conn, dialect, workspace_id, [heartbeat_row(heartbeat)], now)
     unique = rows.ids
     if not unique:
-        return IngestResult(accepted=0, duplicates=0)
+        return IngestResult(accepted=0, duplicates=0), None
     dialects.lock_for_ingest(dialect, conn, workspace_id)
     _upsert_models(conn, dialect, workspace_id, rows.models)
     _upsert_devices(conn, dialect, workspace_id, rows.devices, now)
-    sql = _sql(dialect)
+    ensured = dictionaries.ensure(db, conn, dialect, workspace_id, rows.labels, rows.fields)
+    sql = _sql(dialect, legacy.present(conn))
+    for statement in sql.scratch:
+        conn.exec_driver_sql(statement)
+    conn.exec_driver_sql(sql.label_tags, {"tags": dictionaries.tags_json(ensured.label_tags)})
+    conn.exec_driver_sql(sql.field_tags, {"tags": dictionaries.tags_json(ensured.field_tags)})
     first, last, count = _insert_inferences(conn, sql, workspace_id, rows)
     accepted: list[str] = []
     pks: dict[str, int] = {}
     if count:
-        span = (workspace_id, first, last, *rows.times)
-        if rows.predictions == "[]":
-            pass
-        elif sql.new_predictions is not None and count == len(unique) == last - first + 1:
-            conn.exec_driver_sql(sql.new_predictions, (workspace_id, first, rows.predictions))
-        else:
-            conn.exec_driver_sql(sql.predictions, (rows.predictions, *span))
-        _insert_metadata(conn, sql, workspace_id, rows, span)
+        # Every inference new: the batch's rollups as parsed. Else the aggregator derives
+        # those of the new ones from their rows.
+        deltas = rows.deltas if count == len(unique) else None
         conn.execute(
             insert(rollup_queue).values(
-                workspace_id=workspace_id, first_pk=first, last_pk=last, enqueued_at=now
+                workspace_id=workspace_id,
+                first_pk=first,
+                last_pk=last,
+                enqueued_at=now,
+                deltas=deltas,
             )
         )
+        span = (workspace_id, first, last, *rows.times)
         if images or count != len(unique):  # which ones are new
-            pks = {row[0]: row[1] for row in conn.exec_driver_sql(sql.new_ids, span)}
+            pks = {decode_id(row[0]): row[1] for row in conn.exec_driver_sql(sql.new_ids, span)}
             accepted = [i for i in unique if i in pks]
         else:  # the usual case: all of them
             accepted = unique
+        _apply_pending_metadata(conn, db, workspace_id, accepted)
     kept = 0
     if images and blobs is not None:
         new = [with_images[i] for i in accepted if i in with_images]
-        kept = _keep_images(conn, dialect, blobs, workspace_id, new, pks, images, now)
-    return IngestResult(
+        kept = _keep_images(conn, db, blobs, workspace_id, new, pks, images, now)
+    result = IngestResult(
         accepted=len(accepted),
         duplicates=rows.sent - len(accepted),
         images_kept=kept,
         images_over_cap=sum(1 for i in accepted if i in images) - kept,
     )
+    return result, ensured
 
 
 @dataclass(frozen=True, slots=True)
 class _Sql:
+    scratch: tuple[str, ...]  # the batch's labels and fields by position, emptied
+    label_tags: str
+    field_tags: str
     before: str | None  # SQLite: the largest key before the insert
     inferences: str
     span: str | None  # SQLite: the keys inserted after `before`
-    predictions: str
-    # SQLite: the predictions of a batch whose inferences were all new, keyed by position.
-    new_predictions: str | None
-    metadata: str
     new_ids: str
 
 
-# The fields of each JSON row, and their SQL types.
-_INFERENCE_FIELDS = (
-    ("inference_id", "TEXT"),
-    ("model", "TEXT"),
-    ("device", "TEXT"),
-    ("ts", "BIGINT"),
-    ("received_at", "BIGINT"),
-    ("inference_time", "DOUBLE PRECISION"),
-    ("task", "TEXT"),
-    ("image_width", "BIGINT"),
-    ("image_height", "BIGINT"),
-    ("error", "TEXT"),
-    ("prediction_count", "BIGINT"),
-    ("time_bin", "BIGINT"),
-    ("item", "TEXT"),
-)
-_PREDICTION_FIELDS = (
-    ("inference_id", "TEXT"),
-    ("idx", "BIGINT"),
-    ("class_name", "TEXT"),
-    ("class_id", "BIGINT"),
-    ("confidence", "DOUBLE PRECISION"),
-    ("x", "DOUBLE PRECISION"),
-    ("y", "DOUBLE PRECISION"),
-    ("width", "DOUBLE PRECISION"),
-    ("height", "DOUBLE PRECISION"),
-    ("position", "BIGINT"),
-    ("ts", "BIGINT"),
-)
-_METADATA_FIELDS = (
-    ("inference_id", "TEXT"),
-    ("field", "TEXT"),
-    ("value", "TEXT"),
-    ("kind", "TEXT"),
+# The fields of each JSON row (Rows.of), and their SQL types.
+_ROW = (
+    "inference_id",
+    "id_at",
+    "id_length",
+    "model",
+    "device",
+    "ts",
+    "body_at",
+    "body_length",
+    "labels",
+    "fields",
+    "values",
 )
 
 
 @cache
-def _sql(dialect: Dialect) -> _Sql:
-    """The statements of an insert. Models and devices are found by name, and the batch's
-    own inferences by id within the span of keys it inserted: an id sent before has an
-    older key (the workspace's ingest lock orders its batches)."""
+def _sql(dialect: Dialect, with_legacy: bool) -> _Sql:
+    """The statements of an insert. Models and devices are found by name, a row's tags by
+    the positions of its labels and fields in the batch (scratch tables the writer fills
+    from the dictionaries); an id sent before has an older key (the workspace's ingest
+    lock orders its batches). While rows of the first stored form wait to be rewritten
+    (store/legacy.py), an id stored there counts as sent before too."""
     mark = dialects.placeholder(dialect)
+    at = {name: n for n, name in enumerate(_ROW)}
 
-    def fields(spec: tuple[tuple[str, str], ...]) -> tuple[str, dict[str, str]]:
-        source, sql = dialects.json_rows(dialect, tuple(kind for _, kind in spec))
-        return source, dict(zip((name for name, _ in spec), sql, strict=True))
+    def field(name: str, kind: str = "TEXT") -> str:
+        return dialects.json_field(dialect, at[name], kind)
 
-    source, f = fields(_INFERENCE_FIELDS)
-    f_id = f["inference_id"]
+    blob = dialects.named(dialect, "blob")
+    inference_id = dialects.blob_slice(
+        dialect, blob, field("id_at", "INTEGER"), field("id_length", "INTEGER")
+    )
+    body = dialects.blob_slice(
+        dialect, blob, field("body_at", "INTEGER"), field("body_length", "INTEGER")
+    )
+    tags = (
+        f"NULLIF({dialects.joined_tags(dialect, at['labels'], 'batch_labels')}"
+        f" || {dialects.joined_tags(dialect, at['fields'], 'batch_fields')}"
+        f" || {field('values')}, '')"
+    )
+    workspace = dialects.named(dialect, "workspace_id")
+    legacy_check = ""
+    if with_legacy:
+        legacy_check = f"""AND NOT EXISTS (SELECT 1 FROM legacy_inferences x
+            WHERE x.workspace_id = m.workspace_id AND x.inference_id = {field("inference_id")}
+            {{legacy_window}})"""
     # CROSS JOIN fixes the order on SQLite: the rows, then each one's model and device.
     inferences = f"""
-        INSERT INTO inferences (workspace_id, inference_id, model_id, device_id, ts,
-            received_at, inference_time, task, image_width, image_height, error,
-            prediction_count, image_key, item, time_bin)
-        SELECT m.workspace_id, {f["inference_id"]}, m.id, d.id, {f["ts"]}, {f["received_at"]},
-            {f["inference_time"]}, {f["task"]}, {f["image_width"]}, {f["image_height"]},
-            {f["error"]}, {f["prediction_count"]}, NULL, {f["item"]}, {f["time_bin"]}
-        FROM {source} CROSS JOIN models m
-        LEFT JOIN devices d ON d.workspace_id = m.workspace_id AND d.name = {f["device"]}
-        WHERE m.workspace_id = {mark} AND m.name = {f["model"]} {{sent_before}}
+        INSERT INTO inferences (workspace_id, inference_id, model_id, device_id, ts, tags,
+            body, image_key)
+        SELECT m.workspace_id, {inference_id}, m.id, d.id, {field("ts", "BIGINT")}, {tags},
+            {body}, NULL
+        FROM {dialects.json_rows_named(dialect, "rows")} CROSS JOIN models m
+        LEFT JOIN devices d ON d.workspace_id = m.workspace_id AND d.name = {field("device")}
+        WHERE m.workspace_id = {workspace} AND m.name = {field("model")} {{sent_before}}
+        {legacy_check}
         {{order}}
         ON CONFLICT {{conflict}} DO NOTHING
-    """
-    # CROSS JOIN: SQLite then reads the rows first and finds each one's inference by its id
-    # (left to itself it scanned the workspace's inferences for each row). The batch's
-    # times keep PostgreSQL to the partitions that hold them.
-    mine = f"""CROSS JOIN inferences i WHERE i.workspace_id = {mark}
-        AND i.inference_id = {{inference_id}} AND i.id BETWEEN {mark} AND {mark}
-        AND i.ts BETWEEN {mark} AND {mark}"""
-    source, f = fields(_PREDICTION_FIELDS)
-    predictions = f"""
-        INSERT INTO predictions (workspace_id, inference_pk, idx, ts, class_name, class_id,
-            confidence, x, y, width, height)
-        SELECT i.workspace_id, i.id, {f["idx"]}, i.ts, {f["class_name"]}, {f["class_id"]},
-            {f["confidence"]}, {f["x"]}, {f["y"]}, {f["width"]}, {f["height"]}
-        FROM {source} {mine.format(inference_id=f["inference_id"])}
-    """
-    new_predictions = f"""
-        INSERT INTO predictions (workspace_id, inference_pk, idx, ts, class_name, class_id,
-            confidence, x, y, width, height)
-        SELECT {mark}, {mark} + {f["position"]}, {f["idx"]}, {f["ts"]}, {f["class_name"]},
-            {f["class_id"]}, {f["confidence"]}, {f["x"]}, {f["y"]}, {f["width"]}, {f["height"]}
-        FROM {source}
-    """
-    source, f = fields(_METADATA_FIELDS)
-    metadata = f"""
-        INSERT INTO inference_metadata (workspace_id, inference_pk, field, value, kind, ts)
-        SELECT i.workspace_id, i.id, {f["field"]}, {f["value"]}, {f["kind"]}, i.ts
-        FROM {source} {mine.format(inference_id=f["inference_id"])}
     """
     new_ids = f"""
         SELECT inference_id, id FROM inferences
         WHERE workspace_id = {mark} AND id BETWEEN {mark} AND {mark}
         AND ts BETWEEN {mark} AND {mark}
     """
+    scratch = (
+        *dictionaries.batch_tags(dialect, "batch_labels"),
+        *dictionaries.batch_tags(dialect, "batch_fields"),
+    )
+    tags_source = dialects.json_rows_named(dialect, "tags")
+    position = "j.key" if dialect is Dialect.SQLITE else "j.n - 1"
+    tag_value = "j.value" if dialect is Dialect.SQLITE else "j.value #>> '{}'"
+    if dialect is Dialect.POSTGRESQL:
+        tags_source = "jsonb_array_elements(CAST(%(tags)s AS jsonb)) WITH ORDINALITY AS j(value, n)"
+
+    def filled(table: str) -> str:
+        return f"INSERT INTO {table} (pos, tag) SELECT {position}, {tag_value} FROM {tags_source}"
+
+    window = dialects.named(dialect, "low"), dialects.named(dialect, "high")
     if dialect is Dialect.SQLITE:
-        # One writer: the keys after the largest one are this insert's, given in the order
-        # of the rows (ORDER BY: the positions of new_predictions rely on it).
+        # One writer: the keys after the largest one are this insert's.
         return _Sql(
+            scratch=scratch,
+            label_tags=filled("batch_labels"),
+            field_tags=filled("batch_fields"),
             before="SELECT COALESCE(MAX(id), 0) FROM inferences",
             inferences=inferences.format(
-                sent_before="", order="ORDER BY j.key", conflict="(workspace_id, inference_id)"
+                sent_before="",
+                legacy_window="",
+                order="ORDER BY j.key",
+                conflict="(workspace_id, inference_id)",
             ),
             span=f"SELECT MIN(id), MAX(id), COUNT(*) FROM inferences WHERE id > {mark}",
-            predictions=predictions,
-            new_predictions=new_predictions,
-            metadata=metadata,
             new_ids=new_ids,
         )
     return _Sql(
+        scratch=scratch,
+        label_tags=filled("batch_labels"),
+        field_tags=filled("batch_fields"),
         before=None,
         inferences=inferences.format(
             sent_before=f"""AND NOT EXISTS (SELECT 1 FROM inferences x
-                WHERE x.workspace_id = m.workspace_id AND x.inference_id = {f_id}
-                AND x.ts BETWEEN {mark} AND {mark})""",
+                WHERE x.workspace_id = m.workspace_id AND x.inference_id = {inference_id}
+                AND x.ts BETWEEN {window[0]} AND {window[1]})""",
+            legacy_window=f"AND x.ts BETWEEN {window[0]} AND {window[1]}",
             order="",
             conflict="",
         )
         + " RETURNING id",
         span=None,
-        predictions=predictions,
-        new_predictions=None,
-        metadata=metadata,
         new_ids=new_ids,
     )
 
@@ -393,9 +378,14 @@ def _insert_inferences(
     conn: Connection, sql: _Sql, workspace_id: int, rows: Rows
 ) -> tuple[int, int, int]:
     """Insert the rows not stored yet: the first and last keys inserted, and how many."""
+    params: dict[str, Any] = {
+        "rows": rows.inferences,
+        "blob": rows.blob,
+        "workspace_id": workspace_id,
+    }
     if sql.before is not None and sql.span is not None:
         before = conn.exec_driver_sql(sql.before).scalar_one()
-        conn.exec_driver_sql(sql.inferences, (rows.inferences, workspace_id))
+        conn.exec_driver_sql(sql.inferences, params)
         first, last, count = conn.exec_driver_sql(sql.span, (before,)).one()
         return first or 0, last or 0, count
     # PostgreSQL's partitions are unique per week (a unique key must hold the partition
@@ -405,14 +395,14 @@ def _insert_inferences(
     # one step.
     first, last = rows.times
     window = RESEND_WINDOW // timedelta(microseconds=1)
-    params = (rows.inferences, workspace_id, first - window, last + window)
+    params.update(low=first - window, high=last + window)
     keys = conn.exec_driver_sql(sql.inferences, params).scalars().all()
     return min(keys, default=0), max(keys, default=0), len(keys)
 
 
 def _keep_images(
     conn: Connection,
-    dialect: Dialect,
+    db: Database,
     blobs: BlobStore,
     workspace_id: int,
     new: list[Inference],
@@ -420,27 +410,31 @@ def _keep_images(
     images: dict[str, CheckedImage],
     now: datetime,
 ) -> int:
-    """Point new inferences at their images, as far as the daily caps allow; how many kept."""
+    """Point new inferences at their images, as far as the daily caps allow; how many kept.
+    An inference that did not say its image's size takes the image's."""
     kept = 0
     rules = rules_of(conn, workspace_id)  # once for the batch
     for inference in new:
         image = images.get(inference.inference_id)
         if image is None:
             continue
-        stored = keep_image(conn, dialect, blobs, workspace_id, inference.model, rules, image, now)
+        stored = keep_image(
+            conn, db.dialect, blobs, workspace_id, inference.model, rules, image, now
+        )
         if stored is None:
             continue
+        sized = replace(
+            inference,
+            image_width=inference.image_width or stored.width,
+            image_height=inference.image_height or stored.height,
+        )
         conn.execute(
             update(inferences)
             .where(
                 inferences.c.id == pks[inference.inference_id],
                 inferences.c.ts == inference.timestamp,  # its partition, on PostgreSQL
             )
-            .values(
-                image_key=stored.key,
-                image_width=inference.image_width or stored.width,
-                image_height=inference.image_height or stored.height,
-            )
+            .values(image_key=stored.key, body=pack_inference(sized, now).body)
         )
         kept += 1
     return kept
@@ -495,29 +489,25 @@ def _upsert_devices(
     upsert_devices(conn, dialect, workspace_id, rows, now)
 
 
-def _insert_metadata(
-    conn: Connection,
-    sql: _Sql,
-    workspace_id: int,
-    rows: Rows,
-    span: tuple[int, int, int, int, int],
+def _apply_pending_metadata(
+    conn: Connection, db: Database, workspace_id: int, accepted: list[str]
 ) -> None:
-    values = rows.metadata
-    # Metadata that came before its inference: it was sent after the fact, so it wins.
-    pending = list(_pending_for(conn, workspace_id, rows.ids))
-    if pending:
-        values = dict(values)
-        for row in pending:
-            values[(row.inference_id, row.field)] = (row.value, row.kind)
-        conn.execute(
-            delete(pending_metadata).where(
-                pending_metadata.c.workspace_id == workspace_id,
-                pending_metadata.c.inference_id.in_({row.inference_id for row in pending}),
-            )
+    """Metadata that came before its inference was sent after the fact: it wins."""
+    pending = list(_pending_for(conn, workspace_id, accepted))
+    if not pending:
+        return
+    changes: dict[str, dict[str, MetadataValue]] = {}
+    for row in pending:
+        changes.setdefault(row.inference_id, {})[row.field] = decode_metadata_value(
+            row.value, row.kind
         )
-    if values:
-        listed = [(inference_id, field, *value) for (inference_id, field), value in values.items()]
-        conn.exec_driver_sql(sql.metadata, (orjson.dumps(listed).decode(), *span))
+    set_metadata(conn, db, workspace_id, changes)
+    conn.execute(
+        delete(pending_metadata).where(
+            pending_metadata.c.workspace_id == workspace_id,
+            pending_metadata.c.inference_id.in_(sorted(changes)),
+        )
+    )
 
 
 def _pending_for(conn: Connection, workspace_id: int, ids: list[str]) -> Iterable[Row[Any]]:

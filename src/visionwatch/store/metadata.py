@@ -3,13 +3,14 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, update
 
 from visionwatch.db import dialect as dialects
-from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import inference_metadata, inferences, pending_metadata
+from visionwatch.db.schema import inferences, pending_metadata
 from visionwatch.items import MetadataValue, encode_metadata_value
+from visionwatch.store import legacy
+from visionwatch.store.decoded import find_rows, with_metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,55 +29,32 @@ class AttachResult:
 def attach(
     db: Database, workspace_id: int, updates: list[MetadataUpdate], now: datetime
 ) -> AttachResult:
-    result: AttachResult = db.run_write(_attach, db.dialect, workspace_id, updates, now)
+    result: AttachResult = db.run_write(_attach, db, workspace_id, updates, now)
     return result
 
 
 def _attach(
     conn: Connection,
-    dialect: Dialect,
+    db: Database,
     workspace_id: int,
     updates: list[MetadataUpdate],
     now: datetime,
 ) -> AttachResult:
+    dialect = db.dialect
     dialects.lock_for_metadata(dialect, conn, workspace_id)
     wanted = sorted({i for update in updates for i in update.inference_ids})
-    known: dict[str, tuple[int, datetime]] = {}
-    for start in range(0, len(wanted), 5000):
-        rows = conn.execute(
-            select(inferences.c.id, inferences.c.inference_id, inferences.c.ts).where(
-                inferences.c.workspace_id == workspace_id,
-                inferences.c.inference_id.in_(wanted[start : start + 5000]),
-            )
-        )
-        known.update((r.inference_id, (r.id, r.ts)) for r in rows)
+    legacy.move_ids(conn, dialect, workspace_id, wanted)  # rewritten before it changes
+    known = {row.inference_id for row in find_rows(db, conn, workspace_id, wanted)}
     # Later updates of the same field win, as if applied one after another.
-    attached: dict[tuple[str, str], tuple[str, str]] = {}
+    attached: dict[str, dict[str, MetadataValue]] = {}
     pending: dict[tuple[str, str], tuple[str, str]] = {}
-    for update in updates:
-        encoded = encode_metadata_value(update.value)
-        for inference_id in update.inference_ids:
-            target = attached if inference_id in known else pending
-            target[(inference_id, update.field)] = encoded
-    if attached:
-        statement = dialects.insert(dialect, inference_metadata)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=dialects.row_key(dialect, ["workspace_id", "inference_pk", "field"]),
-                set_={"value": statement.excluded.value, "kind": statement.excluded.kind},
-            ),
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "inference_pk": known[inference_id][0],
-                    "field": field,
-                    "value": value,
-                    "kind": kind,
-                    "ts": known[inference_id][1],
-                }
-                for (inference_id, field), (value, kind) in sorted(attached.items())
-            ],
-        )
+    for change in updates:
+        for inference_id in change.inference_ids:
+            if inference_id in known:
+                attached.setdefault(inference_id, {})[change.field] = change.value
+            else:
+                pending[(inference_id, change.field)] = encode_metadata_value(change.value)
+    set_metadata(conn, db, workspace_id, attached)
     if pending:
         statement = dialects.insert(dialect, pending_metadata)
         conn.execute(
@@ -100,4 +78,28 @@ def _attach(
                 for (inference_id, field), (value, kind) in sorted(pending.items())
             ],
         )
-    return AttachResult(attached=len(attached), pending=len(pending))
+    return AttachResult(
+        attached=sum(len(fields) for fields in attached.values()), pending=len(pending)
+    )
+
+
+def set_metadata(
+    conn: Connection,
+    db: Database,
+    workspace_id: int,
+    changes: dict[str, dict[str, MetadataValue]],
+) -> None:
+    """Set metadata fields of stored inferences (by inference id), in this transaction,
+    under the workspace's ingest lock; ids not stored are left alone."""
+    if not changes:
+        return
+    found = find_rows(db, conn, workspace_id, sorted(changes))
+    for row in found:
+        rewritten = with_metadata(
+            db, conn, db.dialect, workspace_id, row, changes[row.inference_id]
+        )
+        conn.execute(
+            update(inferences)
+            .where(inferences.c.id == row.pk, inferences.c.ts == row.timestamp)
+            .values(tags=rewritten.tags, body=rewritten.body)
+        )

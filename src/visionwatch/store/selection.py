@@ -12,14 +12,12 @@ inference's predictions, or those of the filtered class and confidence bounds.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
-
-from sqlalchemy import BigInteger, and_, func, select, type_coerce
+from typing import Any, Literal
 
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import inferences, predictions
-from visionwatch.db.types import from_micros
-from visionwatch.store.inferences import WITH_NAMES, InferenceQuery, matching
+from visionwatch.db.types import from_micros, to_micros
+from visionwatch.store import legacy
+from visionwatch.store.inferences import InferenceQuery, matching, scan_all
 from visionwatch.store.rollup_read import class_series, sum_rollups
 from visionwatch.store.stats import Filters, moments, resolve_scope
 from visionwatch.timeutil import RESOLUTION_STEPS
@@ -97,38 +95,34 @@ def _rollup_counts(
 def _row_counts(
     db: Database, workspace_id: int, query: InferenceQuery, step: timedelta
 ) -> dict[datetime, tuple[int, int, float]]:
-    conditions, prediction_conditions = matching(workspace_id, query)
+    """Every matching row of the period, counted as the list selects them."""
     micros = int(step.total_seconds()) * 1_000_000
-    ts = type_coerce(inferences.c.ts, BigInteger)
-    bucket = (ts - ts % micros).label("bucket")
-    matched = (
-        select(bucket, func.count().label("n"))
-        .select_from(WITH_NAMES)
-        .where(*conditions)
-        .group_by(bucket)
-    )
-    judged = (
-        select(
-            bucket,
-            func.count().label("n"),
-            func.sum(predictions.c.confidence).label("confidence_sum"),
-        )
-        .select_from(
-            WITH_NAMES.join(
-                predictions,
-                and_(
-                    predictions.c.workspace_id == inferences.c.workspace_id,
-                    predictions.c.inference_pk == inferences.c.id,
-                ),
-            )
-        )
-        .where(*conditions, *prediction_conditions)
-        .group_by(bucket)
-    )
+    low = query.min_confidence if query.min_confidence is not None else -1.0
+    high = query.max_confidence if query.max_confidence is not None else 2.0
+    counts: dict[int, list[Any]] = {}
+
+    def count(bucket: int, confidences: list[float]) -> None:
+        found = counts.setdefault(bucket, [0, 0, 0.0])
+        found[0] += 1
+        found[1] += len(confidences)
+        found[2] += sum(confidences)
+
     with db.read() as conn:  # the list's rows, as the list reads them
-        counted = {int(row.bucket): int(row.n) for row in conn.execute(matched)}
-        sums = {
-            int(row.bucket): (int(row.n), float(row.confidence_sum or 0.0))
-            for row in conn.execute(judged)
-        }
-    return {from_micros(b): (n, *sums.get(b, (0, 0.0))) for b, n in counted.items()}
+        found = matching(conn, workspace_id, query)
+        if found is None:
+            return {}
+        for row in scan_all(db, conn, workspace_id, found):
+            chosen = [
+                p.confidence
+                for p in row.predictions
+                if low <= p.confidence <= high
+                and (query.class_name is None or p.class_name == query.class_name)
+            ]
+            count(to_micros(row.timestamp) // micros * micros, chosen)
+        for bucket, prediction in legacy.counts(conn, workspace_id, query, micros):
+            if prediction is None:
+                counts.setdefault(bucket, [0, 0, 0.0])[0] += 1
+            else:
+                counts[bucket][1] += 1
+                counts[bucket][2] += prediction.confidence
+    return {from_micros(b): (n, k, total) for b, (n, k, total) in counts.items()}
