@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +27,33 @@ from visionwatch.db.engine import Database, create_database
 from visionwatch.db.schema import (
     CLASS_SUMS,
     ROLLUP_SUMS,
-    TIME_BIN_BASE,
-    class_bins,
-    class_rollups,
     devices,
+    labels,
     models,
-    rollup_bins,
     rollup_queue,
     rollups,
     workspaces,
 )
+from visionwatch.db.types import to_micros
 from visionwatch.items import Inference, parse_batch
+from visionwatch.packed.rollup import NO_CLASS as NO_CLASS_KEY
+from visionwatch.packed.rollup import unpack_bins, unpack_classes
 from visionwatch.rollups import (
     ALL_DEVICES,
     ALL_MODELS,
     ALL_MODELS_RESOLUTIONS,
+    NO_CLASS,
     Deltas,
     compute_deltas,
 )
 from visionwatch.store.aggregate import aggregate_pending
+from visionwatch.store.floors import Floors, read_floors
 from visionwatch.store.ingest import ingest
+from visionwatch.timeutil import utcnow
 
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# Now, to the hour: the minutes kept (14 days of every device, 6 hours per device) cover
+# part of the traffic, so that both sides of each floor are checked.
+NOW = utcnow().replace(minute=0, second=0, microsecond=0)
 
 
 def items(rng: random.Random, count: int, spread: timedelta) -> list[dict[str, Any]]:
@@ -108,58 +113,76 @@ def expected(database: Database, sent: list[dict[str, Any]]) -> Deltas:
 
 
 def assert_rollups(database: Database, workspace_id: int, deltas: Deltas) -> None:
-    """Every rollup row and every histogram bin stored, against the independent deltas."""
+    """Every rollup row, its sums, histograms and class figures, against the independent
+    deltas: every grain kept (minutes from their floors on), and nothing else."""
     stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     stored_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
-    key: tuple[Any, ...]
     with database.read() as conn:
+        floors = read_floors(conn)
+        assert floors is not None
+        names = dict(
+            conn.execute(
+                select(labels.c.id, labels.c.name).where(labels.c.workspace_id == workspace_id)
+            ).all()
+        )
+        names[NO_CLASS_KEY] = NO_CLASS
         for resolution, table in rollups.items():
             for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
                 key = (resolution, row.bucket, row.model_id, row.device_id)
+                if resolution == "minute" and not kept(floors, row.bucket, row.device_id):
+                    continue  # under its floor: read from the rows, left to retention
                 stored[key] = tuple(getattr(row, s) for s in ROLLUP_SUMS)
-        for resolution, table in rollup_bins.items():
-            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
-                key = (resolution, row.bucket, row.model_id, row.device_id)
-                kind, index = (
-                    ("confidence", row.bin)
-                    if row.bin < TIME_BIN_BASE
-                    else ("time", row.bin - TIME_BIN_BASE)
-                )
-                stored_bins.setdefault(key, {}).setdefault(kind, {})[index] = row._mapping["count"]
-        for resolution, table in class_rollups.items():
-            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
-                key = (resolution, row.bucket, row.model_id, row.device_id, row.class_name)
-                stored[key] = tuple(getattr(row, s) for s in CLASS_SUMS)
-        for resolution, table in class_bins.items():
-            for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id)):
-                key = (resolution, row.bucket, row.model_id, ALL_DEVICES, row.class_name)
-                stored_bins.setdefault(key, {}).setdefault("confidence", {})[row.bin] = (
-                    row._mapping["count"]
-                )
+                stored_bins[key] = {
+                    "confidence": dict(unpack_bins(row.confidence_bins)),
+                    "time": dict(unpack_bins(row.time_bins)),
+                }
+                blobs = unpack_classes(row.classes)
+                for class_id, figures in blobs.classes.items():
+                    stored[(*key, names[class_id])] = tuple(getattr(figures, s) for s in CLASS_SUMS)
+                for (class_id, index), count in blobs.class_bins.items():
+                    kinds = stored_bins.setdefault((*key, names[class_id]), {"confidence": {}})
+                    kinds["confidence"][index] = count
     wanted: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     wanted_bins: dict[tuple[Any, ...], dict[str, dict[int, int]]] = {}
     for key, delta in deltas.rollups.items():
+        if key[0] == "minute" and not kept(floors, key[1], key[3]):
+            continue
         wanted[key] = tuple(getattr(delta, s) for s in ROLLUP_SUMS)
         wanted_bins[key] = {"confidence": _bins(delta.confidence_bins)}
         wanted_bins[key]["time"] = _bins(delta.time_bins)
-    # The histograms of all models and devices (by the hour and day): the models'
-    # all-devices histograms added up.
+    # Every model of every device (by the hour and day): the models' rows added up.
     for (resolution, bucket, _, device), delta in deltas.rollups.items():
         if device == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS:
             key = (resolution, bucket, ALL_MODELS, ALL_DEVICES)
+            sums = wanted.get(key, (0,) * len(ROLLUP_SUMS))
+            wanted[key] = tuple(
+                a + getattr(delta, s) for a, s in zip(sums, ROLLUP_SUMS, strict=True)
+            )
             kinds = wanted_bins.setdefault(key, {"confidence": {}, "time": {}})
             for kind, counts in (("confidence", delta.confidence_bins), ("time", delta.time_bins)):
                 for index, count in counts.items():
                     kinds[kind][index] = kinds[kind].get(index, 0) + count
     for class_key, class_delta in deltas.classes.items():
+        if class_key[0] == "minute" and not kept(floors, class_key[1], class_key[3]):
+            continue
         wanted[class_key] = tuple(getattr(class_delta, s) for s in CLASS_SUMS)
         wanted_bins[class_key] = {"confidence": _bins(class_delta.confidence_bins)}
-    assert sorted(stored) == sorted(wanted)
+    assert sorted(stored, key=repr) == sorted(wanted, key=repr)
     for key, values in wanted.items():
         assert stored[key] == pytest.approx(values, rel=1e-9, abs=1e-9), key
-    # Sparse: a stored bin is never empty, and each belongs to a row of sums.
+    # Sparse: a stored bin is never empty.
     wanted_bins = {key: {k: b for k, b in kinds.items() if b} for key, kinds in wanted_bins.items()}
-    assert stored_bins == {key: kinds for key, kinds in wanted_bins.items() if kinds}
+    stored_bins = {key: {k: b for k, b in kinds.items() if b} for key, kinds in stored_bins.items()}
+    assert {k: v for k, v in stored_bins.items() if v} == {
+        k: v for k, v in wanted_bins.items() if v
+    }
+
+
+def kept(floors: Floors, bucket: datetime, device: int) -> bool:
+    """Whether a minute's rollup is kept: every device's from one floor, a device's from
+    the other."""
+    floor = floors.minutes if device == ALL_DEVICES else floors.device_minutes
+    return to_micros(bucket) >= floor
 
 
 def _bins(counts: dict[int, int]) -> dict[int, int]:

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from visionwatch.db import dialect as dialects
 from visionwatch.db.engine import Database
 from visionwatch.store.aggregate import MAX_RANGES, aggregate_pending
+from visionwatch.store.floors import Kept
 
 log = logging.getLogger("visionwatch.aggregator")
 
@@ -34,8 +35,10 @@ class Aggregator:
         poll: float = 0.1,
         spacing: float = 0.25,
         max_ranges: int = MAX_RANGES,
+        kept: Kept | None = None,
     ) -> None:
         self.database = database
+        self.kept = kept or Kept()
         self.poll = poll
         self.spacing = spacing
         self.max_ranges = max_ranges
@@ -67,7 +70,7 @@ class Aggregator:
             if not dialects.try_job_lock(db.dialect, lock, JOB):
                 return 0
             try:
-                done: int = db.run_write(aggregate_pending, db.dialect, self.max_ranges)
+                done: int = db.run_write(aggregate_pending, db.dialect, self.max_ranges, self.kept)
                 return done
             finally:
                 dialects.release_job_lock(db.dialect, lock, JOB)

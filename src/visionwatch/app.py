@@ -41,6 +41,7 @@ from visionwatch.parsers import Parsers, default_processes
 from visionwatch.ratelimit import InFlight, RateLimiter
 from visionwatch.retention import prune
 from visionwatch.store import legacy
+from visionwatch.store.floors import Kept
 from visionwatch.timeutil import utcnow
 from visionwatch.web.app import install_dashboard
 
@@ -104,7 +105,11 @@ def create_app(
             )
         )
 
-    aggregator = Aggregator(db, spacing=settings.aggregate_spacing_seconds)
+    kept = Kept(
+        timedelta(days=settings.minute_rollup_days),
+        timedelta(hours=settings.device_minute_rollup_hours),
+    )
+    aggregator = Aggregator(db, spacing=settings.aggregate_spacing_seconds, kept=kept)
     processes = settings.parse_processes
     parsers = Parsers(default_processes() if processes is None else processes)
 

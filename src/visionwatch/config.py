@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     image_retention_days: int = Field(default=14, ge=1)
     rollup_retention_days: int = Field(default=365, ge=1)
+    # Rollups by the minute are kept this long, of every device and per device (pages show
+    # minutes for the last hours; older periods are read by the hour at their edges).
+    minute_rollup_days: int = Field(default=14, ge=1)
+    device_minute_rollup_hours: int = Field(default=6, ge=1)
     # Vision events and their images, as Roboflow's lookback (reported as lookbackDays).
     event_lookback_days: int = Field(default=14, ge=1)
     # Events of inference's event-store mode (/v2/events) stored at once by a server

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, text, update
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,8 +27,6 @@ from visionwatch.db import dialect as dialects
 from visionwatch.db import partitions
 from visionwatch.db.engine import Database
 from visionwatch.db.schema import (
-    class_bins,
-    class_rollups,
     event_classes,
     event_data_fields,
     event_metadata,
@@ -38,14 +36,15 @@ from visionwatch.db.schema import (
     inference_feedback,
     inferences,
     pending_metadata,
-    rollup_bins,
     rollup_queue,
     rollups,
     vision_events,
     workspaces,
 )
-from visionwatch.db.types import EPOCH
+from visionwatch.db.types import EPOCH, from_micros
 from visionwatch.images.blobs import BlobStore, thumbnail_key
+from visionwatch.rollups import ALL_DEVICES
+from visionwatch.store.floors import read_floors
 
 log = logging.getLogger("visionwatch.retention")
 
@@ -330,21 +329,26 @@ def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) 
 
 
 def _prune_rollups(db: Database, cutoff: datetime, dry_run: bool) -> int:
-    tables = [
-        *rollups.values(),
-        *rollup_bins.values(),
-        *class_rollups.values(),
-        *class_bins.values(),
-    ]
+    """Rollups older than their retention go; so do minutes under their floor
+    (store/aggregate.py): hours and days keep the history, as time-series stores
+    downsample."""
+    with db.read() as conn:
+        floors = read_floors(conn)
     total = 0
     with db.read() if dry_run else db.write() as conn:
-        for table in tables:
-            if dry_run:
-                total += int(
-                    conn.execute(
-                        select(func.count()).select_from(table).where(table.c.bucket < cutoff)
-                    ).scalar_one()
+        for resolution, table in rollups.items():
+            old: ColumnElement[bool] = table.c.bucket < cutoff
+            if resolution == "minute" and floors is not None:
+                old = or_(
+                    table.c.bucket < max(cutoff, from_micros(floors.minutes)),
+                    and_(
+                        table.c.device_id != ALL_DEVICES,
+                        table.c.bucket < from_micros(floors.device_minutes),
+                    ),
                 )
+            if dry_run:
+                query = select(func.count()).select_from(table).where(old)
+                total += int(conn.execute(query).scalar_one())
             else:
-                total += conn.execute(delete(table).where(table.c.bucket < cutoff)).rowcount
+                total += conn.execute(delete(table).where(old)).rowcount
     return total

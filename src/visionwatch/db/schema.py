@@ -16,7 +16,6 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
-    SmallInteger,
     String,
     Table,
     Text,
@@ -40,10 +39,10 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 RESOLUTIONS = tuple(RESOLUTION_STEPS)
 
-# Rollup histograms share one bin column: confidence bins below this, inference-time bins
+# Rollup histograms share one list of bins: confidence bins below this, inference-time bins
 # from it on.
 TIME_BIN_BASE = CONFIDENCE_BINS
-# The additive columns of each rollup table (its histograms are tables of their own).
+# The additive columns of each rollup table (its histograms and classes are packed).
 ROLLUP_SUMS = (
     "requests",
     "errors",
@@ -205,6 +204,16 @@ rollup_queue = Table(
     Column("last_pk", BigInteger, nullable=False),
     Column("enqueued_at", Timestamp, nullable=False),
     Column("deltas", Text),
+)
+
+# The oldest minute from which each kind of minute rollup is complete (store/aggregate.py):
+# "minutes" of every device, "device_minutes" per device. Older minutes are read from
+# the rows.
+rollup_floors = Table(
+    "rollup_floors",
+    metadata,
+    Column("grain", String(32), primary_key=True),
+    Column("floor", BigInteger, nullable=False),  # microseconds
 )
 
 # Metadata sent for an inference that has not arrived yet; joined on its arrival.
@@ -449,11 +458,14 @@ event_sources = Table(
 
 
 def _rollup_table(resolution: str) -> Table:
+    """The rollups of one grain: a row per workspace, device, bucket and model, its sums as
+    columns and its histograms and class figures packed (packed/rollup.py)."""
     return Table(
-        f"rollup_{resolution}",
+        f"rollups_{resolution}",
         metadata,
         Column("workspace_id", Integer, nullable=False),
         Column("bucket", Timestamp, nullable=False),
+        # 0 (rollups.ALL_MODELS): every model together, of every device, by the hour and day.
         Column("model_id", Integer, nullable=False),
         # 0 (rollups.ALL_DEVICES) aggregates every device of the model.
         Column("device_id", Integer, nullable=False),
@@ -464,6 +476,11 @@ def _rollup_table(resolution: str) -> Table:
         Column("confidence_sum", Float, nullable=False),
         Column("timed", Integer, nullable=False),  # requests that reported an inference time
         Column("inference_time_sum", Float, nullable=False),
+        # packed/rollup.py: the histograms, and per class its figures (and histogram, of
+        # every device).
+        Column("confidence_bins", LargeBinary),
+        Column("time_bins", LargeBinary),
+        Column("classes", LargeBinary),
         # The device leads the bucket: every read asks for one device key (0: all).
         PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id"),
         # The key is the row's identity: no rowid and second index for it on SQLite.
@@ -471,62 +488,4 @@ def _rollup_table(resolution: str) -> Table:
     )
 
 
-def _rollup_bins_table(resolution: str) -> Table:
-    """The histograms of `rollup_{resolution}`, sparse: a row per key and non-empty bin."""
-    return Table(
-        f"rollup_bins_{resolution}",
-        metadata,
-        Column("workspace_id", Integer, nullable=False),
-        Column("bucket", Timestamp, nullable=False),
-        Column("model_id", Integer, nullable=False),
-        Column("device_id", Integer, nullable=False),
-        # Below TIME_BIN_BASE a confidence bin; from it, an inference-time bin (bin - base).
-        Column("bin", SmallInteger, nullable=False),
-        Column("count", Integer, nullable=False),
-        PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id", "bin"),
-        sqlite_with_rowid=False,
-    )
-
-
-def _class_rollup_table(resolution: str) -> Table:
-    return Table(
-        f"class_rollup_{resolution}",
-        metadata,
-        Column("workspace_id", Integer, nullable=False),
-        Column("bucket", Timestamp, nullable=False),
-        Column("model_id", Integer, nullable=False),
-        Column("device_id", Integer, nullable=False),
-        Column("class_name", String(256), nullable=False),
-        Column("inferences", Integer, nullable=False),  # inferences with this class at least once
-        Column("predictions", Integer, nullable=False),
-        Column("confidence_sum", Float, nullable=False),
-        # Of the inferences above: failed ones, and their inference times.
-        Column("errors", Integer, nullable=False),
-        Column("timed", Integer, nullable=False),
-        Column("inference_time_sum", Float, nullable=False),
-        PrimaryKeyConstraint("workspace_id", "device_id", "bucket", "model_id", "class_name"),
-        sqlite_with_rowid=False,
-    )
-
-
-def _class_bins_table(resolution: str) -> Table:
-    """Confidence histograms per class, sparse, for all devices only: no read asks for one
-    device's class percentiles, and per device they were most of the aggregator's writes."""
-    return Table(
-        f"class_bins_{resolution}",
-        metadata,
-        Column("workspace_id", Integer, nullable=False),
-        Column("bucket", Timestamp, nullable=False),
-        Column("model_id", Integer, nullable=False),
-        Column("class_name", String(256), nullable=False),
-        Column("bin", SmallInteger, nullable=False),
-        Column("count", Integer, nullable=False),
-        PrimaryKeyConstraint("workspace_id", "bucket", "model_id", "class_name", "bin"),
-        sqlite_with_rowid=False,
-    )
-
-
 rollups = {resolution: _rollup_table(resolution) for resolution in RESOLUTIONS}
-rollup_bins = {resolution: _rollup_bins_table(resolution) for resolution in RESOLUTIONS}
-class_rollups = {resolution: _class_rollup_table(resolution) for resolution in RESOLUTIONS}
-class_bins = {resolution: _class_bins_table(resolution) for resolution in RESOLUTIONS}

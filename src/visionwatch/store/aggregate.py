@@ -1,53 +1,80 @@
-"""Rollups from committed batches, in SQL, exactly once (see docs/architecture.md).
+"""Rollups from committed batches, exactly once (see docs/architecture.md).
 
 Ingest commits a batch's rows together with a row of `rollup_queue` that holds the
-batch's minute rollups, made as it was parsed (`deltas`, keyed by names). `aggregate_pending`
-takes queued rows, folds their minute rollups into every rollup table with `INSERT ...
-SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`, and deletes the queue rows, all in one
-transaction: a crash anywhere leaves either nothing done or everything done, so every
-inference is counted once. A queue row without deltas (a batch holding inferences stored
-before) gets them first, from the stored rows of its range.
+batch's minute rollups, made as it was parsed (`deltas`: rollups.MinuteRows, keyed by
+names). `aggregate_pending` takes queued rows, folds their minute rollups into the rows of
+every grain they belong to, adds what those rows held, writes them back, and deletes the
+queue rows, all in one transaction: a crash anywhere leaves either nothing done or
+everything done, so every inference is counted once. A queue row without deltas (a batch
+holding inferences stored before) gets them first, from the stored rows of its range.
 
-The work is the database's, not Python's: the statements below run in SQLite's or
-PostgreSQL's own code (the driver releases the GIL meanwhile), and their cost grows with the
-distinct keys of the rows aggregated at once, which repeat across the batches of one run.
+Grains (rollups.targets): by the minute for every device, and per device for the last
+hours (`Floors`); by the hour and day per device, for every device, and for every model
+(model 0) of every device. A rollup row's histograms and class figures are packed
+(packed/rollup.py), so one row per key holds what four sparse tables did.
 
-Keys: per minute, hour and day; per device and for all devices (device key 0); per model;
-and per class for the class rollups, exactly as `rollups.compute_deltas` defines them.
+The work per run follows the keys it touches, which repeat across its batches: a row is
+read and written once per run however many batches share it.
 """
 
-from functools import cache
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, delete, func, select, tuple_
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
 from visionwatch.db.schema import (
-    CLASS_SUMS,
     ROLLUP_SUMS,
     devices,
     inferences,
+    labels,
     models,
     rollup_queue,
+    rollups,
 )
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, minute_rows
+from visionwatch.db.types import from_micros, to_micros
+from visionwatch.packed.rollup import (
+    NO_CLASS,
+    Blobs,
+    ClassFigures,
+    pack_bins,
+    pack_classes,
+    unpack_bins,
+    unpack_classes,
+)
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, TIME_BIN_BASE, minute_rows
 from visionwatch.store import legacy
-from visionwatch.store.decoded import as_inference, decode_rows
-from visionwatch.timeutil import RESOLUTION_STEPS
+from visionwatch.store.decoded import ROW_COLUMNS, WITH_NAMES, as_inference, decode_rows
+from visionwatch.store.floors import Floors, Kept, advance_floors
+from visionwatch.timeutil import RESOLUTION_STEPS, utcnow
 
 MINUTE_MICROS = 60_000_000
 # Queue rows taken by one run: bounded so that a backlog is worked off in transactions of
 # bounded size (and memory), each committing its share.
 MAX_RANGES = 400
-
-_KEY = ("workspace_id", "bucket", "model_id", "device_id")
-_BINS_KEY = (*_KEY, "bin")
-_CLASS_KEY = (*_KEY, "class_name")
-_CLASS_BINS_KEY = ("workspace_id", "bucket", "model_id", "class_name", "bin")
+Key = tuple[str, int, int, int, int]  # resolution, workspace, device, bucket, model
+_UPSERT_CHUNK = 2000
 
 
-def aggregate_pending(conn: Connection, dialect: Dialect, max_ranges: int = MAX_RANGES) -> int:
+@dataclass(slots=True)
+class Row:
+    """A rollup row being made: its sums (ROLLUP_SUMS' order) and its blobs."""
+
+    sums: list[Any] = field(default_factory=lambda: [0, 0, 0, 0, 0.0, 0, 0.0])
+    blobs: Blobs = field(default_factory=Blobs)
+
+    def add_sums(self, values: Iterable[Any]) -> None:
+        sums = self.sums
+        for n, value in enumerate(values):
+            sums[n] += value
+
+
+def aggregate_pending(
+    conn: Connection, dialect: Dialect, max_ranges: int = MAX_RANGES, kept: Kept | None = None
+) -> int:
     """Fold up to `max_ranges` queued batches into the rollups; how many were done.
 
     Runs in the caller's write transaction, which must commit it whole.
@@ -55,244 +82,258 @@ def aggregate_pending(conn: Connection, dialect: Dialect, max_ranges: int = MAX_
     taken = dialects.take_queue_rows(dialect, conn, max_ranges)
     if not taken:
         return 0
+    kept = kept or Kept()
+    now = utcnow()
+    floors = advance_floors(conn, dialect, now, kept)
+    batches = []
     for row in taken:
         if row.deltas is None:  # a batch with inferences sent before, or of the first form
-            derive_deltas(conn, dialect, row.id, row.workspace_id, row.first_pk, row.last_pk)
-    statements = _statements(dialect)
-    for statement in statements[0]:
-        conn.exec_driver_sql(statement)
-    conn.execute(
-        text("INSERT INTO agg_ranges VALUES (:id, :workspace_id, :first_pk, :last_pk)"),
-        [
-            {
-                "id": row.id,
-                "workspace_id": row.workspace_id,
-                "first_pk": row.first_pk,
-                "last_pk": row.last_pk,
-            }
-            for row in taken
-        ],
-    )
-    for statement in statements[1]:
-        conn.exec_driver_sql(statement)
+            deltas = derive(conn, dialect, row.workspace_id, row.first_pk, row.last_pk)
+        else:
+            deltas = orjson.loads(row.deltas)
+        batches.append((row.workspace_id, deltas))
+    made = fold(conn, batches, floors)
+    _add_stored(conn, made)
+    _write(conn, dialect, made)
+    conn.execute(delete(rollup_queue).where(rollup_queue.c.id.in_([row.id for row in taken])))
     return len(taken)
 
 
-def derive_deltas(
-    conn: Connection,
-    dialect: Dialect,
-    queued: int,
-    workspace_id: int,
-    first_pk: int,
-    last_pk: int,
-) -> None:
-    """Give a queue row the minute rollups of its range's rows, read back from them: what
-    ingest could not know as it parsed (some inferences of the batch were stored before)."""
+def derive(
+    conn: Connection, dialect: Dialect, workspace_id: int, first_pk: int, last_pk: int
+) -> dict[str, Any]:
+    """The minute rollups of a range's stored rows (rollups.MinuteRows, as JSON has it)."""
     legacy.move_range(conn, dialect, workspace_id, first_pk, last_pk)
     rows = conn.execute(
-        select(
-            inferences.c.id,
-            inferences.c.inference_id,
-            inferences.c.ts,
-            inferences.c.tags,
-            inferences.c.body,
-            inferences.c.image_key,
-            models.c.name.label("model"),
-            devices.c.name.label("device"),
-        )
-        .select_from(
-            inferences.join(models, models.c.id == inferences.c.model_id).outerjoin(
-                devices, devices.c.id == inferences.c.device_id
-            )
-        )
+        select(*ROW_COLUMNS)
+        .select_from(WITH_NAMES)
         .where(
             inferences.c.workspace_id == workspace_id,
             inferences.c.id.between(first_pk, last_pk),
         )
     ).all()
     found = [as_inference(row) for row in decode_rows(None, conn, workspace_id, rows)]
-    deltas = orjson.dumps(minute_rows(found).as_json()).decode()
-    conn.execute(update(rollup_queue).where(rollup_queue.c.id == queued).values(deltas=deltas))
+    return minute_rows(found).as_json()
 
 
-@cache
-def _statements(dialect: Dialect) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The statements of one run, for `dialect`: those that make the scratch tables empty,
-    and those that fill them from the batches taken and fold them into the rollups.
+def fold(
+    conn: Connection, batches: list[tuple[int, dict[str, Any]]], floors: Floors
+) -> dict[Key, Row]:
+    """The rollup rows the batches add to, with what they add (not yet what is stored)."""
+    names = _Names(conn)
+    minutes: dict[tuple[int, int, int, int], Row] = {}  # workspace, minute, model, device
+    class_bins: dict[tuple[int, int, int], Blobs] = {}  # workspace, minute, model
+    for workspace_id, deltas in batches:
+        ids = names.of(workspace_id, deltas)
+        for row in deltas["s"]:
+            _minute_row(minutes, workspace_id, ids, row).add_sums(row[3:])
+        for row in deltas["b"]:
+            blobs = _minute_row(minutes, workspace_id, ids, row).blobs
+            if row[3] < TIME_BIN_BASE:
+                blobs.confidence_bins[row[3]] += row[4]
+            else:
+                blobs.time_bins[row[3] - TIME_BIN_BASE] += row[4]
+        for row in deltas["c"]:
+            inferences_, predictions, confidences, errors, timed, times = row[4:]
+            figures = ClassFigures(inferences_, predictions, errors, timed, confidences, times)
+            found = _minute_row(minutes, workspace_id, ids, row).blobs.classes
+            class_id = ids.classes[row[3]]
+            if class_id in found:
+                found[class_id].add(figures)
+            else:
+                found[class_id] = figures
+        for minute, model, name, bin_, count in deltas["cb"]:
+            where = (workspace_id, minute, ids.models[model])
+            binned = class_bins.get(where)
+            if binned is None:
+                binned = class_bins[where] = Blobs()
+            binned.class_bins[(ids.classes[name], bin_)] += count
+    made: dict[Key, Row] = {}
+    for (workspace_id, minute, model, device), row in minutes.items():
+        for key in targets(workspace_id, minute, model, device, floors):
+            target = made.get(key)
+            if target is None:
+                target = made[key] = Row()
+            target.add_sums(row.sums)
+            target.blobs.confidence_bins.update(row.blobs.confidence_bins)
+            target.blobs.time_bins.update(row.blobs.time_bins)
+            if key[4] != ALL_MODELS:
+                target.blobs.add(Blobs(classes=row.blobs.classes))
+    for (workspace_id, minute, model), binned in class_bins.items():
+        for key in targets(workspace_id, minute, model, ALL_DEVICES, floors):
+            if key[4] != ALL_MODELS:
+                made[key].blobs.class_bins.update(binned.class_bins)
+    return made
 
-    The batches' minute rollups (`rollup_queue.deltas`, rollups.MinuteRows, keyed by
-    names) go into scratch tables of minute rows keyed by ids (`agg_*`, narrow); each
-    resolution's rollups are then folded from those. Every histogram is sparse (a row per
-    key and non-empty bin), so the work follows the bins seen, not the bins there could be.
-    """
-    queue = "agg_ranges r JOIN rollup_queue q ON q.id = r.id"
 
-    def staged(
-        table: str, columns: tuple[str, ...], part: str, values: list[str], device: bool
-    ) -> str:
-        source = dialects.json_array_of(dialect, "q.deltas", part, "e")
-        device_join = (
-            "LEFT JOIN devices d ON d.workspace_id = q.workspace_id AND d.name = "
-            + dialects.json_item(dialect, "e", 2, "TEXT")
-            if device
-            else ""
+@dataclass(frozen=True, slots=True)
+class _Ids:
+    models: dict[str, int]
+    devices: dict[str, int]
+    classes: dict[str, int]
+
+
+def _minute_row(
+    minutes: dict[tuple[int, int, int, int], Row], workspace_id: int, ids: _Ids, row: list[Any]
+) -> Row:
+    """The minute row a delta row (minute, model, device, ...) adds to."""
+    device = ids.devices[row[2]] if row[2] else ALL_DEVICES
+    key = (workspace_id, row[0], ids.models[row[1]], device)
+    found = minutes.get(key)
+    if found is None:
+        found = minutes[key] = Row()
+    return found
+
+
+def targets(
+    workspace_id: int, minute: int, model: int, device: int, floors: Floors
+) -> Iterator[Key]:
+    """The rollup rows a minute of a model on a device counts in."""
+    if minute >= floors.minutes:
+        yield ("minute", workspace_id, ALL_DEVICES, minute, model)
+    if device != ALL_DEVICES and minute >= floors.device_minutes:
+        yield ("minute", workspace_id, device, minute, model)
+    for resolution in ("hour", "day"):
+        step = int(RESOLUTION_STEPS[resolution].total_seconds()) * 1_000_000
+        bucket = minute - minute % step
+        yield (resolution, workspace_id, ALL_DEVICES, bucket, model)
+        yield (resolution, workspace_id, ALL_DEVICES, bucket, ALL_MODELS)
+        if device != ALL_DEVICES:
+            yield (resolution, workspace_id, device, bucket, model)
+
+
+class _Names:
+    """Ids by name of a run's models, devices and classes (a class: its name's first label)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def of(self, workspace_id: int, deltas: dict[str, Any]) -> _Ids:
+        return _Ids(
+            models=self.models(workspace_id, {row[1] for part in "sbc" for row in deltas[part]}),
+            devices=self.devices(
+                workspace_id, {row[2] for part in "sbc" for row in deltas[part] if row[2]}
+            ),
+            classes=self.classes(
+                workspace_id, {row[3] for row in deltas["c"]} | {row[2] for row in deltas["cb"]}
+            ),
         )
-        device_id = [f"COALESCE(d.id, {ALL_DEVICES})"] if device else []
-        selected = [
-            "q.workspace_id",
-            dialects.json_item(dialect, "e", 0, "BIGINT"),
-            "m.id",
-            *device_id,
-            *values,
-        ]
-        return f"""
-            INSERT INTO {table} ({", ".join(columns)})
-            SELECT {", ".join(selected)}
-            FROM {queue} CROSS JOIN {source}
-            JOIN models m ON m.workspace_id = q.workspace_id
-                AND m.name = {dialects.json_item(dialect, "e", 1, "TEXT")}
-            {device_join}
-        """
 
-    def items(first: int, kinds: tuple[str, ...]) -> list[str]:
-        return [dialects.json_item(dialect, "e", first + n, kind) for n, kind in enumerate(kinds)]
+    def models(self, workspace_id: int, names: set[str]) -> dict[str, int]:
+        return self._ids(models, workspace_id, names)
 
-    sums_kinds = ("BIGINT",) * 4 + ("DOUBLE PRECISION", "BIGINT", "DOUBLE PRECISION")
-    class_kinds = ("BIGINT", "BIGINT", "DOUBLE PRECISION", "BIGINT", "BIGINT", "DOUBLE PRECISION")
-    stage_sums = staged("agg_sums", (*_KEY, *ROLLUP_SUMS), "s", items(3, sums_kinds), True)
-    stage_bins = staged("agg_bins", (*_BINS_KEY, "count"), "b", items(3, ("BIGINT",) * 2), True)
-    stage_classes = staged(
-        "agg_class",
-        (*_CLASS_KEY, *CLASS_SUMS),
-        "c",
-        [dialects.json_item(dialect, "e", 3, "TEXT"), *items(4, class_kinds)],
-        True,
-    )
-    stage_class_bins = staged(
-        "agg_class_bins",
-        (*_CLASS_BINS_KEY, "count"),
-        "cb",
-        items(2, ("TEXT", "BIGINT", "BIGINT")),
-        False,
-    )
-    folds = []
-    for resolution, step in RESOLUTION_STEPS.items():
-        micros = int(step.total_seconds()) * 1_000_000
-        for per_device in (True, False):
-            folds.append(
-                _fold(f"rollup_{resolution}", "agg_sums", micros, per_device, _KEY, ROLLUP_SUMS)
+    def devices(self, workspace_id: int, names: set[str]) -> dict[str, int]:
+        return self._ids(devices, workspace_id, names)
+
+    def classes(self, workspace_id: int, names: set[str]) -> dict[str, int]:
+        found = {"": NO_CLASS}
+        wanted = sorted(names - {""})
+        for start in range(0, len(wanted), 500):
+            rows = self.conn.execute(
+                select(labels.c.name, func.min(labels.c.id))
+                .where(
+                    labels.c.workspace_id == workspace_id,
+                    labels.c.name.in_(wanted[start : start + 500]),
+                )
+                .group_by(labels.c.name)
             )
-            folds.append(
-                _fold(
-                    f"rollup_bins_{resolution}",
-                    "agg_bins",
-                    micros,
-                    per_device,
-                    _BINS_KEY,
-                    ("count",),
+            found.update((name, int(label_id)) for name, label_id in rows)
+        return found
+
+    def _ids(self, table: Any, workspace_id: int, names: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        wanted = sorted(names)
+        for start in range(0, len(wanted), 500):
+            rows = self.conn.execute(
+                select(table.c.name, table.c.id).where(
+                    table.c.workspace_id == workspace_id,
+                    table.c.name.in_(wanted[start : start + 500]),
                 )
             )
-            folds.append(
-                _fold(
-                    f"class_rollup_{resolution}",
-                    "agg_class",
-                    micros,
-                    per_device,
-                    _CLASS_KEY,
-                    CLASS_SUMS,
-                )
+            found.update((name, int(row_id)) for name, row_id in rows)
+        return found
+
+
+def _add_stored(conn: Connection, made: dict[Key, Row]) -> None:
+    """Add what the database holds of the rows made."""
+    by_resolution: dict[str, list[tuple[int, int, int, int]]] = {}
+    for resolution, *rest in made:
+        by_resolution.setdefault(resolution, []).append(tuple(rest))  # type: ignore[arg-type]
+    for resolution, keys in by_resolution.items():
+        table = rollups[resolution]
+        columns = (table.c.workspace_id, table.c.device_id, table.c.bucket, table.c.model_id)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            stored = conn.execute(
+                select(
+                    *columns,
+                    *(table.c[name] for name in ROLLUP_SUMS),
+                    table.c.confidence_bins,
+                    table.c.time_bins,
+                    table.c.classes,
+                ).where(tuple_(*columns).in_([(w, d, from_micros(b), m) for w, d, b, m in chunk]))
             )
-        # The histograms of all models and devices, by the hour and day: what a workspace's
-        # dashboards read, in a tenth of the rows with ten models (not by the minute: a
-        # period's minutes are its edges, and a minute rarely holds several models).
-        if resolution in ALL_MODELS_RESOLUTIONS:
-            folds.append(
-                _fold(
-                    f"rollup_bins_{resolution}",
-                    "agg_bins",
-                    micros,
-                    False,
-                    _BINS_KEY,
-                    ("count",),
-                    all_models=True,
-                )
+            for row in stored:
+                target = made[(resolution, row[0], row[1], to_micros(row[2]), row[3])]
+                target.add_sums(row[4:11])
+                unpack_bins(row.confidence_bins, target.blobs.confidence_bins)
+                unpack_bins(row.time_bins, target.blobs.time_bins)
+                unpack_classes(row.classes, target.blobs)
+
+
+def _write(conn: Connection, dialect: Dialect, made: dict[Key, Row]) -> None:
+    """Write the rows made whole, in a statement per table and chunk: their values are
+    what the database held plus what the run adds."""
+    by_resolution: dict[str, list[tuple[Key, Row]]] = {}
+    for key, row in made.items():
+        by_resolution.setdefault(key[0], []).append((key, row))
+    for resolution, rows in by_resolution.items():
+        statement = _upsert(dialect, resolution)
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            listed = []
+            blob = bytearray()
+            for (_, workspace_id, device, bucket, model), row in rows[
+                start : start + _UPSERT_CHUNK
+            ]:
+                found: list[Any] = [workspace_id, device, bucket, model, *row.sums]
+                for packed in (
+                    pack_bins(row.blobs.confidence_bins),
+                    pack_bins(row.blobs.time_bins),
+                    pack_classes(row.blobs.classes, row.blobs.class_bins),
+                ):
+                    found += [len(blob) + 1, len(packed)]
+                    blob += packed
+                listed.append(found)
+            conn.exec_driver_sql(
+                statement, {"rows": orjson.dumps(listed).decode(), "blob": bytes(blob)}
             )
-        folds.append(
-            _fold(
-                f"class_bins_{resolution}",
-                "agg_class_bins",
-                micros,
-                None,
-                _CLASS_BINS_KEY,
-                ("count",),
-            )
-        )
-    return (
-        _scratch(dialect),
-        (
-            stage_sums,
-            stage_bins,
-            stage_classes,
-            stage_class_bins,
-            *folds,
-            "DELETE FROM rollup_queue WHERE id IN (SELECT id FROM agg_ranges)",
-        ),
-    )
 
 
-def _scratch(dialect: Dialect) -> tuple[str, ...]:
-    """The connection's own tables of one run: the ranges taken, and their minute rows."""
-    types = {
-        "confidence_sum": "DOUBLE PRECISION",
-        "inference_time_sum": "DOUBLE PRECISION",
-        "confidence": "DOUBLE PRECISION",
-        "inference_time": "DOUBLE PRECISION",
-        "class_name": "VARCHAR(256)",
-    }
-
-    def columns(names: tuple[str, ...]) -> str:
-        return ", ".join(f"{name} {types.get(name, 'BIGINT')}" for name in names)
-
-    tables = {
-        "agg_ranges": ("id", "workspace_id", "first_pk", "last_pk"),
-        "agg_sums": (*_KEY, *ROLLUP_SUMS),
-        "agg_bins": (*_BINS_KEY, "count"),
-        "agg_class": (*_CLASS_KEY, *CLASS_SUMS),
-        "agg_class_bins": (*_CLASS_BINS_KEY, "count"),
-    }
-    return tuple(
-        statement
-        for name, names in tables.items()
-        for statement in dialects.scratch_table(dialect, name, columns(names))
-    )
+_KEY_COLUMNS = ("workspace_id", "device_id", "bucket", "model_id")
+_KINDS = (
+    *("BIGINT",) * 4,
+    *("BIGINT",) * 4,
+    "DOUBLE PRECISION",
+    "BIGINT",
+    "DOUBLE PRECISION",
+    *("INTEGER",) * 6,  # where each blob lies: substring takes integers
+)
 
 
-def _fold(
-    table: str,
-    source: str,
-    step_micros: int,
-    per_device: bool | None,
-    key: tuple[str, ...],
-    sums: tuple[str, ...],
-    all_models: bool = False,
-) -> str:
-    """Add the staged minute rows of `source` into `table` at its grain: per device (the rows
-    that have one), for all devices (every row, under device key 0), or (None) as they are
-    keyed, for a table without devices; per model, or for all models (model key 0)."""
-    bucket = "bucket" if step_micros == MINUTE_MICROS else f"bucket / {step_micros} * {step_micros}"
-    selected = [{"bucket": bucket}.get(column, column) for column in key]
-    if all_models:
-        selected[key.index("model_id")] = str(ALL_MODELS)
-    where = "WHERE true"  # before ON CONFLICT: SQLite would read the conflict clause as a join's
-    if per_device is not None:
-        selected[key.index("device_id")] = "device_id" if per_device else str(ALL_DEVICES)
-        if per_device:
-            where = f"WHERE device_id <> {ALL_DEVICES}"
-    groups = ", ".join(str(n + 1) for n in range(len(key)))
-    additions = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+def _upsert(dialect: Dialect, resolution: str) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE of whole rows from one JSON text of rows (key,
+    sums, where each blob lies in one binary parameter): one statement, where executemany
+    runs one per row (docs/architecture.md, "The write path")."""
+    columns = (*_KEY_COLUMNS, *ROLLUP_SUMS)
+    fields = [dialects.json_field(dialect, n, kind) for n, kind in enumerate(_KINDS)]
+    blob = dialects.named(dialect, "blob")
+    blobs = [dialects.blob_slice(dialect, blob, fields[at], fields[at + 1]) for at in (11, 13, 15)]
+    packed = ("confidence_bins", "time_bins", "classes")
     return f"""
-        INSERT INTO {table} ({", ".join((*key, *sums))})
-        SELECT {", ".join(selected)}, {", ".join(f"SUM({c})" for c in sums)} FROM {source}
-        {where} GROUP BY {groups}
-        ON CONFLICT ({", ".join(key)}) DO UPDATE SET {additions}
+        INSERT INTO rollups_{resolution} ({", ".join((*columns, *packed))})
+        SELECT {", ".join((*fields[:11], *blobs))}
+        FROM {dialects.json_rows_named(dialect, "rows")}
+        WHERE true
+        ON CONFLICT ({", ".join(_KEY_COLUMNS)}) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in (*ROLLUP_SUMS, *packed))}
     """

@@ -12,9 +12,9 @@ from sqlalchemy import Connection, or_, select
 
 from visionwatch.alert_rules import Rule
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import alert_events, devices, models, rollups
+from visionwatch.db.schema import alert_events, devices, models
 from visionwatch.store.alerts import list_rules
-from visionwatch.store.rollup_read import by_resolution, cover, in_segments
+from visionwatch.store.rollup_read import model_devices
 from visionwatch.store.stats import Period
 
 # Beyond this many, the oldest deploys of a period are left off a chart (a wall of lines
@@ -158,22 +158,7 @@ def _pairs(
     """(model, device) ids with requests together in the period, from the rollups."""
     if not model_ids or not device_ids:
         return set()
-    found: set[tuple[int, int]] = set()
-    for resolution, segments in by_resolution(cover(period.start, period.end)).items():
-        table = rollups[resolution]
-        query = (
-            select(table.c.model_id, table.c.device_id)
-            .where(
-                table.c.workspace_id == workspace_id,
-                table.c.model_id.in_(model_ids),
-                table.c.device_id.in_(device_ids),
-                table.c.requests > 0,
-                in_segments(table, segments),
-            )
-            .distinct()
-        )
-        found.update((row.model_id, row.device_id) for row in conn.execute(query))
-    return found
+    return model_devices(conn, workspace_id, period.start, period.end, model_ids, device_ids)
 
 
 def _span(rule_id: int, rule: Rule, start: datetime, end: datetime | None) -> AlertSpan:

@@ -46,6 +46,16 @@ class _Cache:
             return self.workspaces.setdefault(workspace_id, _Known())
 
 
+def _of_connection(conn: Connection, workspace_id: int) -> _Known:
+    """What this database connection has read of a workspace's dictionaries (a pooled
+    connection keeps it: it always reaches the same database, whose ids never change)."""
+    found = conn.info.get("dictionaries")
+    if found is None:
+        found = conn.info["dictionaries"] = _Cache()
+    assert isinstance(found, _Cache)
+    return found.of(workspace_id)
+
+
 def _cache(db: Database) -> _Cache:
     found = db.caches.get("dictionaries")
     if found is None:
@@ -178,8 +188,9 @@ def remember(db: Database, workspace_id: int, ensured: Ensured) -> None:
 def label_names(
     db: Database | None, conn: Connection, workspace_id: int, ids: Iterable[int]
 ) -> dict[int, Label]:
-    """The (class, class id) of label ids, from memory (`db`'s) or the database."""
-    known = _cache(db).of(workspace_id) if db is not None else _Known()
+    """The (class, class id) of label ids, from memory (`db`'s, else the connection's) or
+    the database."""
+    known = _cache(db).of(workspace_id) if db is not None else _of_connection(conn, workspace_id)
     missing = {i for i in ids if i not in known.label_names}
     if missing:
         rows = conn.execute(
@@ -197,7 +208,7 @@ def label_names(
 def field_names(
     db: Database | None, conn: Connection, workspace_id: int, ids: Iterable[int]
 ) -> dict[int, str]:
-    known = _cache(db).of(workspace_id) if db is not None else _Known()
+    known = _cache(db).of(workspace_id) if db is not None else _of_connection(conn, workspace_id)
     missing = {i for i in ids if i not in known.field_names}
     if missing:
         rows = conn.execute(
@@ -210,6 +221,16 @@ def field_names(
             known.field_names[row_id] = name
             known.fields[name] = (row_id, field_tag(row_id))
     return known.field_names
+
+
+def name_id(conn: Connection, workspace_id: int, name: str) -> int | None:
+    """The id the rollups count a class name by: its first label's."""
+    found = conn.execute(
+        select(func.min(labels.c.id)).where(
+            labels.c.workspace_id == workspace_id, labels.c.name == name
+        )
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def tags_of_class(conn: Connection, workspace_id: int, name: str) -> list[str]:

@@ -8,14 +8,12 @@ import orjson
 from sqlalchemy import Connection, select
 
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import devices, models, rollups
+from visionwatch.db.schema import devices, models
 from visionwatch.histograms import confidence_bin_value, percentile_bin
-from visionwatch.rollups import ALL_DEVICES, ClassDelta, Delta
+from visionwatch.rollups import ClassDelta, Delta
 from visionwatch.store.rollup_read import (
     Scope,
-    by_resolution,
-    cover,
-    in_segments,
+    model_devices,
     sum_classes,
     sum_rollups,
 )
@@ -121,23 +119,21 @@ def _senders(
     conn: Connection, workspace_id: int, period: Period
 ) -> dict[int, tuple[set[str], set[str]]]:
     """Per model: the versions and deployment types of the devices that sent it in the period."""
-    found: dict[int, tuple[set[str], set[str]]] = {}
-    for resolution, segments in by_resolution(cover(*period.bounds)).items():
-        table = rollups[resolution]
-        query = (
-            select(table.c.model_id, devices.c.version, devices.c.info)
-            .distinct()
-            .select_from(table.join(devices, devices.c.id == table.c.device_id))
-            .where(
-                table.c.workspace_id == workspace_id,
-                table.c.device_id != ALL_DEVICES,
-                in_segments(table, segments),
+    pairs = model_devices(conn, workspace_id, *period.bounds)
+    info = {
+        row.id: row
+        for row in conn.execute(
+            select(devices.c.id, devices.c.version, devices.c.info).where(
+                devices.c.id.in_(sorted({device for _, device in pairs}))
             )
         )
-        for row in conn.execute(query):
-            versions, deployments = found.setdefault(row.model_id, (set(), set()))
-            if row.version:
-                versions.add(row.version)
-            info = orjson.loads(row.info) if row.info else {}
-            deployments.add(info.get("deployment_type", "api"))
+    }
+    found: dict[int, tuple[set[str], set[str]]] = {}
+    for model_id, device_id in pairs:
+        row = info[device_id]
+        versions, deployments = found.setdefault(model_id, (set(), set()))
+        if row.version:
+            versions.add(row.version)
+        details = orjson.loads(row.info) if row.info else {}
+        deployments.add(details.get("deployment_type", "api"))
     return found

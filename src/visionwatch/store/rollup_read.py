@@ -1,28 +1,29 @@
 """Read rollups: cover a period with the coarsest aligned buckets, and sum them.
 
-A period [start, end) on minute boundaries is split into whole days in the
-middle, whole hours around them and minutes at the edges, so a week costs
-about 7 + 46 + 118 buckets per model, whatever the traffic was.
+A period [start, end) on minute boundaries is split into whole days in the middle, whole
+hours around them and minutes at the edges, so a week costs about 7 + 46 + 118 buckets
+per model, whatever the traffic was. Minutes are kept for a while only (store/aggregate.py,
+`Floors`): a minute older than its floor is read from the inferences' rows, which an edge
+bounds (at most an hour each side, of one device when a device is asked for).
+
+A row's sums are columns, added up by the database; its histograms and class figures are
+packed (packed/rollup.py), added up here.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
-    CTE,
     BigInteger,
     Connection,
-    Row,
     Select,
     Table,
-    Text,
     and_,
     bindparam,
-    cast,
     func,
     or_,
     select,
@@ -30,22 +31,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from visionwatch.db.dialect import seeks_each_bucket
-from visionwatch.db.schema import (
-    CLASS_SUMS,
-    ROLLUP_SUMS,
-    TIME_BIN_BASE,
-    class_bins,
-    class_rollups,
-    rollup_bins,
-    rollups,
-)
+from visionwatch.db.schema import ROLLUP_SUMS, inferences, rollups
 from visionwatch.db.types import from_micros, to_micros
 from visionwatch.histograms import ranked_positions
-from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ALL_MODELS_RESOLUTIONS, ClassDelta, Delta
+from visionwatch.packed.rollup import NO_CLASS, Blobs, unpack_bins, unpack_classes
+from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ClassDelta, Delta, compute_deltas
+from visionwatch.store import dictionaries
+from visionwatch.store.decoded import ROW_COLUMNS, WITH_NAMES, as_inference, decode_rows
+from visionwatch.store.floors import Floors, read_floors
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
 Segment = tuple[str, datetime, datetime]
+MINUTE = RESOLUTION_STEPS["minute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,111 +80,143 @@ def in_segments(table: Table, segments: list[Segment]) -> ColumnElement[bool]:
     return or_(*(and_(bucket >= to_micros(s), bucket < to_micros(e)) for _, s, e in segments))
 
 
-def _where(
-    table: Table, with_model: bool, buckets: Literal["range", "each", "caller"] = "range"
-) -> list[ColumnElement[bool]]:
-    """Conditions with parameters (see _params): one statement serves every segment, and
-    SQLAlchemy computes its cache key once, not per request. The buckets are the range
-    [from, to), or ("each") every bucket of it one by one, or the caller's to choose.
+def by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
+    grouped: dict[str, list[Segment]] = {}
+    for segment in segments:
+        grouped.setdefault(segment[0], []).append(segment)
+    return grouped
 
-    "each" is for reads of one model's rows (or model 0's): the key is (workspace, device,
-    bucket, model, ...), so a range of buckets walks every model's rows of each bucket,
-    where a bucket at a time seeks to the one model's (docs/architecture.md, "Reads")."""
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """A piece of a period: rollup rows of a resolution, or (resolution None) raw rows."""
+
+    resolution: str | None
+    start: datetime
+    end: datetime
+
+
+def parts(
+    conn: Connection, scope: Scope, start: datetime, end: datetime, coarsest: str = "day"
+) -> list[_Part]:
+    """What covers [start, end): rollup rows, and raw rows for minutes under their floor."""
+    floors = read_floors(conn)
+    found = []
+    for resolution, low, high in cover(start, end, coarsest):
+        if resolution != "minute" or floors is None:
+            found.append(_Part(resolution, low, high))
+            continue
+        floor = from_micros(
+            floors.minutes if scope.device_id == ALL_DEVICES else floors.device_minutes
+        )
+        if high <= floor:
+            found.append(_Part(None, low, high))
+        elif low >= floor:
+            found.append(_Part(resolution, low, high))
+        else:
+            found += [_Part(None, low, floor), _Part(resolution, floor, high)]
+    return found
+
+
+Models = Literal["one", "every", "each"]
+
+
+def _models(scope: Scope, resolution: str, per_model: bool) -> Models:
+    """Which model keys a read of `scope` takes: its model's, every model's together (model
+    0: hours and days of every device), or each model's."""
+    if scope.model_id is not None:
+        return "one"
+    if not per_model and scope.device_id == ALL_DEVICES and resolution != "minute":
+        return "every"
+    return "each"
+
+
+@lru_cache(maxsize=256)
+def _query(resolution: str, models: Models, columns: tuple[str, ...]) -> Select[Any]:
+    """Rows of one device key of a workspace in [from, to): their key and `columns`."""
+    table = rollups[resolution]
     bucket = type_coerce(table.c.bucket, BigInteger)
-    conditions = [table.c.workspace_id == bindparam("workspace_id")]
-    if "device_id" in table.c:  # class bins are kept for all devices only
-        conditions.append(table.c.device_id == bindparam("device_id"))
-    if buckets == "range":
-        conditions += [bucket >= bindparam("from"), bucket < bindparam("to")]
-    elif buckets == "each":
-        steps = _bucket_steps()
-        conditions.append(bucket.in_(select(steps.c.at)))
-    if with_model:
-        conditions.append(table.c.model_id == bindparam("model_id"))
-    return conditions
+    where = [
+        table.c.workspace_id == bindparam("workspace_id"),
+        table.c.device_id == bindparam("device_id"),
+        bucket >= bindparam("from"),
+        bucket < bindparam("to"),
+    ]
+    if models == "one":
+        where.append(table.c.model_id == bindparam("model_id"))
+    elif models == "every":
+        where.append(table.c.model_id == ALL_MODELS)
+    else:
+        where.append(table.c.model_id != ALL_MODELS)
+    return select(bucket.label("bucket"), table.c.model_id, *(table.c[c] for c in columns)).where(
+        *where
+    )
 
 
-def _bucket_steps() -> CTE:
-    """The buckets of a segment, made by the statement: a recursive CTE from `from` by
-    `step` to `to`. Its parameters do not grow with the buckets (a minute chart of a week
-    has 10,080), so SQLAlchemy's compiled form of the statement is reused whole."""
-    start, step, end = (cast(bindparam(name), BigInteger) for name in ("from", "step", "to"))
-    first = select(start.label("at")).cte("buckets", recursive=True)
-    return first.union_all(select((first.c.at + step).label("at")).where(first.c.at + step < end))
-
-
-def _params(scope: Scope, segment: Segment) -> dict[str, Any]:
-    _, start, end = segment
+def _params(scope: Scope, part: _Part) -> dict[str, Any]:
     params: dict[str, Any] = {
         "workspace_id": scope.workspace_id,
         "device_id": scope.device_id,
-        "from": to_micros(start),
-        "to": to_micros(end),
-        "step": int(RESOLUTION_STEPS[segment[0]].total_seconds()) * 1_000_000,
+        "from": to_micros(part.start),
+        "to": to_micros(part.end),
     }
     if scope.model_id is not None:
         params["model_id"] = scope.model_id
     return params
 
 
-@lru_cache(maxsize=1024)  # shapes: resolution, bins, grouping, model or not
-def _rollup_query(
-    resolution: str,
-    bins: bool,
-    group: str | None,
-    interval: timedelta | None,
-    model: bool,
-    all_models: bool = False,
-    time_only: bool = False,
-    each: bool = False,
-) -> Select[Any]:
-    """The sums of the rollup rows or (`bins`) the counts per bin of their histograms, with
-    the group's key last. `all_models`: the histograms of every model and device, kept
-    under model 0 (a tenth of the rows with ten models); otherwise those rows are left out.
-    `each`: a histogram of one model's rows (or model 0's) read a bucket at a time
-    (`_where`); sums are always a range, a row per model and bucket read for every model."""
-    table = rollup_bins[resolution] if bins else rollups[resolution]
-    if bins:
-        query = select(table.c.bin, func.sum(table.c.count).label("bin_count")).group_by(
-            table.c.bin
-        )
-        if time_only:  # inference time's histogram only (its percentiles), not confidence's
-            query = query.where(table.c.bin >= TIME_BIN_BASE)
-        if all_models:
-            query = query.where(table.c.model_id == ALL_MODELS)
-        elif not model:
-            query = query.where(table.c.model_id != ALL_MODELS)
-    else:
-        query = select(*_sums(table, ROLLUP_SUMS))
-    query = query.where(*_where(table, model, "each" if each else "range"))
-    if group is not None:
-        key = _group_column(table, group, interval)
-        query = query.add_columns(key.label("group_key")).group_by(key)
-    return query
-
-
-@lru_cache(maxsize=1024)
-def _class_query(resolution: str, bins: bool, model: bool) -> Select[Any]:
-    """Per model and class: the sums, or (`bins`) the count per confidence bin, last."""
-    table = class_bins[resolution] if bins else class_rollups[resolution]
-    columns = (
-        (table.c.bin, func.sum(table.c.count).label("bin_count"))
-        if bins
-        else _sums(table, CLASS_SUMS)
+def _raw(
+    conn: Connection, scope: Scope, part: _Part
+) -> Iterator[tuple[int, int, Delta, dict[str, ClassDelta]]]:
+    """The minutes of raw rows in a part, as the rollups would count them: (minute,
+    model id, totals, per class name)."""
+    where = [
+        inferences.c.workspace_id == scope.workspace_id,
+        inferences.c.ts >= part.start,
+        inferences.c.ts < part.end,
+    ]
+    if scope.model_id is not None:
+        where.append(inferences.c.model_id == scope.model_id)
+    if scope.device_id != ALL_DEVICES:
+        where.append(inferences.c.device_id == scope.device_id)
+    rows = conn.execute(
+        select(*ROW_COLUMNS, inferences.c.model_id, inferences.c.device_id)
+        .select_from(WITH_NAMES)
+        .where(*where)
+    ).all()
+    if not rows:
+        return
+    decoded = decode_rows(None, conn, scope.workspace_id, rows)
+    deltas = compute_deltas(
+        (as_inference(found), row.model_id, None) for found, row in zip(decoded, rows, strict=True)
     )
-    keys = (table.c.model_id, table.c.class_name, *((table.c.bin,) if bins else ()))
-    return (
-        select(table.c.model_id, table.c.class_name, *columns)
-        .where(*_where(table, model))
-        .group_by(*keys)
-    )
+    classes: dict[tuple[int, int], dict[str, ClassDelta]] = {}
+    for (resolution, bucket, model, _, name), class_delta in deltas.classes.items():
+        if resolution == "minute":
+            classes.setdefault((to_micros(bucket), model), {})[name] = class_delta
+    for (resolution, bucket, model, _), delta in deltas.rollups.items():
+        if resolution == "minute":
+            minute = to_micros(bucket)
+            yield minute, model, delta, classes.get((minute, model), {})
 
 
-def by_resolution(segments: Iterable[Segment]) -> dict[str, list[Segment]]:
-    grouped: dict[str, list[Segment]] = {}
-    for segment in segments:
-        grouped.setdefault(segment[0], []).append(segment)
-    return grouped
+def _group(group: str | None, interval: timedelta | None, bucket: int, model: int) -> Any:
+    if group is None:
+        return None
+    if group == "model":
+        return model
+    assert interval is not None
+    micros = int(interval.total_seconds()) * 1_000_000
+    return from_micros(bucket - bucket % micros)
+
+
+def _totals_of(result: dict[Any, Delta], key: Any) -> Delta:
+    """The group's totals, made on its first row only: a Delta is two Counters, and a
+    default made for every row of a histogram was most of reading it."""
+    found = result.get(key)
+    if found is None:
+        found = result[key] = Delta()
+    return found
 
 
 def sum_rollups(
@@ -206,90 +235,44 @@ def sum_rollups(
     if group == "interval":
         assert interval is not None
         coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
+    columns: tuple[str, ...] = ROLLUP_SUMS
+    if with_bins == "time":
+        columns += ("time_bins",)
+    elif with_bins:
+        columns += ("confidence_bins", "time_bins")
     result: dict[Any, Delta] = {}
-    model = scope.model_id is not None
-    # A statement per segment: each is one range of its table's key, where the segments of
-    # a resolution OR-ed in one statement made SQLite walk every bucket of the key's device.
-    for segment in cover(start, end, coarsest):
-        resolution, params = segment[0], _params(scope, segment)
-        query = _rollup_query(resolution, False, group, interval, model)
-        for row in conn.execute(query, params):
-            totals = _totals_of(result, _group_value(group, row))
-            totals.requests += row.requests or 0
-            totals.errors += row.errors or 0
-            totals.empty += row.empty or 0
-            totals.predictions += row.predictions or 0
-            totals.confidence_sum += row.confidence_sum or 0.0
-            totals.timed += row.timed or 0
-            totals.inference_time_sum += row.inference_time_sum or 0.0
-        if not with_bins:
+    for part in parts(conn, scope, start, end, coarsest):
+        if part.resolution is None:
+            for minute, model, counted, _ in _raw(conn, scope, part):
+                totals = _totals_of(result, _group(group, interval, minute, model))
+                totals.add(_with_bins(counted, with_bins))
             continue
-        all_models = (
-            not model
-            and scope.device_id == ALL_DEVICES
-            and group != "model"
-            and resolution in ALL_MODELS_RESOLUTIONS
-        )
-        each = (model or all_models) and seeks_each_bucket(conn)
-        query = _rollup_query(
-            resolution, True, group, interval, model, all_models, with_bins == "time", each
-        )
-        for row in conn.execute(query, params):
-            totals = _totals_of(result, _group_value(group, row))
-            bin_, count = row.bin, int(row.bin_count)
-            if bin_ < TIME_BIN_BASE:
-                totals.confidence_bins[bin_] += count
-            else:
-                totals.time_bins[bin_ - TIME_BIN_BASE] += count
+        models = _models(scope, part.resolution, group == "model")
+        query = _query(part.resolution, models, columns)
+        for row in conn.execute(query, _params(scope, part)):
+            totals = _totals_of(result, _group(group, interval, row[0], row[1]))
+            totals.requests += row.requests
+            totals.errors += row.errors
+            totals.empty += row.empty
+            totals.predictions += row.predictions
+            totals.confidence_sum += row.confidence_sum
+            totals.timed += row.timed
+            totals.inference_time_sum += row.inference_time_sum
+            if with_bins:
+                if with_bins is True:
+                    unpack_bins(row.confidence_bins, totals.confidence_bins)
+                unpack_bins(row.time_bins, totals.time_bins)
     return result
 
 
-# A bin and its count packed in one integer (bin << PACKED_BITS | count): a bucket's bins
-# come back as one string of them, and sorting the integers sorts by bin.
-PACKED_BITS = 40
-COUNT_MASK = (1 << PACKED_BITS) - 1
-
-
-@lru_cache(maxsize=64)
-def _time_bins_query(model: bool, all_models: bool, resolution: str) -> Select[Any]:
-    """The inference-time bins of each bucket of a range, one row a bucket: (bucket, its
-    bins and counts packed, comma-separated, or NULL without any). Of one model (or model
-    0's, every model's) the stored rows; else the models' rows added up per bin first.
-
-    A row a bucket, not a row a bin: a week's chart of hours of every model was 4,000 rows
-    of (bucket, bin, count), and turning them into Python values took longer than the
-    database's read. The buckets are made by the statement (`_bucket_steps`) and each is
-    read by a subquery of its own, a seek to its model's time bins (docs/architecture.md,
-    "Reads")."""
-    buckets = _bucket_steps()
-    table = rollup_bins[resolution]
-    bucket = type_coerce(table.c.bucket, BigInteger)
-    where = [
-        *_where(table, model, buckets="caller"),
-        bucket == buckets.c.at,
-        table.c.bin >= TIME_BIN_BASE,
-    ]
-    if all_models:
-        where.append(table.c.model_id == ALL_MODELS)
-    elif not model:
-        where.append(table.c.model_id != ALL_MODELS)
-        summed = (
-            select(table.c.bin, func.sum(table.c.count).label("count"))
-            .where(*where)
-            .group_by(table.c.bin)
-            .correlate(buckets)
-            .subquery()
-        )
-        bins = select(_packed(summed.c.bin, summed.c["count"])).correlate(buckets)
-        return select(buckets.c.at, bins.scalar_subquery())
-    bins = select(_packed(table.c.bin, table.c["count"])).where(*where).correlate(buckets)
-    return select(buckets.c.at, bins.scalar_subquery())
-
-
-def _packed(bin_: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The bins and counts of a bucket as one comma-separated text of packed integers."""
-    shifted = type_coerce(bin_, BigInteger) * (1 << PACKED_BITS)  # no smallint overflow
-    return func.aggregate_strings(cast(shifted + count, Text), ",")
+def _with_bins(counted: Delta, with_bins: bool | Literal["time"]) -> Delta:
+    """What a read asks of a Delta: its sums, with both histograms, or with one."""
+    if with_bins is True:
+        return counted
+    kept = Delta(**{name: getattr(counted, name) for name in ROLLUP_SUMS})
+    if with_bins == "time":
+        kept.time_bins = counted.time_bins
+    return kept
 
 
 def time_percentiles(
@@ -301,40 +284,51 @@ def time_percentiles(
     percents: tuple[int, ...],
 ) -> dict[datetime, dict[int, int]]:
     """Per interval of [start, end) with a timed request: the inference-time bin (0 up)
-    holding each nearest-rank percentile of `percents`. What `sum_rollups(...,
-    with_bins="time")` gives and `percentile_bins` reads, without a Counter per interval."""
-    coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
-    micros = int(interval.total_seconds()) * 1_000_000
-    model = scope.model_id is not None
-    packed: dict[int, list[int]] = {}  # interval start -> its buckets' packed bins
-    for segment in cover(start, end, coarsest):
-        resolution = segment[0]
-        all_models = (
-            not model and scope.device_id == ALL_DEVICES and resolution in ALL_MODELS_RESOLUTIONS
-        )
-        query = _time_bins_query(model, all_models, resolution)
-        for bucket, bins in conn.execute(query, _params(scope, segment)).all():
-            if bins is not None:
-                packed.setdefault(bucket - bucket % micros, []).extend(map(int, bins.split(",")))
+    holding each nearest-rank percentile of `percents`."""
+    totals = sum_rollups(
+        conn, scope, start, end, group="interval", interval=interval, with_bins="time"
+    )
     found = {}
-    for group_key, values in packed.items():
-        values.sort()
-        at = ranked_positions([value & COUNT_MASK for value in values], percents)
+    for moment, delta in totals.items():
+        if not delta.time_bins:
+            continue
+        pairs = sorted(delta.time_bins.items())
+        at = ranked_positions([count for _, count in pairs], percents)
         if at:
-            found[from_micros(group_key)] = {
-                percent: (values[position] >> PACKED_BITS) - TIME_BIN_BASE
-                for percent, position in at.items()
-            }
+            found[moment] = {percent: pairs[position][0] for percent, position in at.items()}
     return found
 
 
-def _totals_of(result: dict[Any, Delta], key: Any) -> Delta:
-    """The group's totals, made on its first row only: a Delta is two Counters, and a
-    default made for every row of a histogram was most of reading it."""
-    found = result.get(key)
-    if found is None:
-        found = result[key] = Delta()
-    return found
+def _class_rows(
+    conn: Connection, scope: Scope, start: datetime, end: datetime, coarsest: str = "day"
+) -> Iterator[tuple[int, int, Blobs | dict[str, ClassDelta]]]:
+    """(bucket, model, classes) of every piece of the period: a row's classes decoded, or
+    (raw rows) the class totals by name."""
+    for part in parts(conn, scope, start, end, coarsest):
+        if part.resolution is None:
+            for minute, model, _, classes in _raw(conn, scope, part):
+                yield minute, model, classes
+            continue
+        query = _query(part.resolution, _models(scope, part.resolution, True), ("classes",))
+        for row in conn.execute(query, _params(scope, part)):
+            if row.classes:
+                yield row[0], row[1], unpack_classes(row.classes)
+
+
+class _ClassNames:
+    """Class ids of the rollups' blobs by name, looked up once per read."""
+
+    def __init__(self, conn: Connection, workspace_id: int) -> None:
+        self.conn = conn
+        self.workspace_id = workspace_id
+        self.names: dict[int, str] = {NO_CLASS: ""}
+
+    def of(self, ids: Iterable[int]) -> dict[int, str]:
+        missing = {i for i in ids if i not in self.names}
+        if missing:
+            found = dictionaries.label_names(None, self.conn, self.workspace_id, missing)
+            self.names.update((i, found[i][0]) for i in missing if i in found)
+        return self.names
 
 
 def sum_classes(
@@ -343,67 +337,67 @@ def sum_classes(
     """Per (model, class) totals over [start, end). Their confidence histograms are kept for
     all devices only: for one device they are empty."""
     result: dict[tuple[int, str], ClassDelta] = {}
-    model = scope.model_id is not None
+    names = _ClassNames(conn, scope.workspace_id)
     with_bins = with_bins and scope.device_id == ALL_DEVICES
-    for segment in cover(start, end):  # a statement per segment, as sum_rollups
-        resolution, params = segment[0], _params(scope, segment)
-        query = _class_query(resolution, False, model)
-        # Plain tuples in CLASS_SUMS' order: a 1,000-class model reads thousands of rows.
-        for model_id, class_name, *sums in conn.execute(query, params):
-            key = (model_id, class_name)
-            found = result.get(key)
-            totals = found if found is not None else result.setdefault(key, ClassDelta())
-            inferences, predictions, confidence_sum, errors, timed, time_sum = sums
-            totals.inferences += inferences or 0
-            totals.predictions += predictions or 0
-            totals.confidence_sum += confidence_sum or 0.0
-            totals.errors += errors or 0
-            totals.timed += timed or 0
-            totals.inference_time_sum += time_sum or 0.0
-        if not with_bins:
+    for _, model, classes in _class_rows(conn, scope, start, end):
+        if isinstance(classes, dict):
+            for name, figures in classes.items():
+                totals = result.setdefault((model, name), ClassDelta())
+                totals.add(
+                    figures
+                    if with_bins
+                    else ClassDelta(
+                        figures.inferences,
+                        figures.predictions,
+                        figures.confidence_sum,
+                        figures.errors,
+                        figures.timed,
+                        figures.inference_time_sum,
+                    )
+                )
             continue
-        query = _class_query(resolution, True, model)
-        for row in conn.execute(query, params):
-            totals = result.setdefault((row.model_id, row.class_name), ClassDelta())
-            totals.confidence_bins[row.bin] += int(row.bin_count)
+        named = names.of(classes.classes)
+        for class_id, figure in classes.classes.items():
+            key = (model, named[class_id])
+            found = result.get(key)
+            if found is None:
+                found = result[key] = ClassDelta()
+            totals = found
+            totals.inferences += figure.inferences
+            totals.predictions += figure.predictions
+            totals.confidence_sum += figure.confidence_sum
+            totals.errors += figure.errors
+            totals.timed += figure.timed
+            totals.inference_time_sum += figure.inference_time_sum
+        if with_bins:
+            named = names.of(class_id for class_id, _ in classes.class_bins)
+            for (class_id, bin_), count in classes.class_bins.items():
+                result.setdefault((model, named[class_id]), ClassDelta()).confidence_bins[bin_] += (
+                    count
+                )
     return result
-
-
-@lru_cache(maxsize=64)
-def _class_predictions_query(resolution: str, model: bool, each: bool) -> Select[Any]:
-    """Per model and class: its predictions and the sum of their confidences, as plain rows;
-    `each`: the buckets of one model read one at a time (`_where`)."""
-    table = class_rollups[resolution]
-    return (
-        select(
-            table.c.model_id,
-            table.c.class_name,
-            func.sum(table.c.predictions),
-            func.sum(table.c.confidence_sum),
-        )
-        .where(*_where(table, model, "each" if each else "range"))
-        .group_by(table.c.model_id, table.c.class_name)
-    )
 
 
 def class_predictions(
     conn: Connection, scope: Scope, start: datetime, end: datetime
 ) -> dict[tuple[int, str], tuple[int, float]]:
     """Per (model, class) over [start, end): its predictions and the sum of their
-    confidences, added up segment by segment as `sum_classes` does. The two sums a class
-    table shows, where `sum_classes` reads six and builds a ClassDelta for each of a
-    1,000-class model's classes in every segment."""
-    model = scope.model_id is not None
-    each = model and seeks_each_bucket(conn)
+    confidences, the two sums a class table shows."""
     totals: dict[tuple[int, str], tuple[int, float]] = {}
-    for segment in cover(start, end):
-        query = _class_predictions_query(segment[0], model, each)
-        for model_id, class_name, predictions, confidence_sum in conn.execute(
-            query, _params(scope, segment)
-        ):
-            key = (model_id, class_name)
+    names = _ClassNames(conn, scope.workspace_id)
+    for _, model, classes in _class_rows(conn, scope, start, end):
+        if isinstance(classes, dict):
+            listed = [(name, f.predictions, f.confidence_sum) for name, f in classes.items()]
+        else:
+            named = names.of(classes.classes)
+            listed = [
+                (named[class_id], f.predictions, f.confidence_sum)
+                for class_id, f in classes.classes.items()
+            ]
+        for name, predictions, confidence_sum in listed:
+            key = (model, name)
             count, total = totals.get(key, (0, 0.0))
-            totals[key] = (count + (predictions or 0), total + (confidence_sum or 0.0))
+            totals[key] = (count + predictions, total + confidence_sum)
     return totals
 
 
@@ -414,75 +408,89 @@ def device_requests(
     end: datetime,
     device_ids: list[int] | None = None,
 ) -> dict[int, int]:
-    """Requests per device id over [start, end), from the per-device rollup rows; of the
-    devices `device_ids` only (a page of a fleet), or of every device."""
+    """Requests per device id over [start, end), from the per-device rollup rows (and rows
+    for minutes under the devices' floor); of the devices `device_ids` only (a page of a
+    fleet), or of every device."""
     result: Counter[int] = Counter()
-    for resolution, segments in by_resolution(cover(start, end)).items():
-        table = rollups[resolution]
-        which = (
-            table.c.device_id != ALL_DEVICES
-            if device_ids is None
-            else table.c.device_id.in_(device_ids)
-        )
-        query = (
-            select(table.c.device_id, func.sum(table.c.requests))
-            .where(table.c.workspace_id == workspace_id, which, in_segments(table, segments))
-            .group_by(table.c.device_id)
-        )
+    scope = Scope(workspace_id, device_id=-1)  # any device: the floor of a device's minutes
+    for part in parts(conn, scope, start, end):
+        if part.resolution is None:
+            which = (
+                inferences.c.device_id.is_not(None)
+                if device_ids is None
+                else inferences.c.device_id.in_(device_ids)
+            )
+            query = (
+                select(inferences.c.device_id, func.count())
+                .where(
+                    inferences.c.workspace_id == workspace_id,
+                    inferences.c.ts >= part.start,
+                    inferences.c.ts < part.end,
+                    which,
+                )
+                .group_by(inferences.c.device_id)
+            )
+        else:
+            table = rollups[part.resolution]
+            chosen = (
+                table.c.device_id != ALL_DEVICES
+                if device_ids is None
+                else table.c.device_id.in_(device_ids)
+            )
+            query = (
+                select(table.c.device_id, func.sum(table.c.requests))
+                .where(
+                    table.c.workspace_id == workspace_id,
+                    chosen,
+                    table.c.model_id != ALL_MODELS,
+                    in_segments(table, [(part.resolution, part.start, part.end)]),
+                )
+                .group_by(table.c.device_id)
+            )
         for device, requests in conn.execute(query):
             result[device] += int(requests or 0)
     return dict(result)
 
 
-def _bin_count(table: Table) -> ColumnElement[Any]:
-    # Not "count": to mypy, row.count is the method every tuple has.
-    return func.sum(table.c.count).label("bin_count")
-
-
-@cache
-def _sums(table: Table, names: tuple[str, ...]) -> list[ColumnElement[Any]]:
-    """The sums of `names`, each labelled with its name: rows are read by name."""
-    return [func.sum(table.c[name]).label(name) for name in names]
-
-
-def _group_column(table: Table, group: str, interval: timedelta | None) -> Any:
-    if group == "model":
-        return table.c.model_id
-    if group == "interval" and interval is not None:
-        micros = int(interval.total_seconds()) * 1_000_000
-        bucket = type_coerce(table.c.bucket, BigInteger)
-        return (bucket - bucket % micros).label("g")
-    raise ValueError(f"unknown grouping {group!r}")
-
-
-def _group_value(group: str | None, row: Row[Any]) -> Any:
-    """The row's group: none, a model id, or an interval's start."""
-    return None if group is None else _group_key(group, row.group_key)
-
-
-def _group_key(group: str | None, value: Any) -> Any:
-    if group is None:
-        return None
-    if group == "interval":
-        return from_micros(int(value))
-    return value
-
-
-@lru_cache(maxsize=64)
-def _class_series_query(resolution: str, interval: timedelta, model: bool) -> Select[Any]:
-    """Per interval: the inferences with a class, its predictions and their confidences."""
-    table = class_rollups[resolution]
-    key = _group_column(table, "interval", interval)
-    return (
-        select(
-            key.label("group_key"),
-            func.sum(table.c.inferences).label("inferences"),
-            func.sum(table.c.predictions).label("predictions"),
-            func.sum(table.c.confidence_sum).label("confidence_sum"),
-        )
-        .where(*_where(table, model), table.c.class_name == bindparam("class_name"))
-        .group_by(key)
-    )
+def model_devices(
+    conn: Connection,
+    workspace_id: int,
+    start: datetime,
+    end: datetime,
+    model_ids: list[int] | None = None,
+    device_ids: list[int] | None = None,
+) -> set[tuple[int, int]]:
+    """(model, device) ids with requests together over [start, end): from the per-device
+    rollup rows, and rows for minutes under the devices' floor; of the models and devices
+    named, or of all."""
+    found: set[tuple[int, int]] = set()
+    scope = Scope(workspace_id, device_id=-1)  # any device: the floor of a device's minutes
+    for part in parts(conn, scope, start, end):
+        if part.resolution is None:
+            model, device = inferences.c.model_id, inferences.c.device_id
+            where = [
+                inferences.c.workspace_id == workspace_id,
+                inferences.c.ts >= part.start,
+                inferences.c.ts < part.end,
+                device.is_not(None),
+            ]
+        else:
+            table = rollups[part.resolution]
+            model, device = table.c.model_id, table.c.device_id
+            where = [
+                table.c.workspace_id == workspace_id,
+                device != ALL_DEVICES,
+                model != ALL_MODELS,
+                table.c.requests > 0,
+                in_segments(table, [(part.resolution, part.start, part.end)]),
+            ]
+        if model_ids is not None:
+            where.append(model.in_(model_ids))
+        if device_ids is not None:
+            where.append(device.in_(device_ids))
+        query = select(model, device).where(*where).distinct()
+        found.update((int(m), int(d)) for m, d in conn.execute(query))
+    return found
 
 
 def class_series(
@@ -496,13 +504,21 @@ def class_series(
     """One class's totals per interval over [start, end): inferences that predicted it at
     least once, its predictions and the sum of their confidences."""
     coarsest = next(name for name, step in RESOLUTION_STEPS.items() if step == interval)
+    micros = int(interval.total_seconds()) * 1_000_000
+    wanted = dictionaries.name_id(conn, scope.workspace_id, class_name)
     result: dict[datetime, ClassDelta] = {}
-    for segment in cover(start, end, coarsest):
-        params = {**_params(scope, segment), "class_name": class_name}
-        query = _class_series_query(segment[0], interval, scope.model_id is not None)
-        for row in conn.execute(query, params):
-            totals = result.setdefault(from_micros(int(row.group_key)), ClassDelta())
-            totals.inferences += int(row.inferences or 0)
-            totals.predictions += int(row.predictions or 0)
-            totals.confidence_sum += float(row.confidence_sum or 0.0)
+    for bucket, _, classes in _class_rows(conn, scope, start, end, coarsest):
+        if isinstance(classes, dict):
+            figure: Any = classes.get(class_name)
+        else:
+            figure = classes.classes.get(wanted) if wanted is not None else None
+        if figure is None:
+            continue
+        totals = result.setdefault(from_micros(bucket - bucket % micros), ClassDelta())
+        totals.inferences += figure.inferences
+        totals.predictions += figure.predictions
+        totals.confidence_sum += figure.confidence_sum
     return result
+
+
+__all__ = ["Floors", "Scope", "by_resolution", "cover", "in_segments"]
