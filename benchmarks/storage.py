@@ -172,8 +172,11 @@ def measure(database_url: str, shape: str, size: int) -> Measured:
 
 
 def _sqlite_bytes(data: Path, path: Path, inferences: int) -> Measured:
-    files = [data, path.parent] if path.parent != data else [data]
-    total = sum(f.stat().st_size for folder in files for f in folder.rglob("*") if f.is_file())
+    # The data directory's files, and the database's own (other databases may share its
+    # folder).
+    files = {f for f in data.rglob("*") if f.is_file()}
+    files |= {f for f in path.parent.glob(f"{path.name}*") if f.is_file()}
+    total = sum(f.stat().st_size for f in files)
     with sqlite3.connect(path) as conn:
         parts = dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
         owners = dict(

@@ -125,6 +125,8 @@ def create_app(
         parsers.close()
         if owned:
             db.dispose()
+        else:  # the caller disposes of it, if its process lives on to do so
+            db.truncate_wal()
 
     app = FastAPI(
         title="visionwatch",

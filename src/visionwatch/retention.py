@@ -210,8 +210,8 @@ def _prune_images(
         inferences.c.image_key.is_not(None),
     )
 
-    def unlink(conn: Connection, pks: Sequence[int]) -> None:
-        conn.execute(update(inferences).where(inferences.c.id.in_(pks)).values(image_key=None))
+    def unlink(conn: Connection, keys: Sequence[tuple[datetime, int]]) -> None:
+        conn.execute(update(inferences).where(*_of_keys(workspace_id, keys)).values(image_key=None))
 
     return _in_chunks(db, blobs, old, unlink, dry_run, report)
 
@@ -235,8 +235,8 @@ def _prune_rows(
     )
     old = (inferences.c.workspace_id == workspace_id, inferences.c.ts < limits.rows, ~queued)
 
-    def delete_rows(conn: Connection, pks: Sequence[int]) -> None:
-        _delete_inferences(conn, workspace_id, pks)
+    def delete_rows(conn: Connection, keys: Sequence[tuple[datetime, int]]) -> None:
+        conn.execute(delete(inferences).where(*_of_keys(workspace_id, keys)))
 
     return _in_chunks(db, blobs, old, delete_rows, dry_run, report)
 
@@ -245,7 +245,7 @@ def _in_chunks(
     db: Database,
     blobs: BlobStore,
     old: tuple[ColumnElement[bool], ...],
-    act: Callable[[Connection, Sequence[int]], None],
+    act: Callable[[Connection, Sequence[tuple[datetime, int]]], None],
     dry_run: bool,
     report: PruneReport,
 ) -> int:
@@ -258,11 +258,13 @@ def _in_chunks(
     while True:
         with db.write() as conn:
             rows = conn.execute(
-                select(inferences.c.id, inferences.c.image_key).where(*old).limit(CHUNK)
+                select(inferences.c.ts, inferences.c.id, inferences.c.image_key)
+                .where(*old)
+                .limit(CHUNK)
             ).all()
             if not rows:
                 return done
-            act(conn, [row.id for row in rows])
+            act(conn, [(row.ts, row.id) for row in rows])
             keys = {row.image_key for row in rows if row.image_key is not None}
             orphans = _orphans(conn, keys) if keys else []
         _delete_files(blobs, orphans, report)
@@ -320,11 +322,15 @@ def _prune_events(
     return done
 
 
-def _delete_inferences(conn: Connection, workspace_id: int, pks: Sequence[int]) -> None:
-    conn.execute(
-        delete(inferences).where(
-            inferences.c.workspace_id == workspace_id, inferences.c.id.in_(pks)
-        )
+def _of_keys(
+    workspace_id: int, keys: Sequence[tuple[datetime, int]]
+) -> tuple[ColumnElement[bool], ...]:
+    """The inferences of (time, id) keys: by the time and the id, each a list, for the key
+    on PostgreSQL (workspace, time, id); an id has one time, so no other row matches."""
+    return (
+        inferences.c.workspace_id == workspace_id,
+        inferences.c.ts.in_(sorted({ts for ts, _ in keys})),
+        inferences.c.id.in_([pk for _, pk in keys]),
     )
 
 

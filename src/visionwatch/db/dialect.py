@@ -239,7 +239,8 @@ def take_queue_rows(dialect: Dialect, conn: Connection, limit: int) -> list[Any]
     """The oldest rows of rollup_queue, locked for this transaction: another aggregator
     (a replica's) skips them rather than waiting, and they are gone when it looks again."""
     query = (
-        "SELECT id, workspace_id, first_pk, last_pk, deltas FROM rollup_queue ORDER BY id LIMIT :n"
+        "SELECT id, workspace_id, first_pk, last_pk, first_ts, last_ts, deltas FROM rollup_queue "
+        "ORDER BY id LIMIT :n"
     )
     if dialect is Dialect.SQLITE:
         pass  # one writer: the transaction (BEGIN IMMEDIATE) excludes every other

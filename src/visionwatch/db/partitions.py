@@ -178,7 +178,9 @@ def queued(conn: Connection, name: str) -> bool:
         conn.execute(
             text(
                 f"""SELECT EXISTS (SELECT 1 FROM rollup_queue q WHERE EXISTS (
-                SELECT 1 FROM "{name}" p WHERE p.id BETWEEN q.first_pk AND q.last_pk))"""
+                SELECT 1 FROM "{name}" p WHERE p.workspace_id = q.workspace_id
+                AND (q.first_ts IS NULL OR p.ts BETWEEN q.first_ts AND q.last_ts)
+                AND p.id BETWEEN q.first_pk AND q.last_pk))"""
             )
         ).scalar()
     )

@@ -262,6 +262,29 @@ def _number(value: float) -> float | int:
 # patch), or a replacement (`=`).
 
 
+_TIMESTAMP_KEYS = ("timestamp", "request_time")  # a native item's, an Inference Server's
+
+
+def to_stated_precision(sent: Any, rendered: Any) -> Any:
+    """`sent`, its timestamp in seconds taken as rendered when they agree to the
+    microsecond: the stated precision of a stored time. A client's float seconds carry
+    digits below it (time.time() has about seven), which no page shows and which were
+    most of a plain item's patch."""
+    if not isinstance(sent, dict) or not isinstance(rendered, dict):
+        return sent
+    found = sent
+    for key in _TIMESTAMP_KEYS:
+        value, shown = sent.get(key), rendered.get(key)
+        if (
+            isinstance(value, float)
+            and isinstance(shown, float)
+            and value != shown
+            and abs(value - shown) < 1e-6
+        ):
+            found = {**found, key: shown}  # the key keeps its place
+    return found
+
+
 def diff(sent: Any, rendered: Any) -> Any:
     """The patch that makes `rendered` into `sent`, or None when they are the same."""
     if _same(sent, rendered):

@@ -16,6 +16,7 @@ from visionwatch.packed.remainder import (
     pack_patch,
     render,
     server_form,
+    to_stated_precision,
 )
 from visionwatch.packed.tags import value_tag
 
@@ -148,4 +149,5 @@ def _with_remainder(
         labels,
         fields,
     )
-    return replace(body, remainder=pack_patch(diff(raw, render(named))))
+    rendered = render(named)
+    return replace(body, remainder=pack_patch(diff(to_stated_precision(raw, rendered), rendered)))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, select, tuple_
+from sqlalchemy import Connection, delete, func, select
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
@@ -87,10 +87,8 @@ def aggregate_pending(
     floors = advance_floors(conn, dialect, now, kept)
     batches = []
     for row in taken:
-        if row.deltas is None:  # a batch with inferences sent before, or of the first form
-            deltas = derive(conn, dialect, row.workspace_id, row.first_pk, row.last_pk)
-        else:
-            deltas = orjson.loads(row.deltas)
+        # No deltas: a batch with inferences sent before, or of the first form.
+        deltas = derive(conn, dialect, row) if row.deltas is None else orjson.loads(row.deltas)
         batches.append((row.workspace_id, deltas))
     made = fold(conn, batches, floors)
     _add_stored(conn, made)
@@ -99,19 +97,20 @@ def aggregate_pending(
     return len(taken)
 
 
-def derive(
-    conn: Connection, dialect: Dialect, workspace_id: int, first_pk: int, last_pk: int
-) -> dict[str, Any]:
-    """The minute rollups of a range's stored rows (rollups.MinuteRows, as JSON has it)."""
-    legacy.move_range(conn, dialect, workspace_id, first_pk, last_pk)
-    rows = conn.execute(
-        select(*ROW_COLUMNS)
-        .select_from(WITH_NAMES)
-        .where(
-            inferences.c.workspace_id == workspace_id,
-            inferences.c.id.between(first_pk, last_pk),
+def derive(conn: Connection, dialect: Dialect, queued: Any) -> dict[str, Any]:
+    """The minute rollups of a queued batch's stored rows (rollups.MinuteRows, as JSON
+    has it)."""
+    workspace_id = queued.workspace_id
+    legacy.move_range(conn, dialect, workspace_id, queued.first_pk, queued.last_pk)
+    where = [
+        inferences.c.workspace_id == workspace_id,
+        inferences.c.id.between(queued.first_pk, queued.last_pk),
+    ]
+    if queued.first_ts is not None:  # the rows' key range on PostgreSQL
+        where.append(
+            inferences.c.ts.between(from_micros(queued.first_ts), from_micros(queued.last_ts))
         )
-    ).all()
+    rows = conn.execute(select(*ROW_COLUMNS).select_from(WITH_NAMES).where(*where)).all()
     found = [as_inference(row) for row in decode_rows(None, conn, workspace_id, rows)]
     return minute_rows(found).as_json()
 
@@ -255,30 +254,51 @@ class _Names:
 
 
 def _add_stored(conn: Connection, made: dict[Key, Row]) -> None:
-    """Add what the database holds of the rows made."""
+    """Add what the database holds of the rows made.
+
+    Asked as the key's columns each IN a list (workspaces, devices, buckets), which both
+    databases answer by probing the key for each combination; a row-value IN of whole
+    keys SQLite answered by scanning the table. Rows of combinations not made are
+    skipped here."""
     by_resolution: dict[str, list[tuple[int, int, int, int]]] = {}
     for resolution, *rest in made:
         by_resolution.setdefault(resolution, []).append(tuple(rest))  # type: ignore[arg-type]
     for resolution, keys in by_resolution.items():
         table = rollups[resolution]
-        columns = (table.c.workspace_id, table.c.device_id, table.c.bucket, table.c.model_id)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            stored = conn.execute(
-                select(
-                    *columns,
-                    *(table.c[name] for name in ROLLUP_SUMS),
-                    table.c.confidence_bins,
-                    table.c.time_bins,
-                    table.c.classes,
-                ).where(tuple_(*columns).in_([(w, d, from_micros(b), m) for w, d, b, m in chunk]))
-            )
-            for row in stored:
-                target = made[(resolution, row[0], row[1], to_micros(row[2]), row[3])]
-                target.add_sums(row[4:11])
-                unpack_bins(row.confidence_bins, target.blobs.confidence_bins)
-                unpack_bins(row.time_bins, target.blobs.time_bins)
-                unpack_classes(row.classes, target.blobs)
+        by_place: dict[tuple[int, int], set[int]] = {}  # (workspace, device): buckets
+        for workspace_id, device, bucket, _ in keys:
+            by_place.setdefault((workspace_id, device), set()).add(bucket)
+        # Places of one workspace that share their buckets (all devices' and each
+        # device's rows of a run mostly do) are asked together.
+        groups: dict[tuple[int, frozenset[int]], list[int]] = {}
+        for (workspace_id, device), buckets in by_place.items():
+            groups.setdefault((workspace_id, frozenset(buckets)), []).append(device)
+        for (workspace_id, shared), devices_ in groups.items():
+            listed = sorted(shared)
+            for start in range(0, len(listed), 500):
+                stored = conn.execute(
+                    select(
+                        table.c.device_id,
+                        table.c.bucket,
+                        table.c.model_id,
+                        *(table.c[name] for name in ROLLUP_SUMS),
+                        table.c.confidence_bins,
+                        table.c.time_bins,
+                        table.c.classes,
+                    ).where(
+                        table.c.workspace_id == workspace_id,
+                        table.c.device_id.in_(devices_),
+                        table.c.bucket.in_([from_micros(b) for b in listed[start : start + 500]]),
+                    )
+                )
+                for row in stored:
+                    target = made.get((resolution, workspace_id, row[0], to_micros(row[1]), row[2]))
+                    if target is None:
+                        continue  # a model of this place and bucket the run does not touch
+                    target.add_sums(row[3:10])
+                    unpack_bins(row.confidence_bins, target.blobs.confidence_bins)
+                    unpack_bins(row.time_bins, target.blobs.time_bins)
+                    unpack_classes(row.classes, target.blobs)
 
 
 def _write(conn: Connection, dialect: Dialect, made: dict[Key, Row]) -> None:

@@ -78,7 +78,11 @@ def attach_image(
             raise OverCap(row.model)
         conn.execute(
             update(inferences)
-            .where(inferences.c.id == row.pk, inferences.c.ts == row.timestamp)
+            .where(
+                inferences.c.workspace_id == workspace_id,  # with the time and id: its key
+                inferences.c.ts == row.timestamp,
+                inferences.c.id == row.pk,
+            )
             .values(
                 image_key=stored.key,
                 # The sizes sent with the inference win; the image fills them in when absent.

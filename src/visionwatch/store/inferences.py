@@ -54,10 +54,27 @@ def matching(conn: Connection, workspace_id: int, query: InferenceQuery) -> Matc
         inferences.c.ts >= query.period.start,
         inferences.c.ts < query.period.end,
     ]
+    # A model or device by its id, looked up first: a condition on the row's own column is
+    # what the indexes of the model's and the device's times serve (on a joined name the
+    # planner walks the workspace's times instead).
     if query.model is not None:
-        conditions.append(models.c.name == query.model)
+        model_id = conn.execute(
+            select(models.c.id).where(
+                models.c.workspace_id == workspace_id, models.c.name == query.model
+            )
+        ).scalar()
+        if model_id is None:
+            return None
+        conditions.append(inferences.c.model_id == model_id)
     if query.device is not None:
-        conditions.append(devices.c.name == query.device)
+        device_id = conn.execute(
+            select(devices.c.id).where(
+                devices.c.workspace_id == workspace_id, devices.c.name == query.device
+            )
+        ).scalar()
+        if device_id is None:
+            return None
+        conditions.append(inferences.c.device_id == device_id)
     if query.has_image is not None:
         has = inferences.c.image_key.is_not(None)
         conditions.append(has if query.has_image else ~has)

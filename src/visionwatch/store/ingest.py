@@ -225,6 +225,8 @@ def _ingest(
                 workspace_id=workspace_id,
                 first_pk=first,
                 last_pk=last,
+                first_ts=rows.times[0],
+                last_ts=rows.times[1],
                 enqueued_at=now,
                 deltas=deltas,
             )
@@ -431,8 +433,10 @@ def _keep_images(
         conn.execute(
             update(inferences)
             .where(
+                # The key on PostgreSQL: the workspace, the time (its partition), the id.
+                inferences.c.workspace_id == workspace_id,
+                inferences.c.ts == inference.timestamp,
                 inferences.c.id == pks[inference.inference_id],
-                inferences.c.ts == inference.timestamp,  # its partition, on PostgreSQL
             )
             .values(image_key=stored.key, body=pack_inference(sized, now).body)
         )

@@ -100,6 +100,10 @@ def set_metadata(
         )
         conn.execute(
             update(inferences)
-            .where(inferences.c.id == row.pk, inferences.c.ts == row.timestamp)
+            .where(
+                inferences.c.workspace_id == workspace_id,  # with the time and id: its key
+                inferences.c.ts == row.timestamp,
+                inferences.c.id == row.pk,
+            )
             .values(tags=rewritten.tags, body=rewritten.body)
         )

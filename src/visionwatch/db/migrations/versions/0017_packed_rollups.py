@@ -89,8 +89,8 @@ def _packed_table(resolution: str) -> sa.Table:
         sa.Column("confidence_bins", sa.LargeBinary),
         sa.Column("time_bins", sa.LargeBinary),
         sa.Column("classes", sa.LargeBinary),
+        # A rowid table on SQLite: rows of more than about 1 KB would be in overflow pages.
         sa.PrimaryKeyConstraint(*KEY, name=f"pk_rollups_{resolution}"),
-        sqlite_with_rowid=False,
     )
 
 
@@ -141,8 +141,9 @@ def _floors_table() -> sa.Table:
     return sa.Table(
         "rollup_floors",
         sa.MetaData(),
-        sa.Column("grain", sa.String(32), primary_key=True),
+        sa.Column("grain", sa.String(32), nullable=False),
         sa.Column("floor", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("grain", name="pk_rollup_floors"),
     )
 
 
