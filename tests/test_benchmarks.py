@@ -38,6 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
         (["events"], ["sqlite", "postgresql", "writes: served", "feedbackStatus incorrect"]),
         # a week's partitions dropped against its rows deleted; days against weeks
         (["retention"], ["rows", "partitions", "daily", "weekly"]),
+        # bytes per inference on both databases, table by table
+        (
+            ["storage", "--shape", "fleet"],
+            ["fleet on sqlite", "fleet on postgresql", "rollups_hour"],
+        ),
         # through nginx in front of two replicas (tests/support/cluster.py)
         (["ingest", "--replicas", "2", "--shape", "camera"], ["ingest through nginx"]),
     ],

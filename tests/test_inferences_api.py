@@ -105,7 +105,10 @@ def test_filters_and_pages_match_a_plain_reading(
     key = auth(new_key())
     items = dataset()
     for at in range(0, len(items), 50):
-        client.post("/api/v1/inferences", json={"inferences": items[at : at + 50]}, headers=key)
+        sent = client.post(
+            "/api/v1/inferences", json={"inferences": items[at : at + 50]}, headers=key
+        )
+        assert sent.status_code == 200, sent.text  # a batch refused would read as ids lost
     got = fetch_all(client, key, params)
     want = [i for i in first_of_each_id(items) if matches(i, params)]
     assert sorted(got) == sorted(i["inference_id"] for i in want)

@@ -63,14 +63,6 @@ def hold_one_moment(dialect: Dialect, conn: Connection) -> None:
     assert_never(dialect)
 
 
-def seeks_each_bucket(conn: Connection) -> bool:
-    """Whether a histogram of one model's rollup rows is read a bucket at a time (a seek
-    to the model's rows of each) rather than as a range of buckets (which walks every
-    model's rows). Measured on the same reads: on SQLite at 1,000,000 inferences the stats
-    of a week 20-55% faster; on PostgreSQL at 30,000 10-25% slower, so it keeps ranges."""
-    return conn.dialect.name == Dialect.SQLITE.value
-
-
 def row_key(dialect: Dialect, columns: list[str]) -> list[str]:
     """The unique key of a partitioned raw table, for ON CONFLICT: PostgreSQL's hold the
     partition key `ts` too (a row has its inference's, so both name the same rows)."""
