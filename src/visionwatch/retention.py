@@ -336,7 +336,7 @@ def _of_keys(
 
 def _prune_rollups(db: Database, cutoff: datetime, dry_run: bool) -> int:
     """Rollups older than their retention go; so do minutes under their floor
-    (store/aggregate.py): hours and days keep the history, as time-series stores
+    (store/floors.py): hours and days keep the history, as time-series stores
     downsample."""
     with db.read() as conn:
         floors = read_floors(conn)

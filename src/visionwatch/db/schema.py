@@ -210,7 +210,7 @@ rollup_queue = Table(
     Column("deltas", Text),
 )
 
-# The oldest minute from which each kind of minute rollup is complete (store/aggregate.py):
+# The oldest minute from which each kind of minute rollup is complete (store/floors.py):
 # "minutes" of every device, "device_minutes" per device. Older minutes are read from
 # the rows.
 rollup_floors = Table(

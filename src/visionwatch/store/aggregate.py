@@ -9,7 +9,7 @@ everything done, so every inference is counted once. A queue row without deltas 
 holding inferences stored before) gets them first, from the stored rows of its range.
 
 Grains (rollups.targets): by the minute for every device, and per device for the last
-hours (`Floors`); by the hour and day per device, for every device, and for every model
+hours (store/floors.py); by the hour and day per device, for every device, and for every model
 (model 0) of every device. A rollup row's histograms and class figures are packed
 (packed/rollup.py), so one row per key holds what four sparse tables did.
 

@@ -2,7 +2,7 @@
 
 A period [start, end) on minute boundaries is split into whole days in the middle, whole
 hours around them and minutes at the edges, so a week costs about 7 + 46 + 118 buckets
-per model, whatever the traffic was. Minutes are kept for a while only (store/aggregate.py,
+per model, whatever the traffic was. Minutes are kept for a while only (store/floors.py,
 `Floors`): a minute older than its floor is read from the inferences' rows, which an edge
 bounds (at most an hour each side, of one device when a device is asked for).
 
