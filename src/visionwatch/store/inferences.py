@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Connection, and_, or_, select, type_coerce
 
 from visionwatch.db.dialect import has_tag
 from visionwatch.db.engine import Database
-from visionwatch.db.schema import devices, inferences, models
+from visionwatch.db.schema import inferences
 from visionwatch.db.types import from_micros, to_micros
 from visionwatch.items import encode_metadata_value
 from visionwatch.packed.ids import encode_id
@@ -26,6 +26,7 @@ from visionwatch.store.records import (
     encode_cursor,
     record,
 )
+from visionwatch.store.stats import Filters, resolve_scope
 
 # A page looks at no more rows than this for filters the rows' tags cannot decide alone
 # (confidence bounds; a metadata value, whose tag is a hash): past it, the page ends early
@@ -57,24 +58,13 @@ def matching(conn: Connection, workspace_id: int, query: InferenceQuery) -> Matc
     # A model or device by its id, looked up first: a condition on the row's own column is
     # what the indexes of the model's and the device's times serve (on a joined name the
     # planner walks the workspace's times instead).
-    if query.model is not None:
-        model_id = conn.execute(
-            select(models.c.id).where(
-                models.c.workspace_id == workspace_id, models.c.name == query.model
-            )
-        ).scalar()
-        if model_id is None:
-            return None
-        conditions.append(inferences.c.model_id == model_id)
+    scope = resolve_scope(conn, workspace_id, Filters(query.model, query.device))
+    if scope is None:
+        return None
+    if scope.model_id is not None:
+        conditions.append(inferences.c.model_id == scope.model_id)
     if query.device is not None:
-        device_id = conn.execute(
-            select(devices.c.id).where(
-                devices.c.workspace_id == workspace_id, devices.c.name == query.device
-            )
-        ).scalar()
-        if device_id is None:
-            return None
-        conditions.append(inferences.c.device_id == device_id)
+        conditions.append(inferences.c.device_id == scope.device_id)
     if query.has_image is not None:
         has = inferences.c.image_key.is_not(None)
         conditions.append(has if query.has_image else ~has)
