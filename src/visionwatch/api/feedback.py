@@ -35,7 +35,7 @@ class VerdictIn(BaseModel):
 
 
 @router.post(
-    "/inferences/{inference_id:path}/feedback",
+    "/inferences/{inference_id:text}/feedback",
     responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_FOUND},
     summary="An operator's verdict on an inference: correct, incorrect or inconclusive",
 )

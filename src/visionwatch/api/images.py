@@ -25,7 +25,7 @@ def blobs_of(request: Request) -> BlobStore:
 
 
 @router.put(
-    "/inferences/{inference_id:path}/image",
+    "/inferences/{inference_id:text}/image",
     responses={
         **AUTH_ERRORS,
         **BODY_ERRORS,
@@ -93,7 +93,7 @@ def seconds_to_midnight(now: datetime) -> int:
 
 
 @router.get(
-    "/inferences/{inference_id:path}/image",
+    "/inferences/{inference_id:text}/image",
     responses={**AUTH_ERRORS, **NOT_FOUND, 200: {"content": {"image/*": {}}}},
     response_class=Response,
     summary="The image of an inference, as it was sent",
@@ -104,7 +104,7 @@ def get_image(inference_id: str, request: Request, key: ReadKey, database: Datab
 
 
 @router.get(
-    "/inferences/{inference_id:path}/thumbnail",
+    "/inferences/{inference_id:text}/thumbnail",
     responses={**AUTH_ERRORS, **NOT_FOUND, 200: {"content": {"image/jpeg": {}}}},
     response_class=Response,
     summary="A thumbnail (at most 320 pixels a side, JPEG) of the image of an inference",

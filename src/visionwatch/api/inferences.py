@@ -92,7 +92,7 @@ def export_dataset(
 
 
 @router.get(
-    "/inferences/{inference_id:path}",
+    "/inferences/{inference_id:text}",
     response_model=InferenceDetailOut,
     responses={**AUTH_ERRORS, **NOT_FOUND},
     summary="One inference, with everything known about it",

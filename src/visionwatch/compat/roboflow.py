@@ -240,6 +240,10 @@ def _server_result(
     first.inference_id = inference.inference_id or request.id or str(uuid.uuid4())
     first.device = inference.inference_server_id or device
     first.predictions = [p for part in parts for p in part.predictions]
+    if len(parts) > 1:
+        # A request over several images: its predictions are each image's (a classifier's
+        # top of each), not the first image's scores; those stay in the item as sent.
+        first.scores = None
     if len(first.predictions) > limits.predictions:  # a request over several images
         message = f"at most {limits.predictions} predictions"
         raise InvalidBatch([ItemError(None, f"{prefix}.inference.response", message)])

@@ -21,6 +21,10 @@ def prediction_json(prediction: Prediction) -> dict[str, Any]:
         value = getattr(prediction, name)
         if value is not None:
             found[name] = value
+    if prediction.points is not None:
+        found["points"] = [{"x": x, "y": y} for x, y in prediction.points]
+    if prediction.keypoints is not None:
+        found["keypoints"] = list(prediction.keypoints)
     return found
 
 

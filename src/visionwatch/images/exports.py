@@ -97,17 +97,9 @@ def _box(prediction: dict[str, Any]) -> tuple[float, float, float, float] | None
     return float(prediction["x"]) - w / 2, float(prediction["y"]) - h / 2, w, h
 
 
-def _polygon(row: dict[str, Any], index: int) -> list[float] | None:
-    raw = row["item"].get("predictions") if isinstance(row.get("item"), dict) else None
-    if not isinstance(raw, list) or index >= len(raw) or not isinstance(raw[index], dict):
-        return None
-    points = raw[index].get("points")
-    if not isinstance(points, list):
-        return None
-    flat: list[float] = []
-    for point in points:
-        if isinstance(point, dict) and all(isinstance(point.get(n), int | float) for n in "xy"):
-            flat += [float(point["x"]), float(point["y"])]
+def _polygon(prediction: dict[str, Any]) -> list[float] | None:
+    """A segmentation's polygon as COCO writes it (x1, y1, x2, y2, ...), or None."""
+    flat = [float(v) for point in prediction.get("points") or () for v in (point["x"], point["y"])]
     return flat if len(flat) >= 6 else None
 
 
@@ -131,7 +123,7 @@ class _Coco:
                 "model_id": row["model_id"],
             }
         )
-        for index, prediction in enumerate(row["predictions"]):
+        for prediction in row["predictions"]:
             box = _box(prediction)
             if box is None:
                 continue
@@ -145,7 +137,7 @@ class _Coco:
                 "iscrowd": 0,
                 "score": prediction["confidence"],
             }
-            polygon = _polygon(row, index)
+            polygon = _polygon(prediction)
             if polygon is not None:
                 annotation["segmentation"] = [polygon]
             self.annotations.append(annotation)

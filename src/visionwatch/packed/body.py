@@ -258,22 +258,28 @@ def unpack_body(data: bytes) -> Body:
 
 
 def _forms(scores: list[Score]) -> int:
-    """The number forms that hold every confidence and coordinate of `scores` exactly."""
-    confidence = 0
+    """The number forms that hold every confidence and coordinate of `scores` exactly.
+
+    The forms are not nested (a float32 does not hold 0.1, four decimals do not hold a
+    float32's 0.21875001), so each value says which forms hold it, as bits, and the
+    smallest form that holds them all is chosen."""
+    confidences = _ANY_CONFIDENCE
     for score in scores:
-        confidence = max(confidence, _confidence_form(score.confidence))
-        if confidence == 2:
-            break
-    coordinate = 0
-    shapes = False
+        confidences &= _confidence_forms(score.confidence)
+    coordinates = _ANY_COORDINATE
+    seen = shapes = False
     for score in scores:
         for side in score.sides:
             if side is not None:
-                coordinate = max(coordinate, _coordinate_form(side))
+                coordinates &= _coordinate_forms(side)
+                seen = True
         if score.points is not None or score.keypoints is not None:
             shapes = True
             for x, y in score.points or ():
-                coordinate = max(coordinate, _coordinate_form(x), _coordinate_form(y))
+                coordinates &= _coordinate_forms(x) & _coordinate_forms(y)
+                seen = True
+    confidence = _lowest(confidences)
+    coordinate = _lowest(coordinates) if seen else 0
     partial = coordinate > 0 and any(None in score.sides for score in scores)
     return (
         confidence
@@ -283,23 +289,40 @@ def _forms(scores: list[Score]) -> int:
     )
 
 
-def _confidence_form(value: float) -> int:
-    if round(value * 10_000) / 10_000 == value:
-        return 0
-    return 1 if _F32.unpack(_F32.pack(value))[0] == value else 2
+# Which forms hold a value, a bit per form (bit n: form n).
+_ANY_CONFIDENCE = 0b111
+_ANY_COORDINATE = 0b11110
 
 
-def _coordinate_form(value: float) -> int:
-    tenths = round(value * 10)
-    if tenths / 10 == value:
-        if 0 <= tenths <= 0xFFFF:
-            return 1
-        if -(2**31) <= tenths < 2**31:
-            return 2
+def _lowest(forms: int) -> int:
+    return (forms & -forms).bit_length() - 1
+
+
+def _is_f32(value: float) -> bool:
     try:
-        return 3 if _F32.unpack(_F32.pack(value))[0] == value else 4
+        return bool(_F32.unpack(_F32.pack(value))[0] == value)
     except OverflowError:  # beyond float32's range
-        return 4
+        return False
+
+
+def _confidence_forms(value: float) -> int:
+    forms = 0b100
+    if round(value * 10_000) / 10_000 == value:
+        forms |= 0b001
+    if _is_f32(value):
+        forms |= 0b010
+    return forms
+
+
+def _coordinate_forms(value: float) -> int:
+    forms = 0b10000
+    if abs(value) < 2**31 / 10:  # beyond, tenths overflow an i32 (and a double's * 10)
+        tenths = round(value * 10)
+        if tenths / 10 == value:
+            forms |= 0b00110 if 0 <= tenths <= 0xFFFF else 0b00100
+    if _is_f32(value):
+        forms |= 0b01000
+    return forms
 
 
 def _put_confidence(out: bytearray, value: float, form: int) -> None:

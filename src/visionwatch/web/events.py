@@ -146,7 +146,7 @@ def events_page(request: Request, use_case: str, user: UserDep, database: Databa
     return render(request, "events.html", context)
 
 
-@router.get(PAGE + "/{use_case}/{event_id:path}")
+@router.get(PAGE + "/{use_case}/{event_id:text}")
 def event_page(
     request: Request, use_case: str, event_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:
@@ -188,7 +188,7 @@ def event_page(
     return render(request, "event.html", context)
 
 
-@router.post(PAGE + "/{use_case}/{event_id:path}/feedback")
+@router.post(PAGE + "/{use_case}/{event_id:text}/feedback")
 async def give_feedback(
     request: Request, use_case: str, event_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:

@@ -22,7 +22,7 @@ def inference_path(inference_id: str) -> str:
     return f"/inferences/{quote(inference_id, safe='')}"
 
 
-@router.post("/inferences/{inference_id:path}/feedback")
+@router.post("/inferences/{inference_id:text}/feedback")
 async def give_verdict(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:

@@ -80,7 +80,7 @@ def devices_page(
     return render(request, "devices.html", context)
 
 
-@router.get("/devices/{name:path}")
+@router.get("/devices/{name:text}")
 @one_snapshot
 def device_page(
     request: Request, name: str, user: UserDep, database: DatabaseDep, settings: SettingsDep

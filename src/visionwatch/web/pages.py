@@ -101,7 +101,7 @@ def workspace_page(
     return render(request, "workspace.html", context)
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:text}")
 @one_snapshot
 def model_page(request: Request, model_id: str, user: UserDep, database: DatabaseDep) -> Response:
     page = page_period(request.query_params, clock_of(request))
@@ -185,13 +185,13 @@ def inferences_page(request: Request, user: UserDep, database: DatabaseDep) -> R
     return render(request, "inferences.html", context)
 
 
-@router.get("/images/{inference_id:path}")
+@router.get("/images/{inference_id:text}")
 def image(request: Request, inference_id: str, user: UserDep, database: DatabaseDep) -> Response:
     key = image_store.image_key(database, user.workspace.id, inference_id)
     return image_response(request.app.state.blobs, key, thumbnail=False)
 
 
-@router.get("/thumbnails/{inference_id:path}")
+@router.get("/thumbnails/{inference_id:text}")
 def thumbnail(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
 ) -> Response:
@@ -199,7 +199,7 @@ def thumbnail(
     return image_response(request.app.state.blobs, key, thumbnail=True)
 
 
-@router.get("/inferences/{inference_id:path}")
+@router.get("/inferences/{inference_id:text}")
 @one_snapshot
 def inference_page(
     request: Request, inference_id: str, user: UserDep, database: DatabaseDep
