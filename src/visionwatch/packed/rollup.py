@@ -86,14 +86,19 @@ def pack_classes(classes: dict[int, ClassFigures], class_bins: Counter[tuple[int
     """The classes blob: a byte of form, the number of classes, their figures, their bins."""
     listed = sorted(classes.items())
     binned = sorted((k, c) for k, c in class_bins.items() if c)
-    size = _size(
-        (
-            value
-            for class_id, f in listed
-            for value in (class_id, f.inferences, f.predictions, f.errors, f.timed)
+    # The largest integer says the form (a max of builtins: this runs for every rollup
+    # row an aggregator run writes).
+    largest = max(
+        max(
+            (
+                max(class_id, f.inferences, f.predictions, f.errors, f.timed)
+                for class_id, f in listed
+            ),
+            default=0,
         ),
-        (value for (class_id, _), count in binned for value in (class_id, count)),
+        max((max(key[0], count) for key, count in binned), default=0),
     )
+    size = _LARGE if largest > 0xFFFF else _SMALL
     figures, bins = _CLASSES[size], _CLASS_BINS[size]
     return b"".join(
         (
