@@ -14,9 +14,11 @@ import io
 import json
 import shutil
 import sqlite3
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.support.workspaces import auth, workspace_key
 from visionwatch.app import create_app
 from visionwatch.config import Settings
 from visionwatch.db import migrate
+from visionwatch.db.dialect import Dialect
 from visionwatch.db.engine import Database, create_database
 from visionwatch.store import legacy
 
@@ -50,7 +53,12 @@ def first_form(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         yield database
         database.dispose()
         return
-    scratch: ScratchDatabases = request.getfixturevalue("postgres")
+    with first_form_postgres(request.getfixturevalue("postgres")) as database:
+        yield database
+
+
+@contextmanager
+def first_form_postgres(scratch: ScratchDatabases) -> Iterator[Database]:
     with scratch.database(migrated=False) as url:
         database = create_database(url)
         migrate.upgrade(database, "0015")
@@ -177,3 +185,76 @@ def test_the_first_forms_data_reads_the_same_while_and_after_it_is_rewritten(
             "/api/v1/inferences/run-7/feedback", json={"verdict": "correct"}, headers=key
         )
         assert response.status_code in (200, 201), response.text
+
+
+def test_a_read_that_waited_for_the_drop_of_the_first_form_sees_it_gone(
+    postgres: ScratchDatabases,
+) -> None:
+    """The rewrite job drops the first form's tables once they are empty; a read asking
+    then whether they remain waits for the drop, and must not be answered yes from what
+    its connection remembered of the catalog (its next read of them would fail)."""
+    with first_form_postgres(postgres) as database:
+        migrate.upgrade(database)
+        assert database.run_write(legacy.rewrite_some, database.dialect, 100_000) > 0
+        with database.read() as conn:
+            assert legacy.is_empty(conn)  # all moved
+            assert legacy.present(conn)  # not dropped
+        assert_read_during_drop_finds_nothing(database)
+
+
+def assert_read_during_drop_finds_nothing(database: Database) -> None:
+    answers: list[bool | BaseException] = []
+
+    def read() -> None:
+        try:
+            with database.read() as conn:
+                assert conn.execute(text("SELECT to_regclass('legacy_inferences')")).scalar()
+                answers.append(legacy.is_empty(conn))
+        except BaseException as error:  # reported by the test's thread
+            answers.append(error)
+
+    reader = threading.Thread(target=read)
+    with database.write() as conn:
+        assert legacy.rewrite_some(conn, database.dialect, 1000) == 0  # dropped, not yet seen
+        reader.start()
+        deadline = time.monotonic() + 10
+        while not conn.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ).scalar():
+            assert time.monotonic() < deadline, ("the read never waited for the drop", answers)
+            time.sleep(0.05)
+    reader.join(10)
+    assert answers == [True]
+    with database.read() as conn:
+        assert not legacy.present(conn)
+
+
+def test_the_first_form_goes_back_whole_while_partly_rewritten(first_form: Database) -> None:
+    """Down again before the rewrite job is done: the first form's tables come back with
+    every row and, on PostgreSQL, the foreign keys they were set aside without."""
+    before = first_form_shape(first_form)
+    migrate.upgrade(first_form)
+    assert first_form.run_write(legacy.rewrite_some, first_form.dialect, 20) == 20
+    migrate.downgrade(first_form, "0015")
+    assert first_form_shape(first_form) == before
+
+
+def first_form_shape(database: Database) -> dict[str, Any]:
+    """How many rows each table of the first form holds, and its foreign keys."""
+    shape: dict[str, Any] = {}
+    with database.read() as conn:
+        for table in ("inferences", "predictions", "inference_metadata"):
+            shape[table] = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            if database.dialect is Dialect.SQLITE:
+                keys = conn.exec_driver_sql(f"PRAGMA foreign_key_list({table})").all()
+                shape[f"{table} keys"] = sorted((k[2], k[3], k[4]) for k in keys)
+            else:
+                keys = conn.execute(
+                    text(
+                        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                        " WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
+                    ),
+                    {"table": table},
+                ).all()
+                shape[f"{table} keys"] = sorted(tuple(k) for k in keys)
+    return shape

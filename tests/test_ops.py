@@ -50,7 +50,7 @@ def test_metrics_count_requests_and_inferences(client: TestClient, new_key: NewK
         in text
     )
     # Labelled by route template, never by the inference id in the path.
-    assert 'route="/api/v1/inferences/{inference_id:path}",status="404"} 1.0' in text
+    assert 'route="/api/v1/inferences/{inference_id:text}",status="404"} 1.0' in text
     assert "404-me" not in text
 
 

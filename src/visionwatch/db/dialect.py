@@ -107,16 +107,29 @@ def lock_for_migration(dialect: Dialect, conn: Connection) -> None:
     assert_never(dialect)
 
 
-def lock_legacy(dialect: Dialect, conn: Connection, *, exclusive: bool) -> None:
+_LEGACY_LOCK = zlib.crc32(b"visionwatch.legacy")
+
+
+def lock_legacy(dialect: Dialect, conn: Connection) -> None:
     """For this transaction: the tables of the first stored form (store/legacy.py) are in
-    use (shared), or about to be dropped (exclusive). SQLite has one writer."""
+    use, and stay. SQLite has one writer."""
     if dialect is Dialect.SQLITE:
         return
     if dialect is Dialect.POSTGRESQL:
-        key = zlib.crc32(b"visionwatch.legacy")
-        kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        conn.execute(text(f"SELECT {kind}(:key)"), {"key": key})
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _LEGACY_LOCK})
         return
+    assert_never(dialect)
+
+
+def may_drop_legacy(dialect: Dialect, conn: Connection) -> bool:
+    """Whether no transaction uses the first form's tables now, and none will until this
+    one ends (it drops them). It does not wait: reads that came while it waited would
+    queue behind it, every read of the server stalled by a long export's."""
+    if dialect is Dialect.SQLITE:
+        return True
+    if dialect is Dialect.POSTGRESQL:
+        taken = conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LEGACY_LOCK})
+        return bool(taken.scalar())
     assert_never(dialect)
 
 

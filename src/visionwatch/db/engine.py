@@ -68,11 +68,15 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read whose statements all see one moment: a row and what else it needs (its
+        children, or the other stored form while the rewrite job moves rows between them)
+        are never read on either side of a commit."""
         shared = self._shared.get()
         if shared is not None and shared[1]:
             yield shared[0]
             return
         with self.reader.connect() as conn:
+            dialects.hold_one_moment(self.dialect, conn)
             yield conn
 
     @contextmanager

@@ -43,6 +43,7 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
+from sqlalchemy.exc import ProgrammingError
 
 from visionwatch.db import dialect as dialects
 from visionwatch.db.dialect import Dialect
@@ -118,8 +119,15 @@ def present(conn: Connection) -> bool:
         return False
     # Held until the transaction ends: the rewrite job drops the tables only under the
     # exclusive lock, so they stay while this transaction uses them.
-    dialects.lock_legacy(Dialect.POSTGRESQL, conn, exclusive=False)
-    return conn.execute(text("SELECT to_regclass('legacy_inferences')")).scalar() is not None
+    dialects.lock_legacy(Dialect.POSTGRESQL, conn)
+    # Whether the job dropped them while this waited: a lookup by name may answer from
+    # this backend's cache of the catalog, which only a table's lock brings up to date.
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("LOCK TABLE legacy_inferences IN ACCESS SHARE MODE")
+    except ProgrammingError:
+        return False
+    return True
 
 
 # The item as sent, in the first form: deflated against this dictionary, "1:" and base64;
@@ -338,12 +346,12 @@ def rewrite(db: Database, pause: float = 0.05) -> int:
 
 def rewrite_some(conn: Connection, dialect: Dialect, limit: int = BATCH) -> int:
     """The rewrite job's work: move up to `limit` rows, lowest keys first; when none are
-    left, drop the tables of the first form. How many were moved."""
+    left, drop the tables of the first form unless a read uses them (the next round
+    tries again). How many were moved."""
     if not present(conn):
         return 0
     moved = _move(conn, dialect, _rows(conn, [], limit))
-    if moved == 0:
-        dialects.lock_legacy(dialect, conn, exclusive=True)
+    if moved == 0 and dialects.may_drop_legacy(dialect, conn):
         for table in TABLES:
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     return moved

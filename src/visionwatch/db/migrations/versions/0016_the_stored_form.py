@@ -125,6 +125,19 @@ def _set_aside(bind: sa.Connection, table: str, postgres: bool) -> None:
     ).scalars()
     for key in list(keys):
         op.execute(f'ALTER TABLE {legacy} RENAME CONSTRAINT "{key}" TO "legacy_{key}"')
+    # The rewrite job drops these tables while the server reads. Dropping a foreign key
+    # locks the table it names (models, devices, workspaces), which a read holds while it
+    # waits for the job to finish: a deadlock. Rows only leave these tables, so their
+    # foreign keys have nothing left to check.
+    foreign = bind.execute(
+        sa.text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) "
+            "AND contype = 'f'"
+        ),
+        {"table": legacy},
+    ).scalars()
+    for key in list(foreign):
+        op.execute(f'ALTER TABLE {legacy} DROP CONSTRAINT "{key}"')
     if table == "inferences":
         op.execute("ALTER SEQUENCE inferences_id_seq RENAME TO legacy_inferences_id_seq")
 
@@ -277,6 +290,19 @@ def _rename_back(bind: sa.Connection, table: str, postgres: bool) -> None:
         )
     if table == "inferences":
         op.execute("ALTER SEQUENCE legacy_inferences_id_seq RENAME TO inferences_id_seq")
+        for key, column, names in _OLD_FOREIGN_KEYS:
+            op.execute(
+                f"ALTER TABLE inferences ADD CONSTRAINT {key} FOREIGN KEY ({column}) "
+                f"REFERENCES {names} (id)"
+            )
+
+
+# The first form's foreign keys on PostgreSQL, which its set-aside tables lost.
+_OLD_FOREIGN_KEYS = (
+    ("fk_inferences_workspace_id_workspaces", "workspace_id", "workspaces"),
+    ("fk_inferences_model_id_models", "model_id", "models"),
+    ("fk_inferences_device_id_devices", "device_id", "devices"),
+)
 
 
 def _rewrite_back(bind: sa.Connection) -> None:
