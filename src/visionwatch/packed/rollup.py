@@ -121,7 +121,12 @@ def pack_classes(classes: dict[int, ClassFigures], class_bins: Counter[tuple[int
     )
 
 
-def unpack_classes(data: bytes | None, into: Blobs | None = None) -> Blobs:
+def unpack_classes(
+    data: bytes | None, into: Blobs | None = None, *, with_bins: bool = True
+) -> Blobs:
+    """The classes blob decoded (into `into`); without its class histograms when the
+    reader shows no class's histogram: a day's row holds up to a hundred bins a class,
+    most of what decoding it costs."""
     found = into if into is not None else Blobs()
     if not data:
         return found
@@ -146,6 +151,8 @@ def unpack_classes(data: bytes | None, into: Blobs | None = None) -> Blobs:
             figure.timed += timed
             figure.confidence_sum += confidences
             figure.inference_time_sum += times
+    if not with_bins:
+        return found
     class_bins = found.class_bins
     for class_id, b, c in bins.iter_unpack(view[end:]):
         class_bins[(class_id, b)] += c

@@ -42,6 +42,10 @@ class Matching:
 
     conditions: list[Any]
     check: Callable[[Decoded], bool] | None
+    # Whether `check` turns away many of the rows the conditions select (confidence
+    # bounds), or almost none (a metadata value, whose hash tag seldom collides): a scan
+    # then reads a page's worth at a time, not a chunk of rows decoded for nothing.
+    selective: bool = True
 
     def selects(self, row: Decoded) -> bool:
         return self.check is None or self.check(row)
@@ -86,7 +90,9 @@ def matching(conn: Connection, workspace_id: int, query: InferenceQuery) -> Matc
         checks.append(_metadata_is(name, value))
     if not checks:
         return Matching(conditions, None)
-    return Matching(conditions, lambda row: all(check(row) for check in checks))
+    return Matching(
+        conditions, lambda row: all(check(row) for check in checks), selective=bounded
+    )
 
 
 def _one_prediction(query: InferenceQuery) -> Callable[[Decoded], bool]:
@@ -137,7 +143,7 @@ def _scan(
     matched: list[Decoded] = []
     examined = 0
     while True:
-        chunk = wanted if found.check is None else _CHUNK
+        chunk = _CHUNK if found.check is not None and found.selective else wanted
         where = list(found.conditions)
         if position is not None:
             where.append(_position(*position))

@@ -11,7 +11,7 @@ packed (packed/rollup.py), added up here.
 """
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -288,6 +288,13 @@ def time_percentiles(
     totals = sum_rollups(
         conn, scope, start, end, group="interval", interval=interval, with_bins="time"
     )
+    return percentiles_of(totals, percents)
+
+
+def percentiles_of(
+    totals: Mapping[datetime, Delta], percents: tuple[int, ...]
+) -> dict[datetime, dict[int, int]]:
+    """`time_percentiles` of intervals' totals read with their time histograms."""
     found = {}
     for moment, delta in totals.items():
         if not delta.time_bins:
@@ -300,10 +307,16 @@ def time_percentiles(
 
 
 def _class_rows(
-    conn: Connection, scope: Scope, start: datetime, end: datetime, coarsest: str = "day"
+    conn: Connection,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    coarsest: str = "day",
+    *,
+    with_bins: bool = False,
 ) -> Iterator[tuple[int, int, Blobs | dict[str, ClassDelta]]]:
-    """(bucket, model, classes) of every piece of the period: a row's classes decoded, or
-    (raw rows) the class totals by name."""
+    """(bucket, model, classes) of every piece of the period: a row's classes decoded (with
+    their histograms if `with_bins`), or (raw rows) the class totals by name."""
     for part in parts(conn, scope, start, end, coarsest):
         if part.resolution is None:
             for minute, model, _, classes in _raw(conn, scope, part):
@@ -312,7 +325,7 @@ def _class_rows(
         query = _query(part.resolution, _models(scope, part.resolution, True), ("classes",))
         for row in conn.execute(query, _params(scope, part)):
             if row.classes:
-                yield row[0], row[1], unpack_classes(row.classes)
+                yield row[0], row[1], unpack_classes(row.classes, with_bins=with_bins)
 
 
 class _ClassNames:
@@ -339,7 +352,7 @@ def sum_classes(
     result: dict[tuple[int, str], ClassDelta] = {}
     names = _ClassNames(conn, scope.workspace_id)
     with_bins = with_bins and scope.device_id == ALL_DEVICES
-    for _, model, classes in _class_rows(conn, scope, start, end):
+    for _, model, classes in _class_rows(conn, scope, start, end, with_bins=with_bins):
         if isinstance(classes, dict):
             for name, figures in classes.items():
                 totals = result.setdefault((model, name), ClassDelta())

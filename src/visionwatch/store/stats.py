@@ -19,8 +19,8 @@ from visionwatch.store.rollup_read import (
     Scope,
     class_predictions,
     device_requests,
+    percentiles_of,
     sum_rollups,
-    time_percentiles,
 )
 from visionwatch.timeutil import RESOLUTION_STEPS, floor_to
 
@@ -304,6 +304,7 @@ def series(
     with db.read_lagging() as conn:
         scope = resolve_scope(conn, workspace_id, filters)
         if scope is not None:
+            # One read: the percentiles' time histograms come with the sums.
             groups = sum_rollups(
                 conn,
                 scope,
@@ -311,10 +312,9 @@ def series(
                 period.end,
                 group="interval",
                 interval=step,
-                with_bins=False,
+                with_bins="time" if percents else False,
             )
-            if percents:
-                ranked = time_percentiles(conn, scope, period.start, period.end, step, percents)
+            ranked = percentiles_of(groups, percents) if percents else {}
     found: dict[str, list[tuple[datetime, float | None]]] = {metric: [] for metric in metrics}
     for moment in moments(period, step):
         # One shared empty total for the intervals without traffic: a Delta is two Counters,
