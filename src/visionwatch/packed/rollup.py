@@ -121,6 +121,17 @@ def pack_classes(classes: dict[int, ClassFigures], class_bins: Counter[tuple[int
     )
 
 
+def class_totals(data: bytes) -> list[tuple[int, int, float]]:
+    """Per class of a classes blob: its id, its predictions and their confidences' sum,
+    the rest left packed."""
+    if not data:
+        return []
+    figures = _CLASSES[data[0]]
+    (count,) = _COUNT.unpack_from(data, 1)
+    packed = memoryview(data)[5 : 5 + count * figures.size]
+    return [(c, p, s) for c, _, p, _, _, s, _ in figures.iter_unpack(packed)]
+
+
 def unpack_classes(
     data: bytes | None, into: Blobs | None = None, *, with_bins: bool = True
 ) -> Blobs:

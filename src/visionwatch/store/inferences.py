@@ -90,9 +90,7 @@ def matching(conn: Connection, workspace_id: int, query: InferenceQuery) -> Matc
         checks.append(_metadata_is(name, value))
     if not checks:
         return Matching(conditions, None)
-    return Matching(
-        conditions, lambda row: all(check(row) for check in checks), selective=bounded
-    )
+    return Matching(conditions, lambda row: all(check(row) for check in checks), selective=bounded)
 
 
 def _one_prediction(query: InferenceQuery) -> Callable[[Decoded], bool]:

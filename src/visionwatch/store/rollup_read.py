@@ -34,7 +34,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from visionwatch.db.schema import ROLLUP_SUMS, inferences, rollups
 from visionwatch.db.types import from_micros, to_micros
 from visionwatch.histograms import ranked_positions
-from visionwatch.packed.rollup import NO_CLASS, Blobs, unpack_bins, unpack_classes
+from visionwatch.packed.rollup import (
+    NO_CLASS,
+    Blobs,
+    class_totals,
+    unpack_bins,
+    unpack_classes,
+)
 from visionwatch.rollups import ALL_DEVICES, ALL_MODELS, ClassDelta, Delta, compute_deltas
 from visionwatch.store import dictionaries
 from visionwatch.store.decoded import ROW_COLUMNS, WITH_NAMES, as_inference, decode_rows
@@ -328,6 +334,29 @@ def _class_rows(
                 yield row[0], row[1], unpack_classes(row.classes, with_bins=with_bins)
 
 
+def _class_sums(
+    conn: Connection, scope: Scope, start: datetime, end: datetime, names: "_ClassNames"
+) -> Iterator[tuple[int, int, list[tuple[str, int, float]]]]:
+    """(bucket, model, [(class, predictions, confidence sum)]) of every piece of the period:
+    `_class_rows` for a class table, which reads two of a class's figures (a model of a
+    thousand classes made a thousand objects a row for them)."""
+    for part in parts(conn, scope, start, end):
+        if part.resolution is None:
+            for minute, model, _, classes in _raw(conn, scope, part):
+                yield (
+                    minute,
+                    model,
+                    [(name, f.predictions, f.confidence_sum) for name, f in classes.items()],
+                )
+            continue
+        query = _query(part.resolution, _models(scope, part.resolution, True), ("classes",))
+        for row in conn.execute(query, _params(scope, part)):
+            if row.classes:
+                found = class_totals(row.classes)
+                named = names.of(class_id for class_id, _, _ in found)
+                yield row[0], row[1], [(named[c], p, s) for c, p, s in found]
+
+
 class _ClassNames:
     """Class ids of the rollups' blobs by name, looked up once per read."""
 
@@ -398,15 +427,7 @@ def class_predictions(
     confidences, the two sums a class table shows."""
     totals: dict[tuple[int, str], tuple[int, float]] = {}
     names = _ClassNames(conn, scope.workspace_id)
-    for _, model, classes in _class_rows(conn, scope, start, end):
-        if isinstance(classes, dict):
-            listed = [(name, f.predictions, f.confidence_sum) for name, f in classes.items()]
-        else:
-            named = names.of(classes.classes)
-            listed = [
-                (named[class_id], f.predictions, f.confidence_sum)
-                for class_id, f in classes.classes.items()
-            ]
+    for _, model, listed in _class_sums(conn, scope, start, end, names):
         for name, predictions, confidence_sum in listed:
             key = (model, name)
             count, total = totals.get(key, (0, 0.0))
