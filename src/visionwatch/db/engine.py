@@ -108,9 +108,11 @@ class Database:
         conn = self._standby_connection()
         if conn is None:
             with self.reader.connect() as conn:
+                dialects.hold_one_moment(self.dialect, conn)  # as `read`
                 yield conn
             return
         with conn:
+            dialects.hold_one_moment(self.dialect, conn)
             yield conn
 
     def _standby_connection(self) -> Connection | None:

@@ -7,8 +7,10 @@ the floors as time passes; readers take minutes under a floor from the inference
 and retention deletes them.
 """
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
@@ -55,15 +57,31 @@ def advance_floors(conn: Connection, dialect: Dialect, now: datetime, kept: Kept
                 update(rollup_floors).where(rollup_floors.c.grain == grain).values(floor=floor)
             )
         stored[grain] = max(stored.get(grain, floor), floor)
-    return Floors(stored["minutes"], stored["device_minutes"])
+    raised = Floors(stored["minutes"], stored["device_minutes"])
+    transaction = conn.get_transaction()
+    if transaction is not None:
+        _SEEN[transaction] = raised  # what this transaction now reads
+    return raised
 
 
 def read_floors(conn: Connection) -> Floors | None:
-    """The floors as stored (None before the first run)."""
+    """The floors as stored (None before the first run), looked up once a transaction: its
+    reads all see one moment (`Database.read`), and a page's dozen reads of rollups each
+    asked again (a round trip each on PostgreSQL)."""
+    transaction = conn.get_transaction()
+    if transaction is not None and transaction in _SEEN:
+        return _SEEN[transaction]
     stored = dict(conn.execute(select(rollup_floors.c.grain, rollup_floors.c.floor)).all())
-    if "minutes" not in stored:
-        return None
-    return Floors(stored["minutes"], stored["device_minutes"])
+    found = Floors(stored["minutes"], stored["device_minutes"]) if "minutes" in stored else None
+    if transaction is None:
+        transaction = conn.get_transaction()  # the statement began it
+    if transaction is not None:
+        _SEEN[transaction] = found
+    return found
+
+
+# The floors each open transaction read, forgotten with it.
+_SEEN: "weakref.WeakKeyDictionary[Any, Floors | None]" = weakref.WeakKeyDictionary()
 
 
 def _minute(micros: int) -> int:
