@@ -11,11 +11,11 @@ packed (packed/rollup.py), added up here.
 """
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -312,6 +312,9 @@ def percentiles_of(
     return found
 
 
+Classes = TypeVar("Classes")  # a classes blob as a read decodes it
+
+
 def _class_rows(
     conn: Connection,
     scope: Scope,
@@ -319,10 +322,10 @@ def _class_rows(
     end: datetime,
     coarsest: str = "day",
     *,
-    with_bins: bool = False,
-) -> Iterator[tuple[int, int, Blobs | dict[str, ClassDelta]]]:
-    """(bucket, model, classes) of every piece of the period: a row's classes decoded (with
-    their histograms if `with_bins`), or (raw rows) the class totals by name."""
+    decode: Callable[[bytes], Classes],
+) -> Iterator[tuple[int, int, Classes | dict[str, ClassDelta]]]:
+    """(bucket, model, classes) of every piece of the period: a row's classes blob as
+    `decode` reads it, or (raw rows) the class totals by name."""
     for part in parts(conn, scope, start, end, coarsest):
         if part.resolution is None:
             for minute, model, _, classes in _raw(conn, scope, part):
@@ -331,30 +334,13 @@ def _class_rows(
         query = _query(part.resolution, _models(scope, part.resolution, True), ("classes",))
         for row in conn.execute(query, _params(scope, part)):
             if row.classes:
-                yield row[0], row[1], unpack_classes(row.classes, with_bins=with_bins)
+                yield row[0], row[1], decode(row.classes)
 
 
-def _class_sums(
-    conn: Connection, scope: Scope, start: datetime, end: datetime, names: "_ClassNames"
-) -> Iterator[tuple[int, int, list[tuple[str, int, float]]]]:
-    """(bucket, model, [(class, predictions, confidence sum)]) of every piece of the period:
-    `_class_rows` for a class table, which reads two of a class's figures (a model of a
-    thousand classes made a thousand objects a row for them)."""
-    for part in parts(conn, scope, start, end):
-        if part.resolution is None:
-            for minute, model, _, classes in _raw(conn, scope, part):
-                yield (
-                    minute,
-                    model,
-                    [(name, f.predictions, f.confidence_sum) for name, f in classes.items()],
-                )
-            continue
-        query = _query(part.resolution, _models(scope, part.resolution, True), ("classes",))
-        for row in conn.execute(query, _params(scope, part)):
-            if row.classes:
-                found = class_totals(row.classes)
-                named = names.of(class_id for class_id, _, _ in found)
-                yield row[0], row[1], [(named[c], p, s) for c, p, s in found]
+def _without_bins(data: bytes) -> Blobs:
+    """A classes blob without its class histograms: for reads that show none (a day's row
+    holds up to a hundred bins a class, most of what decoding it costs)."""
+    return unpack_classes(data, with_bins=False)
 
 
 class _ClassNames:
@@ -381,7 +367,8 @@ def sum_classes(
     result: dict[tuple[int, str], ClassDelta] = {}
     names = _ClassNames(conn, scope.workspace_id)
     with_bins = with_bins and scope.device_id == ALL_DEVICES
-    for _, model, classes in _class_rows(conn, scope, start, end, with_bins=with_bins):
+    decode = unpack_classes if with_bins else _without_bins
+    for _, model, classes in _class_rows(conn, scope, start, end, decode=decode):
         if isinstance(classes, dict):
             for name, figures in classes.items():
                 totals = result.setdefault((model, name), ClassDelta())
@@ -427,7 +414,14 @@ def class_predictions(
     confidences, the two sums a class table shows."""
     totals: dict[tuple[int, str], tuple[int, float]] = {}
     names = _ClassNames(conn, scope.workspace_id)
-    for _, model, listed in _class_sums(conn, scope, start, end, names):
+    # The blob's two figures a class table shows, not a ClassFigures per class (a model of
+    # a thousand classes made a thousand objects a row).
+    for _, model, classes in _class_rows(conn, scope, start, end, decode=class_totals):
+        if isinstance(classes, dict):
+            listed = [(name, f.predictions, f.confidence_sum) for name, f in classes.items()]
+        else:
+            named = names.of(class_id for class_id, _, _ in classes)
+            listed = [(named[c], p, s) for c, p, s in classes]
         for name, predictions, confidence_sum in listed:
             key = (model, name)
             count, total = totals.get(key, (0, 0.0))
@@ -541,7 +535,7 @@ def class_series(
     micros = int(interval.total_seconds()) * 1_000_000
     wanted = dictionaries.name_id(conn, scope.workspace_id, class_name)
     result: dict[datetime, ClassDelta] = {}
-    for bucket, _, classes in _class_rows(conn, scope, start, end, coarsest):
+    for bucket, _, classes in _class_rows(conn, scope, start, end, coarsest, decode=_without_bins):
         if isinstance(classes, dict):
             figure: Any = classes.get(class_name)
         else:
